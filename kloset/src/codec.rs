@@ -1,0 +1,125 @@
+//! Plaintext encoding inside sealed objects: one encoding byte, then either
+//! the raw bytes or a zstd frame. Compression is skipped when it does not pay.
+//!
+//! Also the MessagePack helpers used for every structured object.
+
+use std::io::Read;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+const ENCODING_RAW: u8 = 0;
+const ENCODING_ZSTD: u8 = 1;
+
+/// Upper bound on any decoded structured object (index, tree, snapshot): a
+/// damaged or hostile object cannot make us allocate more than this.
+pub const MAX_OBJECT_SIZE: usize = 1 << 30;
+
+/// Encodes `raw` with zstd at `level`, or stores it raw when compression
+/// saves less than 1/32 of the size (already compressed or random data).
+pub fn encode(raw: &[u8], level: i32) -> Vec<u8> {
+    if raw.len() >= 64
+        && let Ok(compressed) = zstd::bulk::compress(raw, level)
+        && compressed.len() + raw.len() / 32 < raw.len()
+    {
+        let mut out = Vec::with_capacity(compressed.len() + 1);
+        out.push(ENCODING_ZSTD);
+        out.extend_from_slice(&compressed);
+        return out;
+    }
+    let mut out = Vec::with_capacity(raw.len() + 1);
+    out.push(ENCODING_RAW);
+    out.extend_from_slice(raw);
+    out
+}
+
+/// Decodes what [`encode`] produced. `max_len` bounds the output (the raw
+/// length recorded in the index for blobs, [`MAX_OBJECT_SIZE`] otherwise).
+pub fn decode(encoded: &[u8], max_len: usize, name: &str) -> Result<Vec<u8>> {
+    let (&tag, body) = encoded
+        .split_first()
+        .ok_or_else(|| Error::corrupt(name, "empty plaintext"))?;
+    match tag {
+        ENCODING_RAW => {
+            if body.len() > max_len {
+                return Err(Error::corrupt(name, "longer than recorded"));
+            }
+            Ok(body.to_vec())
+        }
+        ENCODING_ZSTD => {
+            let mut decoder = zstd::stream::read::Decoder::new(body)
+                .map_err(|e| Error::corrupt(name, format!("zstd: {e}")))?;
+            let mut out = Vec::new();
+            (&mut decoder)
+                .take(max_len as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| Error::corrupt(name, format!("zstd: {e}")))?;
+            if out.len() > max_len {
+                return Err(Error::corrupt(name, "decompresses to more than recorded"));
+            }
+            Ok(out)
+        }
+        other => Err(Error::corrupt(name, format!("unknown encoding {other}"))),
+    }
+}
+
+/// Serializes a structure as MessagePack with named fields, so that fields
+/// can be added later without breaking readers.
+pub fn to_msgpack<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing our own plain structs into a Vec cannot fail.
+    rmp_serde::to_vec_named(value).unwrap_or_default()
+}
+
+/// Deserializes MessagePack produced by [`to_msgpack`].
+pub fn from_msgpack<T: DeserializeOwned>(bytes: &[u8], name: &str) -> Result<T> {
+    rmp_serde::from_slice(bytes).map_err(|e| Error::corrupt(name, format!("cannot decode: {e}")))
+}
+
+/// Checks a structure's format version against the highest one we read.
+pub fn check_version(version: u32, supported: u32, name: &str) -> Result<()> {
+    if version == 0 || version > supported {
+        return Err(Error::UnsupportedVersion {
+            object: name.to_string(),
+            version,
+            supported,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressible_data_is_compressed() {
+        let raw = vec![b'a'; 100_000];
+        let enc = encode(&raw, 3);
+        assert_eq!(enc[0], ENCODING_ZSTD);
+        assert!(enc.len() < 1000);
+        assert_eq!(decode(&enc, raw.len(), "t").expect("decode"), raw);
+    }
+
+    #[test]
+    fn random_data_is_stored_raw() {
+        let raw: Vec<u8> = (0..100_000).map(|_| rand::random::<u8>()).collect();
+        let enc = encode(&raw, 3);
+        assert_eq!(enc[0], ENCODING_RAW);
+        assert_eq!(decode(&enc, raw.len(), "t").expect("decode"), raw);
+    }
+
+    #[test]
+    fn decode_bounds_and_garbage() {
+        let enc = encode(&vec![0u8; 10_000], 3);
+        assert!(decode(&enc, 9_999, "t").is_err(), "bomb bound");
+        assert!(decode(&[], 10, "t").is_err());
+        assert!(decode(&[9, 1, 2], 10, "t").is_err());
+        assert!(decode(&[ENCODING_ZSTD, 1, 2, 3], 10, "t").is_err());
+        assert_eq!(
+            decode(&[ENCODING_RAW], 0, "t").expect("empty"),
+            Vec::<u8>::new()
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! The engine's error type.
+//!
+//! Policy: callers branch on [`ErrorKind`] (wrong passphrase, corrupt object,
+//! not found, ...) and ask [`Error::is_retryable`] whether trying again can help.
+//! Every variant carries enough context (object name, path, location) to be
+//! shown to an operator as is. No variant ever carries secret material.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, for callers that branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The passphrase does not unlock the store.
+    WrongPassphrase,
+    /// There is no Kloset store at the location.
+    NotAStore,
+    /// The location already holds a Kloset store or other data.
+    AlreadyExists,
+    /// An object failed authentication, framing or decoding.
+    Corrupt,
+    /// Something named by the caller does not exist.
+    NotFound,
+    /// A store object was written by a newer, unknown format version.
+    Unsupported,
+    /// The storage backend failed.
+    Storage,
+    /// A local file system operation failed.
+    Io,
+    /// The caller passed something invalid.
+    InvalidArgument,
+    /// The operation was cancelled.
+    Cancelled,
+}
+
+/// An engine error with its context.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("wrong passphrase for the store at {location}")]
+    WrongPassphrase { location: String },
+    #[error("no kloset store at {location}{}", found_suffix(.found))]
+    NotAStore {
+        location: String,
+        found: Option<String>,
+    },
+    #[error("{location} already holds {what}")]
+    AlreadyExists { location: String, what: String },
+    #[error("corrupt object {object}: {reason}")]
+    Corrupt { object: String, reason: String },
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("{object} uses format version {version}, which this kloset ({supported}) cannot read")]
+    UnsupportedVersion {
+        object: String,
+        version: u32,
+        supported: u32,
+    },
+    #[error("storage error while {context}: {source}")]
+    Storage {
+        context: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{op} {}: {source}", .path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+fn found_suffix(found: &Option<String>) -> String {
+    match found {
+        Some(f) => format!(" (it holds other data: {f})"),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    /// The category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::WrongPassphrase { .. } => ErrorKind::WrongPassphrase,
+            Error::NotAStore { .. } => ErrorKind::NotAStore,
+            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::Corrupt { .. } => ErrorKind::Corrupt,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::UnsupportedVersion { .. } => ErrorKind::Unsupported,
+            Error::Storage { source, .. } => match source {
+                object_store::Error::NotFound { .. } => ErrorKind::NotFound,
+                _ => ErrorKind::Storage,
+            },
+            Error::Io { .. } => ErrorKind::Io,
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::Cancelled => ErrorKind::Cancelled,
+        }
+    }
+
+    /// Whether retrying the same operation later may succeed (network and
+    /// backend failures); corruption, wrong passphrases and bad arguments are
+    /// permanent.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Storage | ErrorKind::Io)
+    }
+
+    pub(crate) fn corrupt(object: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            object: object.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn storage(context: impl Into<String>, source: object_store::Error) -> Self {
+        Error::Storage {
+            context: context.into(),
+            source,
+        }
+    }
+}

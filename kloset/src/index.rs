@@ -1,0 +1,195 @@
+//! The index: which pack holds each blob, merged from every index object.
+//!
+//! Index objects are immutable and written by each writer after its packs are
+//! durable; readers merge all of them, so concurrent writers never contend
+//! on a shared file. A blob listed twice (two hosts stored the same data at
+//! once) is harmless: any copy will do. Entries are compact (pack number,
+//! offset, lengths) to keep memory near 60 bytes per blob.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::id::{BlobId, BlobKind, IndexId, PackId};
+use crate::pack::PackEntry;
+
+/// One pack and its blobs, as stored in an index object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IndexPack {
+    /// The pack.
+    pub id: PackId,
+    /// Its blobs.
+    pub blobs: Vec<PackEntry>,
+}
+
+/// The content of one index object.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IndexFile {
+    /// Structure version.
+    pub v: u32,
+    /// Packs described by this object.
+    pub packs: Vec<IndexPack>,
+}
+
+/// Where a blob is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// The pack that holds it.
+    pub pack: PackId,
+    /// Data or tree.
+    pub kind: BlobKind,
+    /// Offset of the sealed blob in the pack.
+    pub offset: u32,
+    /// Length of the sealed blob.
+    pub length: u32,
+    /// Plaintext length.
+    pub raw_length: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    pack: u32,
+    kind: BlobKind,
+    offset: u32,
+    length: u32,
+    raw_length: u32,
+}
+
+/// The merged in-memory index.
+#[derive(Debug, Default)]
+pub struct Index {
+    packs: Vec<PackId>,
+    pack_numbers: HashMap<PackId, u32>,
+    blobs: HashMap<BlobId, Slot>,
+    files: Vec<IndexId>,
+}
+
+impl Index {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds every pack of an index object.
+    pub fn merge(&mut self, id: Option<IndexId>, packs: &[IndexPack]) {
+        if let Some(id) = id {
+            self.files.push(id);
+        }
+        for p in packs {
+            self.add_pack(p.id, &p.blobs);
+        }
+    }
+
+    /// Adds one pack's blobs.
+    pub fn add_pack(&mut self, id: PackId, blobs: &[PackEntry]) {
+        let next = self.packs.len() as u32;
+        let number = *self.pack_numbers.entry(id).or_insert(next);
+        if number == next {
+            self.packs.push(id);
+        }
+        for b in blobs {
+            self.blobs.entry(b.id).or_insert(Slot {
+                pack: number,
+                kind: b.kind,
+                offset: b.offset,
+                length: b.length,
+                raw_length: b.raw_length,
+            });
+        }
+    }
+
+    /// Whether a blob is stored.
+    pub fn contains(&self, id: &BlobId) -> bool {
+        self.blobs.contains_key(id)
+    }
+
+    /// Where a blob is stored.
+    pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
+        self.blobs.get(id).map(|s| BlobLocation {
+            pack: self.packs[s.pack as usize],
+            kind: s.kind,
+            offset: s.offset,
+            length: s.length,
+            raw_length: s.raw_length,
+        })
+    }
+
+    /// Number of distinct blobs.
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// Every pack the index knows.
+    pub fn packs(&self) -> &[PackId] {
+        &self.packs
+    }
+
+    /// Ids of the index objects merged so far.
+    pub fn files(&self) -> &[IndexId] {
+        &self.files
+    }
+
+    /// Every blob with its location (for check and stats).
+    pub fn iter(&self) -> impl Iterator<Item = (BlobId, BlobLocation)> + '_ {
+        self.blobs.iter().map(|(id, s)| {
+            (
+                *id,
+                BlobLocation {
+                    pack: self.packs[s.pack as usize],
+                    kind: s.kind,
+                    offset: s.offset,
+                    length: s.length,
+                    raw_length: s.raw_length,
+                },
+            )
+        })
+    }
+}
+
+/// Encodes an index object's plaintext.
+pub fn encode_file(packs: Vec<IndexPack>) -> Vec<u8> {
+    codec::to_msgpack(&IndexFile { v: 1, packs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: BlobId, offset: u32) -> PackEntry {
+        PackEntry {
+            kind: BlobKind::Data,
+            id,
+            offset,
+            length: 10,
+            raw_length: 5,
+        }
+    }
+
+    #[test]
+    fn merge_and_lookup() {
+        let (b1, b2) = (BlobId::random(), BlobId::random());
+        let (p1, p2) = (PackId::random(), PackId::random());
+        let mut idx = Index::new();
+        idx.merge(
+            Some(IndexId::random()),
+            &[IndexPack {
+                id: p1,
+                blobs: vec![entry(b1, 0)],
+            }],
+        );
+        idx.merge(
+            Some(IndexId::random()),
+            &[IndexPack {
+                id: p2,
+                blobs: vec![entry(b1, 7), entry(b2, 17)],
+            }],
+        );
+        assert_eq!(idx.get(&b1).expect("b1").pack, p1, "first copy wins");
+        assert_eq!(idx.get(&b2).expect("b2").offset, 17);
+        assert_eq!(idx.blob_count(), 2);
+        assert_eq!(idx.packs().len(), 2);
+        assert_eq!(idx.files().len(), 2);
+        assert!(!idx.contains(&BlobId::random()));
+    }
+}

@@ -1,0 +1,385 @@
+//! Backup: walk a directory, store new content, write a snapshot last.
+//!
+//! Directories are walked depth first; the entries of each directory are
+//! processed in parallel on a rayon pool (reading, chunking, hashing,
+//! compressing and sealing happen on the worker threads), then the
+//! directory's tree blob is stored. A file whose size, mtime, ctime and inode
+//! match the parent snapshot is not read again. Unreadable files are recorded
+//! in the snapshot and skipped. The snapshot header is written only after the
+//! writer has made every pack and index durable.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+
+use crate::chunker::Chunker;
+use crate::error::{Error, Result};
+use crate::fsmeta::{hostname, node_from, unchanged};
+use crate::id::{BlobId, BlobKind, SnapshotId};
+use crate::progress::Progress;
+use crate::repository::{Repository, now_ns};
+use crate::snapshot::{FileError, SNAPSHOT_VERSION, Snapshot, SnapshotStats};
+use crate::tree::{Node, NodeKind, Tree};
+use crate::writer::Writer;
+
+/// How to choose the parent snapshot for change detection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ParentPolicy {
+    /// The latest snapshot with the same host and source.
+    #[default]
+    Latest,
+    /// This snapshot.
+    Snapshot(SnapshotId),
+    /// None: read every file.
+    None,
+}
+
+/// What to back up and how.
+#[derive(Clone, Debug)]
+pub struct BackupOptions {
+    /// Source name recorded in the snapshot (defaults to the path).
+    pub source: Option<String>,
+    /// Host recorded in the snapshot (defaults to this host).
+    pub host: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Glob patterns; a match on the relative path or the name skips an entry.
+    pub excludes: Vec<String>,
+    /// Parent for change detection.
+    pub parent: ParentPolicy,
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
+    /// Live counters and cancellation.
+    pub progress: Arc<Progress>,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        BackupOptions {
+            source: None,
+            host: None,
+            tags: Vec::new(),
+            excludes: Vec::new(),
+            parent: ParentPolicy::Latest,
+            threads: 0,
+            progress: Arc::new(Progress::new()),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    files: AtomicU64,
+    dirs: AtomicU64,
+    others: AtomicU64,
+    bytes: AtomicU64,
+    unchanged: AtomicU64,
+}
+
+struct Ctx<'r> {
+    repo: &'r Repository,
+    writer: Writer<'r>,
+    excludes: GlobSet,
+    progress: Arc<Progress>,
+    errors: Mutex<Vec<FileError>>,
+    counters: Counters,
+    chunkers: Mutex<Vec<Chunker>>,
+}
+
+enum FileFailure {
+    Io(std::io::Error),
+    Fatal(Error),
+}
+
+impl From<std::io::Error> for FileFailure {
+    fn from(e: std::io::Error) -> Self {
+        FileFailure::Io(e)
+    }
+}
+
+/// Backs up the directory `root` and returns the new snapshot.
+pub fn backup(repo: &Repository, root: &Path, options: &BackupOptions) -> Result<Snapshot> {
+    let started = Instant::now();
+    let time_ns = now_ns();
+    let root_meta = fs::metadata(root).map_err(|e| Error::io("read", root, e))?;
+    if !root_meta.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not a directory",
+            root.display()
+        )));
+    }
+    let source = options
+        .source
+        .clone()
+        .unwrap_or_else(|| root.display().to_string());
+    let host = options.host.clone().unwrap_or_else(hostname);
+    let parent = match &options.parent {
+        ParentPolicy::None => None,
+        ParentPolicy::Snapshot(id) => Some(repo.resolve_snapshot(&id.to_hex())?),
+        ParentPolicy::Latest => {
+            let (snaps, _) = repo.snapshots_with_problems()?;
+            snaps
+                .into_iter()
+                .rev()
+                .find(|s| s.host == host && s.source == source)
+        }
+    };
+    let mut excludes = GlobSetBuilder::new();
+    for pattern in &options.excludes {
+        let glob = Glob::new(pattern)
+            .map_err(|e| Error::InvalidArgument(format!("bad exclude pattern {pattern:?}: {e}")))?;
+        excludes.add(glob);
+    }
+    let ctx = Ctx {
+        repo,
+        writer: Writer::new(repo)?,
+        excludes: excludes
+            .build()
+            .map_err(|e| Error::InvalidArgument(format!("bad exclude patterns: {e}")))?,
+        progress: options.progress.clone(),
+        errors: Mutex::new(Vec::new()),
+        counters: Counters::default(),
+        chunkers: Mutex::new(Vec::new()),
+    };
+    let threads = if options.threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    } else {
+        options.threads
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("kloset-backup-{i}"))
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("cannot start worker threads: {e}")))?;
+    let parent_tree = parent.as_ref().map(|p| p.tree);
+    let tree = pool.install(|| ctx.backup_dir(root, "", parent_tree.as_ref()))?;
+    let tree =
+        tree.ok_or_else(|| Error::io("read directory", root, std::io::Error::other("unreadable")))?;
+    ctx.progress.check_cancelled()?;
+    let Ctx {
+        writer,
+        counters,
+        errors,
+        ..
+    } = ctx;
+    let stats = writer.stats();
+    let (blobs_added, bytes_added, bytes_stored) = (
+        stats.blobs_added.load(Ordering::Relaxed),
+        stats.bytes_added.load(Ordering::Relaxed),
+        stats.bytes_stored.load(Ordering::Relaxed),
+    );
+    writer.finish()?;
+    let mut errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+    errors.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut root_node = node_from(b"", &root_meta);
+    root_node.subtree = Some(tree);
+    let snapshot = Snapshot {
+        v: SNAPSHOT_VERSION,
+        id: SnapshotId::random(),
+        time_ns,
+        host,
+        source,
+        tags: options.tags.clone(),
+        parent: parent.map(|p| p.id),
+        tree,
+        root: root_node,
+        stats: SnapshotStats {
+            files: counters.files.into_inner(),
+            dirs: counters.dirs.into_inner() + 1,
+            others: counters.others.into_inner(),
+            bytes: counters.bytes.into_inner(),
+            files_unchanged: counters.unchanged.into_inner(),
+            blobs_added,
+            bytes_added,
+            bytes_stored,
+            duration_ms: started.elapsed().as_millis() as u64,
+        },
+        errors,
+    };
+    repo.save_snapshot(&snapshot)?;
+    Ok(snapshot)
+}
+
+fn join_rel(rel: &str, name: &[u8]) -> String {
+    let name = String::from_utf8_lossy(name);
+    if rel.is_empty() {
+        format!("/{name}")
+    } else {
+        format!("{rel}/{name}")
+    }
+}
+
+impl Ctx<'_> {
+    fn record(&self, path: String, error: impl std::fmt::Display) {
+        self.progress.error();
+        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        errors.push(FileError {
+            path,
+            error: error.to_string(),
+        });
+    }
+
+    fn excluded(&self, rel: &str, name: &[u8]) -> bool {
+        !self.excludes.is_empty()
+            && (self.excludes.is_match(rel.trim_start_matches('/'))
+                || self
+                    .excludes
+                    .is_match(Path::new(std::ffi::OsStr::from_bytes(name))))
+    }
+
+    /// Stores one directory; `Ok(None)` if it could not be read (recorded).
+    fn backup_dir(&self, abs: &Path, rel: &str, parent: Option<&BlobId>) -> Result<Option<BlobId>> {
+        self.progress.check_cancelled()?;
+        let reader = match fs::read_dir(abs) {
+            Ok(r) => r,
+            Err(e) => {
+                self.record(
+                    if rel.is_empty() {
+                        "/".into()
+                    } else {
+                        rel.to_string()
+                    },
+                    e,
+                );
+                return Ok(None);
+            }
+        };
+        let mut names: Vec<OsString> = Vec::new();
+        for entry in reader {
+            match entry {
+                Ok(e) => names.push(e.file_name()),
+                Err(e) => self.record(rel.to_string(), format!("listing directory: {e}")),
+            }
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let parent_tree = parent.and_then(|id| self.repo.load_tree(id).ok());
+        let nodes: Vec<Result<Option<Node>>> = names
+            .par_iter()
+            .map(|name| {
+                let bytes = name.as_bytes();
+                let old = parent_tree.as_ref().and_then(|t| t.find(bytes));
+                self.backup_entry(&abs.join(name), &join_rel(rel, bytes), bytes, old)
+            })
+            .collect();
+        let mut entries = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            if let Some(node) = n? {
+                entries.push(node);
+            }
+        }
+        let tree = Tree::new(entries);
+        let (id, _) = self.writer.save_blob(BlobKind::Tree, &tree.encode())?;
+        Ok(Some(id))
+    }
+
+    fn backup_entry(
+        &self,
+        abs: &Path,
+        rel: &str,
+        name: &[u8],
+        old: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        self.progress.check_cancelled()?;
+        if self.excluded(rel, name) {
+            return Ok(None);
+        }
+        let meta = match fs::symlink_metadata(abs) {
+            Ok(m) => m,
+            Err(e) => {
+                self.record(rel.to_string(), e);
+                return Ok(None);
+            }
+        };
+        let mut node = node_from(name, &meta);
+        match node.kind {
+            NodeKind::Dir => {
+                let parent_sub = old
+                    .filter(|o| o.kind == NodeKind::Dir)
+                    .and_then(|o| o.subtree);
+                match self.backup_dir(abs, rel, parent_sub.as_ref())? {
+                    Some(id) => node.subtree = Some(id),
+                    None => return Ok(None),
+                }
+                self.counters.dirs.fetch_add(1, Ordering::Relaxed);
+            }
+            NodeKind::Symlink => match fs::read_link(abs) {
+                Ok(target) => {
+                    node.target = Some(serde_bytes::ByteBuf::from(
+                        target.as_os_str().as_bytes().to_vec(),
+                    ));
+                    self.counters.others.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.record(rel.to_string(), e);
+                    return Ok(None);
+                }
+            },
+            NodeKind::File => {
+                if let Some(old) = old.filter(|o| {
+                    unchanged(o, &node) && o.content.iter().all(|c| self.writer.has_blob(c))
+                }) {
+                    node.content = old.content.clone();
+                    self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    match self.read_file(abs) {
+                        Ok((content, size)) => {
+                            node.content = content;
+                            node.size = size;
+                        }
+                        Err(FileFailure::Io(e)) => {
+                            self.record(rel.to_string(), e);
+                            return Ok(None);
+                        }
+                        Err(FileFailure::Fatal(e)) => return Err(e),
+                    }
+                }
+                self.counters.files.fetch_add(1, Ordering::Relaxed);
+                self.counters.bytes.fetch_add(node.size, Ordering::Relaxed);
+                self.progress.file_done(node.size);
+            }
+            _ => {
+                self.counters.others.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(Some(node))
+    }
+
+    fn read_file(&self, abs: &Path) -> std::result::Result<(Vec<BlobId>, u64), FileFailure> {
+        let file = File::open(abs)?;
+        let mut chunker = self
+            .chunkers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_else(|| {
+                Chunker::new(self.repo.config().chunker, self.repo.keys().chunker_seed())
+            });
+        let mut content = Vec::new();
+        let result = chunker.chunk(file, |chunk| {
+            self.progress
+                .check_cancelled()
+                .map_err(FileFailure::Fatal)?;
+            let (id, _) = self
+                .writer
+                .save_blob(BlobKind::Data, chunk)
+                .map_err(FileFailure::Fatal)?;
+            content.push(id);
+            Ok::<(), FileFailure>(())
+        });
+        self.chunkers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(chunker);
+        let size = result?;
+        Ok((content, size))
+    }
+}

@@ -1,0 +1,325 @@
+//! Check: verify the store's structure and, optionally, its data.
+//!
+//! Structure: every index object opens; every indexed pack exists and is
+//! long enough; every snapshot opens; every tree of every snapshot opens and
+//! validates; every chunk a file references is indexed. Read-data (all packs
+//! or a random fraction) downloads packs and authenticates every blob and its
+//! id. When anything is damaged, a last pass walks every snapshot and names
+//! the exact snapshots and paths that the damage affects.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::id::{BlobId, PackId};
+use crate::pack::{TRAILER_LEN_SIZE, parse_trailer};
+use crate::progress::Progress;
+use crate::repository::Repository;
+use crate::snapshot::Snapshot;
+use crate::storage::{Key, PACKS_DIR};
+use crate::tree::NodeKind;
+
+/// What to check.
+#[derive(Clone, Debug, Default)]
+pub struct CheckOptions {
+    /// Read and verify this percentage of packs (None = structure only).
+    pub read_data_percent: Option<f64>,
+    /// Live counters.
+    pub progress: Arc<Progress>,
+}
+
+/// One problem found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The damaged or missing object.
+    pub object: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// A snapshot path that damaged data affects.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Affected {
+    /// Snapshot id.
+    pub snapshot: String,
+    /// Path in the snapshot.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The outcome of a check.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CheckReport {
+    /// Snapshots checked.
+    pub snapshots: usize,
+    /// Distinct trees checked.
+    pub trees: usize,
+    /// Packs in the index.
+    pub packs: usize,
+    /// Packs downloaded and verified.
+    pub packs_read: usize,
+    /// Blobs authenticated.
+    pub blobs_read: usize,
+    /// Problems.
+    pub problems: Vec<Problem>,
+    /// Affected snapshot paths.
+    pub affected: Vec<Affected>,
+    /// Things that are not damage (e.g. unindexed packs).
+    pub warnings: Vec<String>,
+}
+
+impl CheckReport {
+    /// True when no problem was found.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Runs a check.
+pub fn check(repo: &Repository, options: &CheckOptions) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    let mut damaged: HashMap<BlobId, String> = HashMap::new();
+    for p in repo.index_problems() {
+        report.problems.push(Problem {
+            object: p.object.clone(),
+            problem: p.error.clone(),
+        });
+    }
+
+    // Packs: present and long enough?
+    let sizes: HashMap<PackId, u64> = repo
+        .storage()
+        .list(Some(PACKS_DIR))?
+        .into_iter()
+        .filter_map(|l| {
+            PackId::from_hex(l.path.rsplit('/').next().unwrap_or_default())
+                .ok()
+                .map(|id| (id, l.size))
+        })
+        .collect();
+    let mut extent: HashMap<PackId, u64> = HashMap::new();
+    let mut by_pack: HashMap<PackId, Vec<(BlobId, crate::index::BlobLocation)>> = HashMap::new();
+    for (id, loc) in repo.index().iter() {
+        let end = extent.entry(loc.pack).or_default();
+        *end = (*end).max(loc.offset as u64 + loc.length as u64);
+        by_pack.entry(loc.pack).or_default().push((id, loc));
+    }
+    report.packs = by_pack.len();
+    let mut bad_packs: HashSet<PackId> = HashSet::new();
+    for (pack, end) in &extent {
+        let why = match sizes.get(pack) {
+            None => Some("missing".to_string()),
+            Some(&size) if size < end + TRAILER_LEN_SIZE as u64 => Some(format!(
+                "truncated: {size} bytes, the index needs more than {end}"
+            )),
+            _ => None,
+        };
+        if let Some(why) = why {
+            let object = Key::Pack(*pack).path();
+            report.problems.push(Problem {
+                object: object.clone(),
+                problem: why.clone(),
+            });
+            bad_packs.insert(*pack);
+            for (blob, _) in &by_pack[pack] {
+                damaged.insert(*blob, format!("{object} is {why}"));
+            }
+        }
+    }
+    let unindexed = sizes.keys().filter(|p| !by_pack.contains_key(p)).count();
+    if unindexed > 0 {
+        report.warnings.push(format!(
+            "{unindexed} pack(s) are not in any index (left by an interrupted backup, or a backup still running); prune removes them"
+        ));
+    }
+
+    // Snapshots and trees.
+    let (snapshots, bad_snaps) = repo.snapshots_with_problems()?;
+    for (object, e) in bad_snaps {
+        report.problems.push(Problem {
+            object,
+            problem: e.to_string(),
+        });
+    }
+    report.snapshots = snapshots.len();
+    let mut visited: HashSet<BlobId> = HashSet::new();
+    let mut stack: Vec<BlobId> = snapshots.iter().map(|s| s.tree).collect();
+    while let Some(tree_id) = stack.pop() {
+        if !visited.insert(tree_id) || damaged.contains_key(&tree_id) {
+            continue;
+        }
+        match repo.load_tree(&tree_id) {
+            Ok(tree) => {
+                for node in &tree.entries {
+                    if let Some(sub) = node.subtree {
+                        stack.push(sub);
+                    }
+                    for c in &node.content {
+                        if !repo.index().contains(c) && !damaged.contains_key(c) {
+                            damaged.insert(*c, "chunk is not in the index".into());
+                            report.problems.push(Problem {
+                                object: format!("data blob {}", c.to_hex()),
+                                problem: "referenced but not in the index".into(),
+                            });
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                report.problems.push(Problem {
+                    object: format!("tree {}", tree_id.to_hex()),
+                    problem: e.to_string(),
+                });
+                damaged.insert(tree_id, e.to_string());
+            }
+        }
+    }
+    report.trees = visited.len();
+
+    // Read data.
+    if let Some(percent) = options.read_data_percent {
+        let mut packs: Vec<PackId> = by_pack
+            .keys()
+            .filter(|p| !bad_packs.contains(p))
+            .copied()
+            .collect();
+        packs.sort();
+        let take = ((packs.len() as f64) * percent.clamp(0.0, 100.0) / 100.0).ceil() as usize;
+        if take < packs.len() {
+            use rand::seq::SliceRandom;
+            packs.shuffle(&mut rand::rng());
+            packs.truncate(take);
+        }
+        let total: u64 = packs
+            .iter()
+            .map(|p| sizes.get(p).copied().unwrap_or(0))
+            .sum();
+        options.progress.set_totals(packs.len() as u64, total);
+        let found: Mutex<Vec<(Option<BlobId>, Problem)>> = Mutex::new(Vec::new());
+        let blobs_read = std::sync::atomic::AtomicUsize::new(0);
+        packs.par_iter().try_for_each(|pack| -> Result<()> {
+            options.progress.check_cancelled()?;
+            let object = Key::Pack(*pack).path();
+            let mut local = Vec::new();
+            match repo.storage().get(Key::Pack(*pack)) {
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(e) => local.push((
+                    None,
+                    Problem {
+                        object: object.clone(),
+                        problem: e.to_string(),
+                    },
+                )),
+                Ok(bytes) => {
+                    if let Err(e) = parse_trailer(repo.keys(), *pack, &bytes) {
+                        local.push((
+                            None,
+                            Problem {
+                                object: object.clone(),
+                                problem: format!("trailer: {e}"),
+                            },
+                        ));
+                    }
+                    for (blob, loc) in &by_pack[pack] {
+                        let range = loc.offset as usize..loc.offset as usize + loc.length as usize;
+                        let result = match bytes.get(range) {
+                            Some(sealed) => repo
+                                .open_blob(loc.kind, blob, loc.raw_length, sealed, &object)
+                                .map(|_| ()),
+                            None => Err(crate::error::Error::corrupt(
+                                &object,
+                                "blob lies past the end of the pack",
+                            )),
+                        };
+                        blobs_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if let Err(e) = result {
+                            local.push((
+                                Some(*blob),
+                                Problem {
+                                    object: object.clone(),
+                                    problem: e.to_string(),
+                                },
+                            ));
+                        }
+                    }
+                    options.progress.file_done(bytes.len() as u64);
+                }
+            }
+            found
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(local);
+            Ok(())
+        })?;
+        report.packs_read = packs.len();
+        report.blobs_read = blobs_read.into_inner();
+        for (blob, problem) in found.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            if let Some(b) = blob {
+                damaged.insert(b, format!("{}: {}", problem.object, problem.problem));
+            }
+            report.problems.push(problem);
+        }
+    }
+
+    if !damaged.is_empty() {
+        for s in &snapshots {
+            affected_in(repo, s, &damaged, &mut report.affected);
+        }
+    }
+    report
+        .problems
+        .sort_by(|a, b| a.object.cmp(&b.object).then(a.problem.cmp(&b.problem)));
+    report.problems.dedup();
+    Ok(report)
+}
+
+/// Walks one snapshot and lists the paths that use a damaged blob.
+fn affected_in(
+    repo: &Repository,
+    snap: &Snapshot,
+    damaged: &HashMap<BlobId, String>,
+    out: &mut Vec<Affected>,
+) {
+    let sid = snap.id.to_hex();
+    let mut stack: Vec<(BlobId, String)> = vec![(snap.tree, String::new())];
+    while let Some((tree_id, path)) = stack.pop() {
+        let shown = if path.is_empty() {
+            "/".to_string()
+        } else {
+            path.clone()
+        };
+        if let Some(why) = damaged.get(&tree_id) {
+            out.push(Affected {
+                snapshot: sid.clone(),
+                path: shown,
+                reason: format!(
+                    "directory listing is damaged ({why}); everything below it is unreachable"
+                ),
+            });
+            continue;
+        }
+        let Ok(tree) = repo.load_tree(&tree_id) else {
+            continue;
+        };
+        for node in &tree.entries {
+            let child = format!("{path}/{}", node.name_lossy());
+            match (node.kind, node.subtree) {
+                (NodeKind::Dir, Some(sub)) => stack.push((sub, child)),
+                _ => {
+                    if let Some(why) = node.content.iter().find_map(|c| damaged.get(c)) {
+                        out.push(Affected {
+                            snapshot: sid.clone(),
+                            path: child,
+                            reason: why.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}

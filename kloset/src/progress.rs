@@ -1,0 +1,100 @@
+//! Live progress and cancellation shared between an operation and whoever
+//! watches it (a progress bar, the daemon's status endpoint).
+//!
+//! Counters are plain atomics: the operation increments them, observers read
+//! them at any time without locks. Cancellation is a flag the operation polls
+//! between files; a cancelled backup writes no snapshot.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+
+/// Counters of a running operation.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Files done.
+    pub files: AtomicU64,
+    /// Bytes done (read for backup, written for restore, checked for check).
+    pub bytes: AtomicU64,
+    /// Files expected, when known (0 = unknown).
+    pub total_files: AtomicU64,
+    /// Bytes expected, when known (0 = unknown).
+    pub total_bytes: AtomicU64,
+    /// Errors met so far.
+    pub errors: AtomicU64,
+    cancelled: AtomicBool,
+}
+
+/// A point-in-time copy of [`Progress`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProgressSnapshot {
+    /// Files done.
+    pub files: u64,
+    /// Bytes done.
+    pub bytes: u64,
+    /// Files expected (0 = unknown).
+    pub total_files: u64,
+    /// Bytes expected (0 = unknown).
+    pub total_bytes: u64,
+    /// Errors so far.
+    pub errors: u64,
+}
+
+impl Progress {
+    /// Fresh counters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one finished file of `bytes` bytes.
+    pub fn file_done(&self, bytes: u64) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Adds bytes without finishing a file.
+    pub fn add_bytes(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts an error.
+    pub fn error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets the expected totals.
+    pub fn set_totals(&self, files: u64, bytes: u64) {
+        self.total_files.store(files, Ordering::Relaxed);
+        self.total_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Asks the operation to stop at the next safe point.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether cancellation was asked.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Returns `Err(Cancelled)` once cancellation was asked.
+    pub fn check_cancelled(&self) -> Result<()> {
+        if self.is_cancelled() {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A consistent-enough copy for display.
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        ProgressSnapshot {
+            files: self.files.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            total_files: self.total_files.load(Ordering::Relaxed),
+            total_bytes: self.total_bytes.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! Opening and creating a store; reading blobs, trees and snapshots.
+//!
+//! A [`Repository`] holds the storage, the derived keys, the configuration
+//! and the merged index. Every read is authenticated: a blob is opened with
+//! its kind and id as associated data, decompressed within the length the
+//! index records, and its keyed hash recomputed and compared with its id.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::codec;
+use crate::crypto::{KdfParams, Keys, ObjectKind};
+use crate::error::{Error, ErrorKind, Result};
+use crate::header::{FORMAT_VERSION, Header, StoreConfig};
+use crate::id::{BlobId, BlobKind, IndexId, SnapshotId, StoreId};
+use crate::index::{Index, IndexFile};
+use crate::snapshot::{SNAPSHOT_VERSION, Snapshot};
+use crate::storage::{INDEX_DIR, Key, SNAPSHOTS_DIR, Storage};
+use crate::tree::Tree;
+
+/// Options for creating a store.
+#[derive(Clone, Debug)]
+pub struct CreateOptions {
+    /// Configuration to seal into the header.
+    pub config: StoreConfig,
+    /// Passphrase KDF cost.
+    pub kdf: KdfParams,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            config: StoreConfig {
+                v: 1,
+                chunker: Default::default(),
+                pack_size: 16 << 20,
+                compression_level: 3,
+                created_ns: now_ns(),
+            },
+            kdf: KdfParams::generate(),
+        }
+    }
+}
+
+/// Current time as Unix nanoseconds.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// A problem met while loading index objects; the store stays usable.
+#[derive(Clone, Debug)]
+pub struct IndexProblem {
+    /// The index object.
+    pub object: String,
+    /// What was wrong.
+    pub error: String,
+}
+
+/// A snapshot object that could not be read: its name and the error.
+pub type SnapshotProblem = (String, Error);
+
+/// An open Kloset store.
+#[derive(Debug)]
+pub struct Repository {
+    storage: Storage,
+    keys: Arc<Keys>,
+    config: StoreConfig,
+    store_id: StoreId,
+    index: RwLock<Index>,
+    index_problems: Vec<IndexProblem>,
+}
+
+/// What a location holds.
+#[derive(Debug)]
+pub enum Probe {
+    /// Nothing at all.
+    Empty,
+    /// A Kloset store header.
+    Store(Box<Header>),
+    /// Something else; the string describes it.
+    Foreign(String),
+}
+
+/// Looks at a location without a passphrase.
+pub fn probe(storage: &Storage) -> Result<Probe> {
+    match storage.get(Key::Header) {
+        Ok(bytes) => match Header::parse(&bytes)? {
+            Some(h) => Ok(Probe::Store(Box::new(h))),
+            None => Ok(Probe::Foreign(format!(
+                "an object named {} that is not a kloset header",
+                Key::Header.path()
+            ))),
+        },
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let objects = storage.list(None)?;
+            match objects.first() {
+                None => Ok(Probe::Empty),
+                Some(first) => Ok(Probe::Foreign(format!(
+                    "{} object(s) such as {:?}",
+                    objects.len(),
+                    first.path
+                ))),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl Repository {
+    /// Initialises a new store in an empty location.
+    pub fn create(
+        storage: Storage,
+        passphrase: &[u8],
+        options: CreateOptions,
+    ) -> Result<Repository> {
+        if passphrase.is_empty() {
+            return Err(Error::InvalidArgument(
+                "the passphrase must not be empty".into(),
+            ));
+        }
+        match probe(&storage)? {
+            Probe::Empty => {}
+            Probe::Store(_) => {
+                return Err(Error::AlreadyExists {
+                    location: storage.location().to_string(),
+                    what: "a kloset store".into(),
+                });
+            }
+            Probe::Foreign(what) => {
+                return Err(Error::AlreadyExists {
+                    location: storage.location().to_string(),
+                    what: format!("other data ({what}); a store needs an empty location"),
+                });
+            }
+        }
+        let (header, opened) = Header::create(passphrase, options.kdf, &options.config)?;
+        storage.put_new(Key::Header, Bytes::from(header.to_json()))?;
+        Ok(Repository {
+            storage,
+            keys: Arc::new(opened.keys),
+            config: opened.config,
+            store_id: opened.store_id,
+            index: RwLock::new(Index::new()),
+            index_problems: Vec::new(),
+        })
+    }
+
+    /// Opens an existing store: checks the header, verifies the passphrase,
+    /// then loads and merges every index object.
+    pub fn open(storage: Storage, passphrase: &[u8]) -> Result<Repository> {
+        let header = match probe(&storage)? {
+            Probe::Store(h) => h,
+            Probe::Empty => {
+                return Err(Error::NotAStore {
+                    location: storage.location().to_string(),
+                    found: None,
+                });
+            }
+            Probe::Foreign(what) => {
+                return Err(Error::NotAStore {
+                    location: storage.location().to_string(),
+                    found: Some(what),
+                });
+            }
+        };
+        let opened = header.open(passphrase, storage.location())?;
+        let mut repo = Repository {
+            storage,
+            keys: Arc::new(opened.keys),
+            config: opened.config,
+            store_id: opened.store_id,
+            index: RwLock::new(Index::new()),
+            index_problems: Vec::new(),
+        };
+        repo.load_index()?;
+        Ok(repo)
+    }
+
+    fn load_index(&mut self) -> Result<()> {
+        let listed = self.storage.list(Some(INDEX_DIR))?;
+        let keys = self.keys.clone();
+        let storage = self.storage.clone();
+        let results: Vec<(String, Result<IndexFile>, Option<IndexId>)> = self.storage.run(async {
+            futures::stream::iter(listed.into_iter().map(|l| {
+                let keys = keys.clone();
+                let storage = storage.clone();
+                async move {
+                    let name = l.path.rsplit('/').next().unwrap_or_default().to_string();
+                    let id = IndexId::from_hex(&name).ok();
+                    let result = match id {
+                        None => Err(Error::corrupt(&l.path, "not a valid index object name")),
+                        Some(id) => match storage.get_async(&l.path).await {
+                            Ok(bytes) => decode_index(&keys, id, &bytes, &l.path),
+                            Err(e) => Err(e),
+                        },
+                    };
+                    (l.path, result, id)
+                }
+            }))
+            .buffer_unordered(8)
+            .collect()
+            .await
+        });
+        let mut index = Index::new();
+        for (path, result, id) in results {
+            match result {
+                Ok(file) => index.merge(id, &file.packs),
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(e) => self.index_problems.push(IndexProblem {
+                    object: path,
+                    error: e.to_string(),
+                }),
+            }
+        }
+        self.index = RwLock::new(index);
+        Ok(())
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The derived keys.
+    pub fn keys(&self) -> &Arc<Keys> {
+        &self.keys
+    }
+
+    /// The store configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// The store id.
+    pub fn store_id(&self) -> StoreId {
+        self.store_id
+    }
+
+    /// The store format version.
+    pub fn format_version(&self) -> u32 {
+        FORMAT_VERSION
+    }
+
+    /// Index objects that could not be read when the store was opened.
+    pub fn index_problems(&self) -> &[IndexProblem] {
+        &self.index_problems
+    }
+
+    /// Read access to the merged index.
+    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+        match self.index.read() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Adds freshly written packs to the in-memory index.
+    pub(crate) fn index_add(&self, id: Option<IndexId>, packs: &[crate::index::IndexPack]) {
+        let mut guard = match self.index.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        guard.merge(id, packs);
+    }
+
+    /// Reads, authenticates, decompresses and verifies one blob.
+    pub fn load_blob(&self, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self
+            .index()
+            .get(id)
+            .ok_or_else(|| self.missing_blob(kind, id))?;
+        let sealed = self.storage.get_range(
+            Key::Pack(loc.pack),
+            loc.offset as u64..loc.offset as u64 + loc.length as u64,
+        )?;
+        self.open_blob(
+            kind,
+            id,
+            loc.raw_length,
+            &sealed,
+            &Key::Pack(loc.pack).path(),
+        )
+    }
+
+    /// Opens a sealed blob already fetched (for callers reading whole packs).
+    pub fn open_blob(
+        &self,
+        kind: BlobKind,
+        id: &BlobId,
+        raw_length: u32,
+        sealed: &[u8],
+        pack: &str,
+    ) -> Result<Vec<u8>> {
+        let name = format!("{kind:?} blob {} in {pack}", id.short()).to_lowercase();
+        let plain = self
+            .keys
+            .open(ObjectKind::from(kind), id.as_bytes(), sealed, &name)?;
+        let raw = codec::decode(&plain, raw_length as usize, &name)?;
+        if raw.len() != raw_length as usize || self.keys.blob_id(&raw) != *id {
+            return Err(Error::corrupt(name, "content does not match its id"));
+        }
+        Ok(raw)
+    }
+
+    fn missing_blob(&self, kind: BlobKind, id: &BlobId) -> Error {
+        let hint = if self.index_problems.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} index object(s) could not be read; run check)",
+                self.index_problems.len()
+            )
+        };
+        Error::NotFound {
+            what: format!("{kind:?} blob {} in the index{hint}", id.short()).to_lowercase(),
+        }
+    }
+
+    /// Loads and validates a tree.
+    pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
+        let raw = self.load_blob(BlobKind::Tree, id)?;
+        Tree::decode(&raw, &format!("tree {}", id.short()))
+    }
+
+    /// Lists every snapshot, sorted by time. Snapshots that cannot be read
+    /// are returned separately with their error.
+    pub fn snapshots_with_problems(&self) -> Result<(Vec<Snapshot>, Vec<SnapshotProblem>)> {
+        let listed = self.storage.list(Some(SNAPSHOTS_DIR))?;
+        let keys = self.keys.clone();
+        let storage = self.storage.clone();
+        let results: Vec<(String, Result<Snapshot>)> = self.storage.run(async {
+            futures::stream::iter(listed.into_iter().map(|l| {
+                let keys = keys.clone();
+                let storage = storage.clone();
+                async move {
+                    let name = l.path.rsplit('/').next().unwrap_or_default().to_string();
+                    let result = match SnapshotId::from_hex(&name) {
+                        Err(_) => Err(Error::corrupt(&l.path, "not a valid snapshot object name")),
+                        Ok(id) => match storage.get_async(&l.path).await {
+                            Ok(bytes) => decode_snapshot(&keys, id, &bytes, &l.path),
+                            Err(e) => Err(e),
+                        },
+                    };
+                    (l.path, result)
+                }
+            }))
+            .buffer_unordered(16)
+            .collect()
+            .await
+        });
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for (path, r) in results {
+            match r {
+                Ok(s) => good.push(s),
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(e) => bad.push((path, e)),
+            }
+        }
+        good.sort_by(|a, b| a.time_ns.cmp(&b.time_ns).then(a.id.cmp(&b.id)));
+        bad.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok((good, bad))
+    }
+
+    /// Lists every readable snapshot, sorted by time; fails if one is damaged.
+    pub fn snapshots(&self) -> Result<Vec<Snapshot>> {
+        let (good, mut bad) = self.snapshots_with_problems()?;
+        match bad.pop() {
+            None => Ok(good),
+            Some((_, e)) => Err(e),
+        }
+    }
+
+    /// Resolves `latest` or an id prefix.
+    pub fn resolve_snapshot(&self, spec: &str) -> Result<Snapshot> {
+        let (good, _) = self.snapshots_with_problems()?;
+        crate::snapshot::resolve(&good, spec).cloned()
+    }
+
+    /// Writes a snapshot header. Call only after its data is durable.
+    pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        let plain = codec::encode(&codec::to_msgpack(snapshot), self.config.compression_level);
+        let sealed = self
+            .keys
+            .seal(ObjectKind::Snapshot, snapshot.id.as_bytes(), &plain);
+        self.storage
+            .put_new(Key::Snapshot(snapshot.id), Bytes::from(sealed))
+    }
+}
+
+fn decode_index(keys: &Keys, id: IndexId, bytes: &[u8], name: &str) -> Result<IndexFile> {
+    let plain = keys.open(ObjectKind::Index, id.as_bytes(), bytes, name)?;
+    let file: IndexFile =
+        codec::from_msgpack(&codec::decode(&plain, codec::MAX_OBJECT_SIZE, name)?, name)?;
+    codec::check_version(file.v, 1, name)?;
+    Ok(file)
+}
+
+fn decode_snapshot(keys: &Keys, id: SnapshotId, bytes: &[u8], name: &str) -> Result<Snapshot> {
+    let plain = keys.open(ObjectKind::Snapshot, id.as_bytes(), bytes, name)?;
+    let snap: Snapshot =
+        codec::from_msgpack(&codec::decode(&plain, codec::MAX_OBJECT_SIZE, name)?, name)?;
+    codec::check_version(snap.v, SNAPSHOT_VERSION, name)?;
+    if snap.id != id {
+        return Err(Error::corrupt(name, "snapshot id does not match its name"));
+    }
+    Ok(snap)
+}

@@ -1,0 +1,282 @@
+//! The concurrent blob writer: deduplicate, compress, seal, pack, upload.
+//!
+//! Any number of threads call [`Writer::save_blob`] at once; each does its
+//! own hashing, compression and encryption, so that work spreads over all
+//! cores. Sealed blobs go into the current pack; a full pack is handed to a
+//! bounded channel drained by uploader threads, so memory stays bounded by
+//! `(uploaders + 2) × pack_size` plus what the callers hold.
+//!
+//! Crash safety: an index object is written only after the packs it lists
+//! are durable, and [`Writer::finish`] returns only after every pack and
+//! index is durable. The caller writes the snapshot header after that.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::codec;
+use crate::crypto::{Keys, ObjectKind};
+use crate::error::{Error, Result};
+use crate::id::{BlobId, BlobKind, IndexId};
+use crate::index::{IndexPack, encode_file};
+use crate::pack::{FinishedPack, PackBuilder};
+use crate::repository::Repository;
+use crate::storage::{Key, Storage};
+
+/// Blobs listed before an intermediate index object is written, so a crash
+/// in a long backup leaves most of its data indexed.
+const INDEX_FLUSH_BLOBS: usize = 100_000;
+/// Uploads in flight at once.
+const UPLOADERS: usize = 3;
+
+/// Counters of what a writer added.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Blobs added.
+    pub blobs_added: AtomicU64,
+    /// Their plaintext bytes.
+    pub bytes_added: AtomicU64,
+    /// Bytes written to storage for them.
+    pub bytes_stored: AtomicU64,
+    /// Packs uploaded.
+    pub packs: AtomicU64,
+}
+
+#[derive(Default)]
+struct Shared {
+    uploaded: Mutex<Vec<IndexPack>>,
+    uploaded_blobs: AtomicU64,
+    written_indexes: Mutex<Vec<(IndexId, Vec<IndexPack>)>>,
+    error: Mutex<Option<Error>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+impl Shared {
+    fn fail(&self, e: Error) {
+        let mut slot = lock(&self.error);
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+
+    fn failed(&self) -> Option<String> {
+        lock(&self.error).as_ref().map(|e| e.to_string())
+    }
+}
+
+/// Writes blobs into packs and packs into the store.
+pub struct Writer<'r> {
+    repo: &'r Repository,
+    current: Mutex<PackBuilder>,
+    pending: Mutex<HashSet<BlobId>>,
+    tx: Option<Sender<FinishedPack>>,
+    shared: Arc<Shared>,
+    uploaders: Vec<JoinHandle<()>>,
+    stats: WriterStats,
+}
+
+impl std::fmt::Debug for Writer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl<'r> Writer<'r> {
+    /// Starts a writer and its uploader threads.
+    pub fn new(repo: &'r Repository) -> Result<Self> {
+        let (tx, rx) = bounded::<FinishedPack>(1);
+        let shared = Arc::new(Shared::default());
+        let mut uploaders = Vec::new();
+        for i in 0..UPLOADERS {
+            let rx = rx.clone();
+            let shared = shared.clone();
+            let storage = repo.storage().clone();
+            let keys = repo.keys().clone();
+            let level = repo.config().compression_level;
+            let handle = std::thread::Builder::new()
+                .name(format!("kloset-upload-{i}"))
+                .spawn(move || upload_loop(rx, shared, storage, keys, level))
+                .map_err(|e| {
+                    Error::io("start uploader thread for", repo.storage().location(), e)
+                })?;
+            uploaders.push(handle);
+        }
+        Ok(Writer {
+            repo,
+            current: Mutex::new(PackBuilder::new(repo.config().pack_size as usize)),
+            pending: Mutex::new(HashSet::new()),
+            tx: Some(tx),
+            shared,
+            uploaders,
+            stats: WriterStats::default(),
+        })
+    }
+
+    /// What was added so far.
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Whether the store already has (or this writer is adding) a blob.
+    pub fn has_blob(&self, id: &BlobId) -> bool {
+        self.repo.index().contains(id) || lock(&self.pending).contains(id)
+    }
+
+    /// Stores one blob unless the store already has it. Returns its id and
+    /// whether it was new. Safe to call from many threads at once.
+    pub fn save_blob(&self, kind: BlobKind, raw: &[u8]) -> Result<(BlobId, bool)> {
+        if let Some(msg) = self.shared.failed() {
+            return Err(Error::InvalidArgument(format!(
+                "an earlier upload failed: {msg}"
+            )));
+        }
+        let id = self.repo.keys().blob_id(raw);
+        if self.repo.index().contains(&id) || !lock(&self.pending).insert(id) {
+            return Ok((id, false));
+        }
+        let encoded = codec::encode(raw, self.repo.config().compression_level);
+        let sealed = self
+            .repo
+            .keys()
+            .seal(ObjectKind::from(kind), id.as_bytes(), &encoded);
+        self.stats.blobs_added.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes_added
+            .fetch_add(raw.len() as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_stored
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        let full = {
+            let mut current = lock(&self.current);
+            current.push(kind, id, raw.len() as u32, &sealed);
+            if current.len() >= self.repo.config().pack_size as usize {
+                let fresh = PackBuilder::new(self.repo.config().pack_size as usize);
+                Some(std::mem::replace(&mut *current, fresh))
+            } else {
+                None
+            }
+        };
+        if let Some(pack) = full {
+            self.send(pack)?;
+        }
+        Ok((id, true))
+    }
+
+    fn send(&self, pack: PackBuilder) -> Result<()> {
+        let finished = pack.finish(self.repo.keys());
+        self.stats.packs.fetch_add(1, Ordering::Relaxed);
+        match &self.tx {
+            Some(tx) => tx
+                .send(finished)
+                .map_err(|_| Error::InvalidArgument("the uploaders stopped".into())),
+            None => Err(Error::InvalidArgument("writer already finished".into())),
+        }
+    }
+
+    /// Uploads what is left, waits for every upload, writes the index, and
+    /// adds the new packs to the repository's in-memory index. When this
+    /// returns `Ok`, everything saved is durable and indexed.
+    pub fn finish(mut self) -> Result<()> {
+        let last = std::mem::replace(&mut *lock(&self.current), PackBuilder::new(0));
+        let sent = if last.is_empty() {
+            Ok(())
+        } else {
+            self.send(last)
+        };
+        self.tx = None;
+        for h in self.uploaders.drain(..) {
+            if h.join().is_err() {
+                self.shared
+                    .fail(Error::InvalidArgument("an uploader thread panicked".into()));
+            }
+        }
+        sent?;
+        if let Some(e) = lock(&self.shared.error).take() {
+            return Err(e);
+        }
+        let rest = std::mem::take(&mut *lock(&self.shared.uploaded));
+        if !rest.is_empty() {
+            let id = write_index(
+                self.repo.storage(),
+                self.repo.keys(),
+                self.repo.config().compression_level,
+                &rest,
+            )?;
+            lock(&self.shared.written_indexes).push((id, rest));
+        }
+        for (id, packs) in std::mem::take(&mut *lock(&self.shared.written_indexes)) {
+            self.repo.index_add(Some(id), &packs);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        // Abandoned without finish (error or cancel): stop the uploaders.
+        // Uploaded packs stay unreferenced until prune collects them.
+        self.tx = None;
+        for h in self.uploaders.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn upload_loop(
+    rx: Receiver<FinishedPack>,
+    shared: Arc<Shared>,
+    storage: Storage,
+    keys: Arc<Keys>,
+    level: i32,
+) {
+    for pack in rx {
+        if shared.failed().is_some() {
+            continue; // drain so senders never block
+        }
+        if let Err(e) = storage.put_new(Key::Pack(pack.id), pack.bytes) {
+            shared.fail(e);
+            continue;
+        }
+        let n = pack.entries.len() as u64;
+        let batch = {
+            let mut up = lock(&shared.uploaded);
+            up.push(IndexPack {
+                id: pack.id,
+                blobs: pack.entries,
+            });
+            let total = shared.uploaded_blobs.fetch_add(n, Ordering::Relaxed) + n;
+            if total as usize >= INDEX_FLUSH_BLOBS {
+                shared.uploaded_blobs.store(0, Ordering::Relaxed);
+                Some(std::mem::take(&mut *up))
+            } else {
+                None
+            }
+        };
+        if let Some(batch) = batch {
+            match write_index(&storage, &keys, level, &batch) {
+                Ok(id) => lock(&shared.written_indexes).push((id, batch)),
+                Err(e) => shared.fail(e),
+            }
+        }
+    }
+}
+
+fn write_index(storage: &Storage, keys: &Keys, level: i32, packs: &[IndexPack]) -> Result<IndexId> {
+    let id = IndexId::random();
+    let plain = codec::encode(&encode_file(packs.to_vec()), level);
+    let sealed = keys.seal(ObjectKind::Index, id.as_bytes(), &plain);
+    storage.put_new(Key::Index(id), Bytes::from(sealed))?;
+    Ok(id)
+}
