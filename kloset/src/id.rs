@@ -79,12 +79,21 @@ macro_rules! define_id {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                s.serialize_bytes(&self.0)
+                // Binary formats (the store) get 32 raw bytes; JSON gets hex.
+                if s.is_human_readable() {
+                    s.serialize_str(&self.to_hex())
+                } else {
+                    s.serialize_bytes(&self.0)
+                }
             }
         }
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                if d.is_human_readable() {
+                    let s = String::deserialize(d)?;
+                    return Self::from_hex(&s).map_err(serde::de::Error::custom);
+                }
                 let bytes = serde_bytes::ByteBuf::deserialize(d)?;
                 let arr: [u8; ID_LEN] = bytes.as_slice().try_into().map_err(|_| {
                     serde::de::Error::invalid_length(bytes.len(), &"32 bytes")
@@ -155,5 +164,8 @@ mod tests {
             &rmp_serde::to_vec(&serde_bytes::Bytes::new(&[1, 2])).expect("encode"),
         );
         assert!(short.is_err());
+        let json = serde_json::to_string(&id).expect("json");
+        assert_eq!(json, format!("\"{}\"", id.to_hex()));
+        assert_eq!(serde_json::from_str::<PackId>(&json).expect("back"), id);
     }
 }

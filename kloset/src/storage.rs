@@ -69,7 +69,8 @@ impl Location {
                 .map_err(|e| Error::io("resolve current directory for", path, e))?
                 .join(path)
         };
-        Ok(Location::Fs(abs))
+        // Drop `.` components so the location reads as the user expects.
+        Ok(Location::Fs(abs.components().collect()))
     }
 }
 

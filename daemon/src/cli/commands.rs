@@ -1,0 +1,485 @@
+//! One function per `kloset` command, over the `kloset` library.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use kloset::ops::backup::{BackupOptions, ParentPolicy, backup};
+use kloset::ops::browse::{self, Entry};
+use kloset::ops::check::{CheckOptions, check};
+use kloset::ops::restore::{RestoreOptions, restore};
+use kloset::repository::CreateOptions;
+use kloset::{Location, Progress, Repository, Snapshot, Storage};
+use serde::Serialize;
+
+use super::args::{
+    BackupArgs, CheckArgs, Cli, CreateArgs, RestoreArgs, StoreCommand, Top, parse_percent,
+};
+use super::output::{Bar, json, mode_string, size};
+use super::passphrase::{Sources, obtain};
+use super::{EXIT_ERROR, EXIT_OK, EXIT_PARTIAL};
+
+/// An error in how the command was called (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Importers (sources) built into this kloset.
+pub const IMPORTERS: &[&str] = &["fs"];
+/// Exporters (restore destinations) built into this kloset.
+pub const EXPORTERS: &[&str] = &["fs"];
+
+/// Dispatches one parsed command line.
+pub fn run(cli: Cli) -> Result<i32> {
+    match &cli.command {
+        Top::Version => {
+            version(cli.json);
+            Ok(EXIT_OK)
+        }
+        Top::At { location, command } => run_at(&cli, location, command),
+    }
+}
+
+fn version(as_json: bool) {
+    if as_json {
+        json(&serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "importers": IMPORTERS,
+            "exporters": EXPORTERS,
+            "klosets": kloset::STORE_BACKENDS,
+        }));
+    } else {
+        println!("kloset {}", env!("CARGO_PKG_VERSION"));
+        println!("importers: {}", IMPORTERS.join(", "));
+        println!("exporters: {}", EXPORTERS.join(", "));
+        println!("klosets: {}", kloset::STORE_BACKENDS.join(", "));
+    }
+}
+
+fn parse_location(s: &str) -> Result<Location> {
+    if let Some(name) = s.strip_prefix('@') {
+        bail!(UsageError(format!(
+            "@{name}: named stores are read from the klosetd configuration directory, which this build does not support yet; give a path or URL"
+        )));
+    }
+    Location::parse(s).map_err(|e| UsageError(e.to_string()).into())
+}
+
+fn store_passphrase(cli: &Cli, confirm: bool) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    obtain(
+        Sources {
+            file_flag: cli.passphrase_file.as_deref(),
+            file_env: "KLOSET_PASSPHRASE_FILE",
+            value_env: "KLOSET_PASSPHRASE",
+        },
+        confirm,
+    )
+}
+
+fn open_repo(cli: &Cli, location: &str) -> Result<Repository> {
+    let loc = parse_location(location)?;
+    let storage = Storage::open(&loc, &Vec::new(), false)?;
+    let pass = store_passphrase(cli, false)?;
+    let repo = Repository::open(storage, &pass)?;
+    for p in repo.index_problems() {
+        eprintln!(
+            "kloset: warning: index object {} is unreadable ({}); run check",
+            p.object, p.error
+        );
+    }
+    Ok(repo)
+}
+
+fn run_at(cli: &Cli, location: &str, command: &StoreCommand) -> Result<i32> {
+    if let StoreCommand::Create(args) = command {
+        return create(cli, location, args);
+    }
+    let repo = open_repo(cli, location)?;
+    match command {
+        StoreCommand::Create(_) => Ok(EXIT_ERROR),
+        StoreCommand::Backup(args) => run_backup(cli, &repo, args),
+        StoreCommand::Ls { target } => ls(cli, &repo, target.as_deref()),
+        StoreCommand::Cat { target } => cat(&repo, target),
+        StoreCommand::Restore(args) => run_restore(cli, &repo, args),
+        StoreCommand::Check(args) => run_check(cli, &repo, args),
+        StoreCommand::Diff { a, b } => diff(cli, &repo, a, b),
+        StoreCommand::Info { snapshot } => info(cli, &repo, snapshot.as_deref()),
+    }
+}
+
+fn create(cli: &Cli, location: &str, args: &CreateArgs) -> Result<i32> {
+    let loc = parse_location(location)?;
+    let pass = store_passphrase(cli, true)?;
+    let storage = Storage::open(&loc, &Vec::new(), true)?;
+    let mut options = CreateOptions::default();
+    options.config.pack_size = u32::try_from(args.pack_size.as_u64())
+        .map_err(|_| UsageError("--pack-size is too large".into()))?;
+    options.kdf =
+        kloset::crypto::KdfParams::with_cost(args.kdf_memory_mib.saturating_mul(1024), 3, 1);
+    let repo = Repository::create(storage, &pass, options)?;
+    if cli.json {
+        json(
+            &serde_json::json!({ "store_id": repo.store_id(), "location": repo.storage().location() }),
+        );
+    } else {
+        println!(
+            "created kloset store {} at {}",
+            repo.store_id().short(),
+            repo.storage().location()
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+/// A snapshot as shown in JSON output.
+#[derive(Serialize)]
+struct SnapshotView<'a> {
+    id: kloset::SnapshotId,
+    short_id: String,
+    time: String,
+    host: &'a str,
+    source: &'a str,
+    tags: &'a [String],
+    parent: Option<kloset::SnapshotId>,
+    tree: kloset::BlobId,
+    stats: &'a kloset::snapshot::SnapshotStats,
+    errors: &'a [kloset::snapshot::FileError],
+}
+
+fn view(s: &Snapshot) -> SnapshotView<'_> {
+    SnapshotView {
+        id: s.id,
+        short_id: s.id.short(),
+        time: s.time_rfc3339(),
+        host: &s.host,
+        source: &s.source,
+        tags: &s.tags,
+        parent: s.parent,
+        tree: s.tree,
+        stats: &s.stats,
+        errors: &s.errors,
+    }
+}
+
+fn run_backup(cli: &Cli, repo: &Repository, args: &BackupArgs) -> Result<i32> {
+    if args.path.starts_with('@') {
+        bail!(UsageError(format!(
+            "{}: named sources are read from the klosetd configuration directory, which this build does not support yet",
+            args.path
+        )));
+    }
+    let root = std::fs::canonicalize(&args.path)
+        .with_context(|| format!("cannot back up {}", args.path))?;
+    let progress = Arc::new(Progress::new());
+    let options = BackupOptions {
+        tags: args.tags.clone(),
+        excludes: args.excludes.clone(),
+        parent: if args.no_parent {
+            ParentPolicy::None
+        } else {
+            ParentPolicy::Latest
+        },
+        progress: progress.clone(),
+        ..Default::default()
+    };
+    let snap = {
+        let _bar = Bar::start("backup", progress, cli.json);
+        backup(repo, &root, &options)?
+    };
+    for e in &snap.errors {
+        eprintln!("kloset: could not read {}: {}", e.path, e.error);
+    }
+    if cli.json {
+        json(&serde_json::json!({ "snapshot": view(&snap) }));
+    } else {
+        let s = &snap.stats;
+        println!(
+            "snapshot {} created: {} files, {} dirs, {} ({} unchanged files), added {} ({} stored) in {:.1}s{}",
+            snap.id.short(),
+            s.files,
+            s.dirs,
+            size(s.bytes),
+            s.files_unchanged,
+            size(s.bytes_added),
+            size(s.bytes_stored),
+            s.duration_ms as f64 / 1000.0,
+            if snap.errors.is_empty() {
+                String::new()
+            } else {
+                format!(", {} unreadable", snap.errors.len())
+            }
+        );
+    }
+    Ok(if snap.errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PARTIAL
+    })
+}
+
+/// Splits `SNAP[:PATH]`.
+fn split_target(target: &str) -> (&str, &str) {
+    match target.split_once(':') {
+        Some((snap, path)) => (snap, if path.is_empty() { "/" } else { path }),
+        None => (target, "/"),
+    }
+}
+
+fn ls(cli: &Cli, repo: &Repository, target: Option<&str>) -> Result<i32> {
+    let Some(target) = target else {
+        let snaps = repo.snapshots()?;
+        if cli.json {
+            json(&serde_json::json!({ "snapshots": snaps.iter().map(view).collect::<Vec<_>>() }));
+        } else {
+            for s in &snaps {
+                let tags = if s.tags.is_empty() {
+                    String::new()
+                } else {
+                    format!("  tags={}", s.tags.join(","))
+                };
+                println!(
+                    "{}  {}  {}  {:>10}  {}{}",
+                    s.id.short(),
+                    s.time_rfc3339(),
+                    s.host,
+                    size(s.stats.bytes),
+                    s.source,
+                    tags
+                );
+            }
+        }
+        return Ok(EXIT_OK);
+    };
+    let (snap, path) = split_target(target);
+    let snapshot = repo.resolve_snapshot(snap)?;
+    let entries = browse::list_dir(repo, &snapshot, path)?;
+    if cli.json {
+        json(&serde_json::json!({ "entries": entries }));
+    } else {
+        for e in &entries {
+            print_entry(e);
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn print_entry(e: &Entry) {
+    let link = e
+        .target
+        .as_ref()
+        .map(|t| format!(" -> {t}"))
+        .unwrap_or_default();
+    println!(
+        "{} {:>5} {:>5} {:>10} {} {}{}",
+        mode_string(e.kind, e.mode),
+        e.uid,
+        e.gid,
+        size(e.size),
+        kloset::snapshot::format_time(e.mtime_ns),
+        e.name,
+        link
+    );
+}
+
+fn cat(repo: &Repository, target: &str) -> Result<i32> {
+    let (snap, path) = split_target(target);
+    if path == "/" {
+        bail!(UsageError("cat needs SNAP:PATH naming a file".into()));
+    }
+    let snapshot = repo.resolve_snapshot(snap)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    match browse::cat(repo, &snapshot, path, &mut out) {
+        Err(kloset::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            return Ok(EXIT_OK);
+        }
+        other => {
+            other?;
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(EXIT_OK),
+        other => other.map(|_| EXIT_OK).context("writing to standard output"),
+    }
+}
+
+fn run_restore(cli: &Cli, repo: &Repository, args: &RestoreArgs) -> Result<i32> {
+    let to: PathBuf = match &args.to {
+        Some(t) if t.starts_with('@') => bail!(UsageError(format!(
+            "{t}: named destinations are read from the klosetd configuration directory, which this build does not support yet"
+        ))),
+        Some(t) => PathBuf::from(t.strip_prefix("fs://").unwrap_or(t)),
+        None => std::env::current_dir().context("finding the current directory")?,
+    };
+    let (snap, path) = split_target(&args.target);
+    let snapshot = repo.resolve_snapshot(snap)?;
+    let progress = Arc::new(Progress::new());
+    let options = RestoreOptions {
+        force: args.force,
+        progress: progress.clone(),
+        ..Default::default()
+    };
+    let report = {
+        let _bar = Bar::start("restore", progress, cli.json);
+        restore(repo, &snapshot, path, &to, &options)?
+    };
+    for e in &report.errors {
+        eprintln!("kloset: could not restore {e}");
+    }
+    if cli.json {
+        json(&serde_json::json!({ "snapshot": snapshot.id, "to": to, "report": report }));
+    } else {
+        println!(
+            "restored {} files, {} dirs, {} other entries ({}) from {} to {}",
+            report.files,
+            report.dirs,
+            report.others,
+            size(report.bytes),
+            snapshot.id.short(),
+            to.display()
+        );
+    }
+    Ok(if report.errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PARTIAL
+    })
+}
+
+fn run_check(cli: &Cli, repo: &Repository, args: &CheckArgs) -> Result<i32> {
+    let percent = match &args.read_data {
+        Some(p) => Some(parse_percent(p).map_err(UsageError)?),
+        None => None,
+    };
+    let progress = Arc::new(Progress::new());
+    let options = CheckOptions {
+        read_data_percent: percent,
+        progress: progress.clone(),
+    };
+    let report = {
+        let _bar = Bar::start("check", progress, cli.json);
+        check(repo, &options)?
+    };
+    if cli.json {
+        json(&serde_json::json!({ "ok": report.is_ok(), "report": report }));
+    } else {
+        for w in &report.warnings {
+            eprintln!("kloset: warning: {w}");
+        }
+        for p in &report.problems {
+            println!("damaged: {}: {}", p.object, p.problem);
+        }
+        for a in &report.affected {
+            println!(
+                "affected: snapshot {} {}: {}",
+                &a.snapshot[..8.min(a.snapshot.len())],
+                a.path,
+                a.reason
+            );
+        }
+        let read = if percent.is_some() {
+            format!(
+                ", read {} packs ({} blobs)",
+                report.packs_read, report.blobs_read
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "{}: {} snapshots, {} trees, {} packs{read}{}",
+            if report.is_ok() { "ok" } else { "FAILED" },
+            report.snapshots,
+            report.trees,
+            report.packs,
+            if report.is_ok() {
+                String::new()
+            } else {
+                format!(", {} problems", report.problems.len())
+            }
+        );
+    }
+    Ok(if report.is_ok() { EXIT_OK } else { EXIT_ERROR })
+}
+
+fn diff(cli: &Cli, repo: &Repository, a: &str, b: &str) -> Result<i32> {
+    let sa = repo.resolve_snapshot(a)?;
+    let sb = repo.resolve_snapshot(b)?;
+    let changes = browse::diff(repo, &sa, &sb)?;
+    if cli.json {
+        json(&serde_json::json!({ "changes": changes }));
+    } else {
+        for c in &changes {
+            println!("{} {}", c.change, c.path);
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn info(cli: &Cli, repo: &Repository, snapshot: Option<&str>) -> Result<i32> {
+    if let Some(spec) = snapshot {
+        let s = repo.resolve_snapshot(spec)?;
+        if cli.json {
+            json(&serde_json::json!({ "snapshot": view(&s) }));
+        } else {
+            let st = &s.stats;
+            println!("id: {}", s.id);
+            println!("time: {}", s.time_rfc3339());
+            println!("host: {}", s.host);
+            println!("source: {}", s.source);
+            println!("tags: {}", s.tags.join(", "));
+            println!(
+                "parent: {}",
+                s.parent.map(|p| p.to_hex()).unwrap_or_else(|| "-".into())
+            );
+            println!(
+                "files: {}  dirs: {}  others: {}",
+                st.files, st.dirs, st.others
+            );
+            println!("size: {}", size(st.bytes));
+            println!(
+                "added: {} ({} stored, {} blobs)",
+                size(st.bytes_added),
+                size(st.bytes_stored),
+                st.blobs_added
+            );
+            println!("duration: {:.1}s", st.duration_ms as f64 / 1000.0);
+            println!("unreadable files: {}", s.errors.len());
+        }
+        return Ok(EXIT_OK);
+    }
+    let i = browse::info(repo)?;
+    if cli.json {
+        json(&i);
+    } else {
+        println!("location: {}", i.location);
+        println!("store id: {}", i.store_id);
+        println!("format version: {}", i.version);
+        println!("created: {}", i.created);
+        println!(
+            "chunking: fastcdc min {} avg {} max {}",
+            size(i.chunker.min_size as u64),
+            size(i.chunker.avg_size as u64),
+            size(i.chunker.max_size as u64)
+        );
+        println!(
+            "pack size: {}  compression: zstd level {}",
+            size(i.pack_size as u64),
+            i.compression_level
+        );
+        println!("snapshots: {}", i.snapshots);
+        println!(
+            "packs: {}  index objects: {}  blobs: {}",
+            i.packs, i.index_objects, i.blobs
+        );
+        println!(
+            "data: {} in blobs, {} stored, {} across all snapshots",
+            size(i.raw_bytes),
+            size(i.stored_bytes),
+            size(i.logical_bytes)
+        );
+    }
+    Ok(EXIT_OK)
+}

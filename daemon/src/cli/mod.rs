@@ -1,0 +1,43 @@
+//! The `kloset` command line: parse, run one command, map the outcome to an
+//! exit code (0 success, 1 error, 2 usage, 3 done with some files
+//! unreadable).
+
+mod args;
+mod commands;
+mod output;
+mod passphrase;
+
+pub use args::{Cli, normalize};
+
+use clap::Parser;
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the command failed.
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code: bad usage.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: done, but some files could not be read or restored.
+pub const EXIT_PARTIAL: i32 = 3;
+
+/// Runs the command line with the process arguments; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse_from(normalize(std::env::args_os())) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kloset: {e:#}");
+            if let Some(usage) = e.downcast_ref::<commands::UsageError>() {
+                let _ = usage;
+                return EXIT_USAGE;
+            }
+            EXIT_ERROR
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! klosetd: the declarative backup daemon, and the `kloset` command line
+//! that shares its configuration model.
+
+pub mod cli;
