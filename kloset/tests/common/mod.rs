@@ -1,0 +1,245 @@
+//! Shared helpers for the kloset library tests: deterministic trees, a
+//! fault-injecting object store, fast store creation and tree comparison.
+#![allow(dead_code)]
+
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use kloset::repository::CreateOptions;
+use kloset::{Repository, Storage};
+use object_store::path::Path as ObjPath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+
+pub const PASS: &[u8] = b"test passphrase";
+
+/// Options for a fast test store: cheap KDF, small packs.
+pub fn create_options(pack_size: u32) -> CreateOptions {
+    let mut o = CreateOptions::default();
+    o.kdf = kloset::crypto::KdfParams::with_cost(64, 1, 1);
+    o.config.pack_size = pack_size;
+    o
+}
+
+/// A tiny deterministic PRNG (xorshift64*).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next().to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+}
+
+/// Writes `files` files of random sizes (0..max) under `root` in a few dirs.
+pub fn make_tree(root: &Path, seed: u64, files: usize, max: usize) {
+    let mut rng = Rng::new(seed);
+    for i in 0..files {
+        let dir = root.join(format!("d{}", i % 5));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let len = (rng.next() as usize) % max.max(1);
+        std::fs::write(dir.join(format!("f{i}")), rng.bytes(len)).expect("write");
+    }
+    std::fs::create_dir_all(root.join("empty")).expect("mkdir");
+    std::os::unix::fs::symlink("d0/f0", root.join("link")).expect("symlink");
+}
+
+/// Compares two trees: names, types, contents, modes, symlink targets.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut names_a: Vec<_> = std::fs::read_dir(a)
+        .expect("read a")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    let mut names_b: Vec<_> = std::fs::read_dir(b)
+        .expect("read b")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    names_a.sort();
+    names_b.sort();
+    assert_eq!(
+        names_a,
+        names_b,
+        "entries of {} vs {}",
+        a.display(),
+        b.display()
+    );
+    for n in names_a {
+        let (pa, pb) = (a.join(&n), b.join(&n));
+        let (ma, mb) = (
+            std::fs::symlink_metadata(&pa).expect("a"),
+            std::fs::symlink_metadata(&pb).expect("b"),
+        );
+        assert_eq!(ma.file_type(), mb.file_type(), "{}", pa.display());
+        assert_eq!(
+            ma.permissions().mode(),
+            mb.permissions().mode(),
+            "{}",
+            pa.display()
+        );
+        if ma.is_dir() {
+            assert_same_tree(&pa, &pb);
+        } else if ma.file_type().is_symlink() {
+            assert_eq!(
+                std::fs::read_link(&pa).expect("a"),
+                std::fs::read_link(&pb).expect("b")
+            );
+        } else {
+            assert!(
+                std::fs::read(&pa).expect("a") == std::fs::read(&pb).expect("b"),
+                "content of {}",
+                pa.display()
+            );
+        }
+    }
+}
+
+/// An object store that fails every write after a budget of writes, like a
+/// process that crashes at that point. Reads keep working.
+#[derive(Debug)]
+pub struct FaultStore {
+    inner: Arc<dyn ObjectStore>,
+    /// Writes still allowed; negative = unlimited.
+    pub budget: AtomicI64,
+    /// Writes performed.
+    pub writes: AtomicI64,
+}
+
+impl FaultStore {
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        FaultStore {
+            inner,
+            budget: AtomicI64::new(-1),
+            writes: AtomicI64::new(0),
+        }
+    }
+
+    fn allow(&self) -> object_store::Result<()> {
+        let left = self.budget.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(object_store::Error::Generic {
+                store: "fault",
+                source: "injected crash".into(),
+            });
+        }
+        if left > 0 {
+            self.budget.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl fmt::Display for FaultStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultStore({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultStore {
+    async fn put_opts(
+        &self,
+        location: &ObjPath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.allow()?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjPath,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.allow()?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &ObjPath,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjPath>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&ObjPath>,
+        offset: &ObjPath,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjPath>,
+    ) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &ObjPath,
+        to: &ObjPath,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.allow()?;
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A storage over `store`.
+pub fn storage_over(store: Arc<dyn ObjectStore>) -> Storage {
+    Storage::from_object_store(store, "", "test", None).expect("storage")
+}
+
+/// Opens a repository on `store`.
+pub fn open(store: Arc<dyn ObjectStore>) -> Repository {
+    Repository::open(storage_over(store), PASS).expect("open")
+}
