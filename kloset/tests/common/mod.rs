@@ -23,8 +23,10 @@ pub const PASS: &[u8] = b"test passphrase";
 
 /// Options for a fast test store: cheap KDF, small packs.
 pub fn create_options(pack_size: u32) -> CreateOptions {
-    let mut o = CreateOptions::default();
-    o.kdf = kloset::crypto::KdfParams::with_cost(64, 1, 1);
+    let mut o = CreateOptions {
+        kdf: kloset::crypto::KdfParams::with_cost(64, 1, 1),
+        ..Default::default()
+    };
     o.config.pack_size = pack_size;
     o
 }
