@@ -1,0 +1,15 @@
+//! Shared helpers for the end-to-end tests in the top-level `tests/` directory.
+//!
+//! Every test file includes this module with `mod common;`. Each test binary
+//! uses only some of the helpers, hence the `dead_code` allowance.
+//!
+//! - [`tree`]: build a deterministic tricky file tree and compare two trees.
+//! - [`s3`]: run a real S3 server (`s3s-fs`) on a free loopback port.
+//! - [`cli`]: run the `kloset` binary with a passphrase and extra environment.
+//! - [`rng`]: a tiny deterministic PRNG for fixtures.
+#![allow(dead_code, unused_imports)]
+
+pub mod cli;
+pub mod rng;
+pub mod s3;
+pub mod tree;
