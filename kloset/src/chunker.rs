@@ -16,9 +16,8 @@ use crate::error::{Error, Result};
 
 /// Chunking parameters, stored in the store configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ChunkerParams {
-    /// Always `"fastcdc-2020"` in version 1 (as a string in the config).
+    /// Smallest chunk (except a file's last one).
     pub min_size: u32,
     /// Target average chunk size.
     pub avg_size: u32,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{Error, Result};
-use crate::id::{BlobId, ID_LEN};
+use crate::id::{BlobId, BlobKind, ID_LEN};
 
 /// Bytes of nonce in front of every sealed object.
 pub const NONCE_LEN: usize = 24;
@@ -26,7 +26,8 @@ pub const TAG_LEN: usize = 16;
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
 const AD_PREFIX: &[u8; 7] = b"kloset1";
-const CONTEXT_ID_KEY: &str = "kloset 2026-11-22 blob id key v1";
+const CONTEXT_DATA_ID_KEY: &str = "kloset 2026-11-22 data blob id key v1";
+const CONTEXT_TREE_ID_KEY: &str = "kloset 2026-11-22 tree blob id key v1";
 const CONTEXT_ENC_KEY: &str = "kloset 2026-11-22 object encryption key v1";
 const CONTEXT_CHUNKER_SEED: &str = "kloset 2026-11-22 chunker seed v1";
 
@@ -131,7 +132,8 @@ impl std::fmt::Debug for MasterKey {
 
 /// Sub-keys derived from the master key.
 pub struct Keys {
-    id_key: Zeroizing<[u8; 32]>,
+    data_id_key: Zeroizing<[u8; 32]>,
+    tree_id_key: Zeroizing<[u8; 32]>,
     cipher: XChaCha20Poly1305,
     chunker_seed: u64,
 }
@@ -145,21 +147,28 @@ impl std::fmt::Debug for Keys {
 impl Keys {
     /// Derives every sub-key from the master key.
     pub fn derive(master: &MasterKey) -> Self {
-        let id_key = Zeroizing::new(blake3::derive_key(CONTEXT_ID_KEY, &master.0));
+        let data_id_key = Zeroizing::new(blake3::derive_key(CONTEXT_DATA_ID_KEY, &master.0));
+        let tree_id_key = Zeroizing::new(blake3::derive_key(CONTEXT_TREE_ID_KEY, &master.0));
         let enc_key = Zeroizing::new(blake3::derive_key(CONTEXT_ENC_KEY, &master.0));
         let seed = Zeroizing::new(blake3::derive_key(CONTEXT_CHUNKER_SEED, &master.0));
         let mut seed8 = [0u8; 8];
         seed8.copy_from_slice(&seed[..8]);
         Keys {
-            id_key,
+            data_id_key,
+            tree_id_key,
             cipher: XChaCha20Poly1305::new(&(*enc_key).into()),
             chunker_seed: u64::from_le_bytes(seed8),
         }
     }
 
-    /// The keyed BLAKE3 id of some plaintext.
-    pub fn blob_id(&self, plain: &[u8]) -> BlobId {
-        BlobId::from_bytes(*blake3::keyed_hash(&self.id_key, plain).as_bytes())
+    /// The keyed BLAKE3 id of a blob's plaintext. Each kind has its own
+    /// key, so a chunk and a tree with the same bytes never share an id.
+    pub fn blob_id(&self, kind: BlobKind, plain: &[u8]) -> BlobId {
+        let key = match kind {
+            BlobKind::Data => &self.data_id_key,
+            BlobKind::Tree => &self.tree_id_key,
+        };
+        BlobId::from_bytes(*blake3::keyed_hash(key, plain).as_bytes())
     }
 
     /// The seed that keys the chunker's gear table.
@@ -348,9 +357,22 @@ mod tests {
     fn subkeys_are_distinct_and_keyed() {
         let k1 = keys();
         let k2 = keys();
-        assert_ne!(k1.blob_id(b"x"), k2.blob_id(b"x"), "ids depend on the key");
-        assert_eq!(k1.blob_id(b"x"), k1.blob_id(b"x"));
-        assert_ne!(k1.blob_id(b"x").as_bytes(), blake3::hash(b"x").as_bytes());
+        let d = BlobKind::Data;
+        assert_ne!(
+            k1.blob_id(d, b"x"),
+            k2.blob_id(d, b"x"),
+            "ids depend on the key"
+        );
+        assert_eq!(k1.blob_id(d, b"x"), k1.blob_id(d, b"x"));
+        assert_ne!(
+            k1.blob_id(d, b"x").as_bytes(),
+            blake3::hash(b"x").as_bytes()
+        );
+        assert_ne!(
+            k1.blob_id(d, b"x"),
+            k1.blob_id(BlobKind::Tree, b"x"),
+            "kind is part of the id"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod chunker;
 pub mod codec;
 pub mod crypto;
 pub mod error;
+pub mod fetch;
 pub mod fsmeta;
 pub mod header;
 pub mod id;

@@ -116,35 +116,14 @@ impl PackBuilder {
 /// Parses and authenticates the trailer of a whole pack held in memory.
 pub fn parse_trailer(keys: &Keys, id: PackId, pack: &[u8]) -> Result<Vec<PackEntry>> {
     let name = Key::Pack(id).path();
-    if pack.len() < TRAILER_LEN_SIZE {
-        return Err(Error::corrupt(&name, "too short to be a pack"));
-    }
-    let (body, len_bytes) = pack.split_at(pack.len() - TRAILER_LEN_SIZE);
-    let mut len4 = [0u8; 4];
-    len4.copy_from_slice(len_bytes);
-    let len = u32::from_le_bytes(len4) as usize;
-    if len > body.len() || len > MAX_TRAILER {
-        return Err(Error::corrupt(&name, "trailer length out of range"));
-    }
-    let trailer_start = body.len() - len;
-    let plain = keys.open(
-        ObjectKind::PackTrailer,
-        id.as_bytes(),
-        &body[trailer_start..],
-        &name,
-    )?;
-    let trailer: Trailer =
-        codec::from_msgpack(&codec::decode(&plain, MAX_TRAILER * 4, &name)?, &name)?;
-    codec::check_version(trailer.v, 1, &name)?;
-    for e in &trailer.blobs {
-        if e.offset as usize + e.length as usize > trailer_start {
-            return Err(Error::corrupt(
-                &name,
-                "trailer lists a blob outside the pack",
-            ));
-        }
-    }
-    Ok(trailer.blobs)
+    let len = trailer_len(pack, pack.len() as u64, &name)?;
+    let trailer_start = pack.len() - TRAILER_LEN_SIZE - len as usize;
+    open_trailer(
+        keys,
+        id,
+        &pack[trailer_start..pack.len() - TRAILER_LEN_SIZE],
+        trailer_start as u64,
+    )
 }
 
 /// Reads a pack's trailer with two ranged reads (no need to fetch the pack).
@@ -159,27 +138,45 @@ pub fn read_trailer(
         return Err(Error::corrupt(&name, "too short to be a pack"));
     }
     let len_bytes = storage.get_range(Key::Pack(id), size - TRAILER_LEN_SIZE as u64..size)?;
-    let mut len4 = [0u8; 4];
-    len4.copy_from_slice(&len_bytes);
-    let len = u32::from_le_bytes(len4) as u64;
-    if len + TRAILER_LEN_SIZE as u64 > size || len as usize > MAX_TRAILER {
-        return Err(Error::corrupt(&name, "trailer length out of range"));
-    }
+    let len = trailer_len(&len_bytes, size, &name)?;
     let start = size - TRAILER_LEN_SIZE as u64 - len;
-    let tail = storage.get_range(Key::Pack(id), start..size)?;
-    // Re-use the in-memory parser on a synthetic pack made of just the tail;
-    // offsets are then checked against `start`.
-    let entries = parse_trailer(keys, id, &tail)?;
-    if entries
+    let sealed = storage.get_range(Key::Pack(id), start..size - TRAILER_LEN_SIZE as u64)?;
+    open_trailer(keys, id, &sealed, start)
+}
+
+/// Decodes the trailer length from the last 4 bytes of `tail` and checks it
+/// against the pack size.
+fn trailer_len(tail: &[u8], pack_size: u64, name: &str) -> Result<u64> {
+    if tail.len() < TRAILER_LEN_SIZE || pack_size < TRAILER_LEN_SIZE as u64 {
+        return Err(Error::corrupt(name, "too short to be a pack"));
+    }
+    let mut len4 = [0u8; 4];
+    len4.copy_from_slice(&tail[tail.len() - TRAILER_LEN_SIZE..]);
+    let len = u32::from_le_bytes(len4) as u64;
+    if len + TRAILER_LEN_SIZE as u64 > pack_size || len as usize > MAX_TRAILER {
+        return Err(Error::corrupt(name, "trailer length out of range"));
+    }
+    Ok(len)
+}
+
+/// Opens a sealed trailer; every listed blob must lie in `0..blobs_end`.
+fn open_trailer(keys: &Keys, id: PackId, sealed: &[u8], blobs_end: u64) -> Result<Vec<PackEntry>> {
+    let name = Key::Pack(id).path();
+    let plain = keys.open(ObjectKind::PackTrailer, id.as_bytes(), sealed, &name)?;
+    let trailer: Trailer =
+        codec::from_msgpack(&codec::decode(&plain, MAX_TRAILER * 4, &name)?, &name)?;
+    codec::check_version(trailer.v, 1, &name)?;
+    if trailer
+        .blobs
         .iter()
-        .any(|e| e.offset as u64 + e.length as u64 > start)
+        .any(|e| e.offset as u64 + e.length as u64 > blobs_end)
     {
         return Err(Error::corrupt(
             &name,
             "trailer lists a blob outside the pack",
         ));
     }
-    Ok(entries)
+    Ok(trailer.blobs)
 }
 
 #[cfg(test)]
@@ -191,7 +188,7 @@ mod tests {
         let mut b = PackBuilder::new(1024);
         for i in 0..n {
             let raw = vec![i as u8; 100 + i];
-            let id = keys.blob_id(&raw);
+            let id = keys.blob_id(BlobKind::Data, &raw);
             let sealed = keys.seal(ObjectKind::Data, id.as_bytes(), &codec::encode(&raw, 3));
             b.push(BlobKind::Data, id, raw.len() as u32, &sealed);
         }
@@ -229,5 +226,19 @@ mod tests {
         );
         assert!(parse_trailer(&keys, p.id, b"xy").is_err());
         assert!(parse_trailer(&keys, p.id, &[0xff; 64]).is_err());
+    }
+
+    #[test]
+    fn trailer_read_with_ranged_gets() {
+        let keys = Keys::derive(&MasterKey::generate());
+        let p = pack_of(&keys, 4);
+        let storage =
+            Storage::open(&crate::storage::Location::Memory, &Vec::new(), false).expect("storage");
+        storage
+            .put_new(Key::Pack(p.id), p.bytes.clone())
+            .expect("put");
+        let entries = read_trailer(&storage, &keys, p.id, p.bytes.len() as u64).expect("trailer");
+        assert_eq!(entries, p.entries);
+        assert!(read_trailer(&storage, &keys, p.id, 3).is_err());
     }
 }

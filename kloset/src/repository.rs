@@ -301,7 +301,7 @@ impl Repository {
             .keys
             .open(ObjectKind::from(kind), id.as_bytes(), sealed, &name)?;
         let raw = codec::decode(&plain, raw_length as usize, &name)?;
-        if raw.len() != raw_length as usize || self.keys.blob_id(&raw) != *id {
+        if raw.len() != raw_length as usize || self.keys.blob_id(kind, &raw) != *id {
             return Err(Error::corrupt(name, "content does not match its id"));
         }
         Ok(raw)

@@ -142,7 +142,13 @@ impl<'r> Writer<'r> {
                 "an earlier upload failed: {msg}"
             )));
         }
-        let id = self.repo.keys().blob_id(raw);
+        if raw.len() > codec::MAX_OBJECT_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "a {kind:?} blob of {} bytes is larger than the 1 GiB limit (a directory with too many entries?)",
+                raw.len()
+            )));
+        }
+        let id = self.repo.keys().blob_id(kind, raw);
         if self.repo.index().contains(&id) || !lock(&self.pending).insert(id) {
             return Ok((id, false));
         }

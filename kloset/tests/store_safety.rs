@@ -204,3 +204,27 @@ fn cancelled_backup_writes_no_snapshot() {
     assert_eq!(err.kind(), kloset::ErrorKind::Cancelled);
     assert!(repo.snapshots().expect("list").is_empty());
 }
+
+/// A file whose bytes equal a tree's encoding must not be confused with
+/// that tree: ids are keyed per blob kind.
+#[test]
+fn file_with_tree_bytes_does_not_shadow_trees() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let empty_tree = kloset::tree::Tree::new(Vec::new()).encode();
+    std::fs::write(src.join("planted"), &empty_tree).expect("write");
+    let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let repo =
+        Repository::create(storage_over(mem), PASS, create_options(1 << 20)).expect("create");
+    backup(&repo, &src, &BackupOptions::default()).expect("first");
+    for i in 0..3 {
+        std::fs::create_dir_all(src.join(format!("empty{i}"))).expect("mkdir");
+    }
+    let snap = backup(&repo, &src, &BackupOptions::default()).expect("second");
+    let report = full_check(&repo);
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let out = tmp.path().join("out");
+    restore(&repo, &snap, "/", &out, &RestoreOptions::default()).expect("restore");
+    assert_same_tree(&src, &out);
+}

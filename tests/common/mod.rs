@@ -12,4 +12,5 @@
 pub mod cli;
 pub mod rng;
 pub mod s3;
+pub mod store;
 pub mod tree;

@@ -16,14 +16,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
+use std::collections::HashMap;
 
 use crate::error::{Error, Result};
+use crate::fetch::load_blobs;
 use crate::fsmeta::file_time;
-use crate::id::BlobKind;
+use crate::id::{BlobId, BlobKind};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{Node, NodeKind, split_path};
+
+/// Granularity of hole detection when writing files.
+const HOLE_BLOCK: usize = 64 * 1024;
+/// Chunks fetched at once for one large file.
+const WINDOW_CHUNKS: usize = 4;
+/// Bytes of small files fetched in one batch.
+const BATCH_BYTES: u64 = 32 * 1024 * 1024;
 
 /// How to restore.
 #[derive(Clone, Debug)]
@@ -147,7 +156,11 @@ pub fn restore(
             r.restore_dir_contents(&node, target)?;
             r.set_meta(&node, target)
         } else {
-            r.restore_entry(&node, &target.join(std::ffi::OsStr::from_bytes(&node.name)))
+            r.restore_entry(
+                &node,
+                &target.join(std::ffi::OsStr::from_bytes(&node.name)),
+                &HashMap::new(),
+            )
         }
     })?;
     report.files = plan.files;
@@ -228,16 +241,48 @@ impl Restorer<'_> {
             return Ok(());
         };
         let tree = self.repo.load_tree(&sub)?;
-        tree.entries
-            .par_iter()
-            .map(|child| {
-                self.restore_entry(child, &at.join(std::ffi::OsStr::from_bytes(&child.name)))
+        // Single-chunk files are fetched in batches (few ranged reads per
+        // pack); everything else streams chunk windows on its own.
+        let (small, other): (Vec<&Node>, Vec<&Node>) = tree
+            .entries
+            .iter()
+            .partition(|n| n.kind == NodeKind::File && n.content.len() == 1);
+        let mut batches: Vec<Vec<&Node>> = Vec::new();
+        let mut batch_bytes = 0u64;
+        for node in small {
+            if batches.is_empty() || batch_bytes + node.size > BATCH_BYTES {
+                batches.push(Vec::new());
+                batch_bytes = 0;
+            }
+            batch_bytes += node.size;
+            if let Some(last) = batches.last_mut() {
+                last.push(node);
+            }
+        }
+        let none = HashMap::new();
+        batches.par_iter().try_for_each(|batch| -> Result<()> {
+            self.options.progress.check_cancelled()?;
+            let ids: Vec<BlobId> = batch
+                .iter()
+                .flat_map(|n| n.content.iter().copied())
+                .collect();
+            let blobs =
+                load_blobs(self.repo, BlobKind::Data, &ids).map_err(|e| in_restore(e, at))?;
+            batch.par_iter().try_for_each(|n| {
+                self.restore_entry(n, &at.join(std::ffi::OsStr::from_bytes(&n.name)), &blobs)
             })
-            .collect::<Result<Vec<()>>>()?;
-        Ok(())
+        })?;
+        other.par_iter().try_for_each(|n| {
+            self.restore_entry(n, &at.join(std::ffi::OsStr::from_bytes(&n.name)), &none)
+        })
     }
 
-    fn restore_entry(&self, node: &Node, at: &Path) -> Result<()> {
+    fn restore_entry(
+        &self,
+        node: &Node,
+        at: &Path,
+        cache: &HashMap<BlobId, Vec<u8>>,
+    ) -> Result<()> {
         self.options.progress.check_cancelled()?;
         match node.kind {
             NodeKind::Dir => {
@@ -256,7 +301,7 @@ impl Restorer<'_> {
                 self.set_meta(node, at)
             }
             NodeKind::File => {
-                self.write_file(node, at)?;
+                self.write_file(node, at, cache)?;
                 self.set_meta(node, at)
             }
             NodeKind::Symlink => {
@@ -299,7 +344,7 @@ impl Restorer<'_> {
         }
     }
 
-    fn write_file(&self, node: &Node, at: &Path) -> Result<()> {
+    fn write_file(&self, node: &Node, at: &Path, cache: &HashMap<BlobId, Vec<u8>>) -> Result<()> {
         if self.options.force
             && let Ok(m) = fs::symlink_metadata(at)
             && !m.is_file()
@@ -313,43 +358,38 @@ impl Restorer<'_> {
         } else {
             opts.create_new(true);
         }
-        let mut file: File = opts.open(at).map_err(|e| Error::io("create", at, e))?;
-        let mut pos: u64 = 0;
-        let mut pending_hole = false;
-        for id in &node.content {
+        let file: File = opts.open(at).map_err(|e| Error::io("create", at, e))?;
+        let mut out = SparseWriter {
+            file,
+            at,
+            pos: 0,
+            pending_hole: false,
+        };
+        for window in node.content.chunks(WINDOW_CHUNKS) {
             self.options.progress.check_cancelled()?;
-            let data = self
-                .repo
-                .load_blob(BlobKind::Data, id)
-                .map_err(|e| match e {
-                    Error::Corrupt { object, reason } => Error::Corrupt {
-                        object: format!("{object} (restoring {})", at.display()),
-                        reason,
-                    },
-                    other => other,
-                })?;
-            if data.iter().all(|&b| b == 0) {
-                pending_hole = true;
+            let missing: Vec<BlobId> = window
+                .iter()
+                .filter(|id| !cache.contains_key(id))
+                .copied()
+                .collect();
+            let fetched = if missing.is_empty() {
+                HashMap::new()
             } else {
-                if pending_hole {
-                    file.seek(SeekFrom::Start(pos))
-                        .map_err(|e| Error::io("seek", at, e))?;
-                    pending_hole = false;
-                }
-                file.write_all(&data)
-                    .map_err(|e| Error::io("write", at, e))?;
+                load_blobs(self.repo, BlobKind::Data, &missing).map_err(|e| in_restore(e, at))?
+            };
+            for id in window {
+                let data =
+                    cache
+                        .get(id)
+                        .or_else(|| fetched.get(id))
+                        .ok_or_else(|| Error::NotFound {
+                            what: format!("chunk {} of {}", id.short(), at.display()),
+                        })?;
+                out.write(data)?;
+                self.options.progress.add_bytes(data.len() as u64);
             }
-            pos += data.len() as u64;
-            self.options.progress.add_bytes(data.len() as u64);
         }
-        if pos != node.size {
-            return Err(Error::corrupt(
-                format!("content of {}", at.display()),
-                format!("chunks add up to {pos} bytes, the tree says {}", node.size),
-            ));
-        }
-        file.set_len(pos).map_err(|e| Error::io("resize", at, e))?;
-        file.sync_all().map_err(|e| Error::io("sync", at, e))?;
+        out.finish(node.size)?;
         self.options
             .progress
             .files
@@ -369,6 +409,64 @@ impl Restorer<'_> {
         }
         let t = file_time(node.mtime_ns);
         filetime::set_symlink_file_times(at, t, t).map_err(|e| Error::io("set times of", at, e))
+    }
+}
+
+/// Names the file being restored in corruption errors.
+fn in_restore(e: Error, at: &Path) -> Error {
+    match e {
+        Error::Corrupt { object, reason } => Error::Corrupt {
+            object: format!("{object} (restoring {})", at.display()),
+            reason,
+        },
+        other => other,
+    }
+}
+
+/// Writes file content, turning all-zero blocks into holes so sparse files
+/// stay sparse.
+struct SparseWriter<'a> {
+    file: File,
+    at: &'a Path,
+    pos: u64,
+    pending_hole: bool,
+}
+
+impl SparseWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        for block in data.chunks(HOLE_BLOCK) {
+            if block.iter().all(|&b| b == 0) {
+                self.pending_hole = true;
+            } else {
+                if self.pending_hole {
+                    self.file
+                        .seek(SeekFrom::Start(self.pos))
+                        .map_err(|e| Error::io("seek", self.at, e))?;
+                    self.pending_hole = false;
+                }
+                self.file
+                    .write_all(block)
+                    .map_err(|e| Error::io("write", self.at, e))?;
+            }
+            self.pos += block.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Checks the length against the tree and extends a trailing hole.
+    fn finish(self, expected: u64) -> Result<()> {
+        if self.pos != expected {
+            return Err(Error::corrupt(
+                format!("content of {}", self.at.display()),
+                format!(
+                    "chunks add up to {} bytes, the tree says {expected}",
+                    self.pos
+                ),
+            ));
+        }
+        self.file
+            .set_len(self.pos)
+            .map_err(|e| Error::io("resize", self.at, e))
     }
 }
 
