@@ -132,8 +132,8 @@ pub struct RestoreArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Also read and verify data: all of it, or PERCENT of the packs.
-    #[arg(long, value_name = "PERCENT", num_args = 0..=1, require_equals = true, default_missing_value = "100")]
-    pub read_data: Option<String>,
+    #[arg(long, value_name = "PERCENT", num_args = 0..=1, require_equals = true, default_missing_value = "100", value_parser = parse_percent)]
+    pub read_data: Option<f64>,
 }
 
 /// Rewrites single-dash long options (`-to`, `-force`) to their double-dash
@@ -205,13 +205,13 @@ mod tests {
             Top::At {
                 command: StoreCommand::Check(c),
                 ..
-            } => assert_eq!(c.read_data.as_deref(), Some("10%")),
+            } => assert_eq!(c.read_data, Some(10.0)),
             other => panic!("{other:?}"),
         }
         let cli =
             Cli::try_parse_from(["kloset", "at", "/s", "check", "--read-data"]).expect("parse");
         assert!(
-            matches!(cli.command, Top::At { command: StoreCommand::Check(CheckArgs { read_data: Some(ref p) }), .. } if p == "100")
+            matches!(cli.command, Top::At { command: StoreCommand::Check(CheckArgs { read_data: Some(p) }), .. } if p == 100.0)
         );
         assert!(Cli::try_parse_from(["kloset", "at", "/s", "frobnicate"]).is_err());
         assert_eq!(parse_percent("2.5%"), Ok(2.5));

@@ -13,9 +13,7 @@ use kloset::repository::CreateOptions;
 use kloset::{Location, Progress, Repository, Snapshot, Storage};
 use serde::Serialize;
 
-use super::args::{
-    BackupArgs, CheckArgs, Cli, CreateArgs, RestoreArgs, StoreCommand, Top, parse_percent,
-};
+use super::args::{BackupArgs, CheckArgs, Cli, CreateArgs, RestoreArgs, StoreCommand, Top};
 use super::output::{Bar, json, mode_string, size};
 use super::passphrase::{Sources, obtain};
 use super::{EXIT_ERROR, EXIT_OK, EXIT_PARTIAL};
@@ -350,10 +348,7 @@ fn run_restore(cli: &Cli, repo: &Repository, args: &RestoreArgs) -> Result<i32> 
 }
 
 fn run_check(cli: &Cli, repo: &Repository, args: &CheckArgs) -> Result<i32> {
-    let percent = match &args.read_data {
-        Some(p) => Some(parse_percent(p).map_err(UsageError)?),
-        None => None,
-    };
+    let percent = args.read_data;
     let progress = Arc::new(Progress::new());
     let options = CheckOptions {
         read_data_percent: percent,
