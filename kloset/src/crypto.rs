@@ -49,8 +49,10 @@ pub enum ObjectKind {
     Config = 6,
     /// The master key wrapped by the passphrase key.
     MasterKey = 7,
-    /// A lock object (reserved for prune).
+    /// A lock object.
     Lock = 8,
+    /// A garbage-collection mark.
+    Mark = 9,
 }
 
 impl From<crate::id::BlobKind> for ObjectKind {

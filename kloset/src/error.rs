@@ -31,6 +31,8 @@ pub enum ErrorKind {
     Io,
     /// The caller passed something invalid.
     InvalidArgument,
+    /// Another process holds a conflicting lock (retry later).
+    Locked,
     /// The operation was cancelled.
     Cancelled,
 }
@@ -72,6 +74,8 @@ pub enum Error {
     },
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("the store at {location} is locked by {holder}")]
+    Locked { location: String, holder: String },
     #[error("cancelled")]
     Cancelled,
 }
@@ -99,6 +103,7 @@ impl Error {
             },
             Error::Io { .. } => ErrorKind::Io,
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::Locked { .. } => ErrorKind::Locked,
             Error::Cancelled => ErrorKind::Cancelled,
         }
     }
@@ -107,7 +112,10 @@ impl Error {
     /// backend failures); corruption, wrong passphrases and bad arguments are
     /// permanent.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind(), ErrorKind::Storage | ErrorKind::Io)
+        matches!(
+            self.kind(),
+            ErrorKind::Storage | ErrorKind::Io | ErrorKind::Locked
+        )
     }
 
     pub(crate) fn corrupt(object: impl Into<String>, reason: impl Into<String>) -> Self {

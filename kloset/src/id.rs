@@ -125,6 +125,16 @@ define_id!(
     "snapshot id"
 );
 define_id!(
+    /// A lock object id (random, new at every refresh).
+    LockId,
+    "lock id"
+);
+define_id!(
+    /// A mark object id (random).
+    MarkId,
+    "mark id"
+);
+define_id!(
     /// The store's id, fixed at creation (random).
     StoreId,
     "store id"

@@ -30,6 +30,8 @@ pub mod fsmeta;
 pub mod header;
 pub mod id;
 pub mod index;
+pub mod lock;
+pub mod marks;
 pub mod ops;
 pub mod pack;
 pub mod progress;

@@ -77,6 +77,11 @@ impl PackBuilder {
         self.buf.len()
     }
 
+    /// Number of blobs so far.
+    pub fn blob_count(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Whether no blob was added.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

@@ -20,7 +20,7 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::error::{Error, Result};
-use crate::id::{IndexId, PackId, SnapshotId};
+use crate::id::{IndexId, LockId, MarkId, PackId, SnapshotId};
 
 /// Where a store lives, parsed from the user's location string.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +96,10 @@ pub enum Key {
     Index(IndexId),
     /// A snapshot header (`snapshots/ID`).
     Snapshot(SnapshotId),
+    /// A writer or prune lock (`locks/ID`).
+    Lock(LockId),
+    /// A garbage-collection mark (`marks/ID`).
+    Mark(MarkId),
 }
 
 /// Listing prefixes for each kind of object.
@@ -104,6 +108,10 @@ pub const PACKS_DIR: &str = "packs";
 pub const INDEX_DIR: &str = "index";
 /// Snapshot headers live here.
 pub const SNAPSHOTS_DIR: &str = "snapshots";
+/// Lock objects live here.
+pub const LOCKS_DIR: &str = "locks";
+/// Garbage-collection marks live here.
+pub const MARKS_DIR: &str = "marks";
 /// Name of the store header object.
 pub const HEADER_NAME: &str = "kloset";
 
@@ -118,6 +126,8 @@ impl Key {
             }
             Key::Index(id) => format!("{INDEX_DIR}/{id}"),
             Key::Snapshot(id) => format!("{SNAPSHOTS_DIR}/{id}"),
+            Key::Lock(id) => format!("{LOCKS_DIR}/{id}"),
+            Key::Mark(id) => format!("{MARKS_DIR}/{id}"),
         }
     }
 }

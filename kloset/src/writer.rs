@@ -23,6 +23,8 @@ use crate::crypto::{Keys, ObjectKind};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, BlobKind, IndexId};
 use crate::index::{IndexPack, encode_file};
+use crate::lock::{REFRESH_EVERY, SharedLock};
+use crate::marks::Marked;
 use crate::pack::{FinishedPack, PackBuilder};
 use crate::repository::Repository;
 use crate::storage::{Key, Storage};
@@ -30,6 +32,9 @@ use crate::storage::{Key, Storage};
 /// Blobs listed before an intermediate index object is written, so a crash
 /// in a long backup leaves most of its data indexed.
 const INDEX_FLUSH_BLOBS: usize = 100_000;
+/// Blobs per pack at most, so a trailer stays far below the readers' bound
+/// (about 70 bytes per entry) even for huge packs of tiny blobs.
+const MAX_PACK_BLOBS: usize = 200_000;
 /// Uploads in flight at once.
 const UPLOADERS: usize = 3;
 
@@ -77,6 +82,8 @@ impl Shared {
 /// Writes blobs into packs and packs into the store.
 pub struct Writer<'r> {
     repo: &'r Repository,
+    lock: SharedLock,
+    marked: Marked,
     current: Mutex<PackBuilder>,
     pending: Mutex<HashSet<BlobId>>,
     tx: Option<Sender<FinishedPack>>,
@@ -94,8 +101,11 @@ impl std::fmt::Debug for Writer<'_> {
 }
 
 impl<'r> Writer<'r> {
-    /// Starts a writer and its uploader threads.
+    /// Takes a shared lock, reads the garbage-collection marks, and starts
+    /// the uploader threads.
     pub fn new(repo: &'r Repository) -> Result<Self> {
+        let lock = SharedLock::acquire(repo.storage(), repo.keys(), REFRESH_EVERY)?;
+        let marked = crate::marks::load(repo.storage(), repo.keys())?;
         let (tx, rx) = bounded::<FinishedPack>(1);
         let shared = Arc::new(Shared::default());
         let mut uploaders = Vec::new();
@@ -115,6 +125,8 @@ impl<'r> Writer<'r> {
         }
         Ok(Writer {
             repo,
+            lock,
+            marked,
             current: Mutex::new(PackBuilder::new(repo.config().pack_size as usize)),
             pending: Mutex::new(HashSet::new()),
             tx: Some(tx),
@@ -129,9 +141,17 @@ impl<'r> Writer<'r> {
         &self.stats
     }
 
-    /// Whether the store already has (or this writer is adding) a blob.
+    /// Whether the store already has a usable copy of a blob, or this
+    /// writer is adding one. Copies in packs marked for deletion do not count.
     pub fn has_blob(&self, id: &BlobId) -> bool {
-        self.repo.index().contains(id) || lock(&self.pending).contains(id)
+        self.indexed_usable(id) || lock(&self.pending).contains(id)
+    }
+
+    fn indexed_usable(&self, id: &BlobId) -> bool {
+        match self.repo.index().get(id) {
+            Some(loc) => !self.marked.contains(&loc.pack),
+            None => false,
+        }
     }
 
     /// Stores one blob unless the store already has it. Returns its id and
@@ -149,7 +169,7 @@ impl<'r> Writer<'r> {
             )));
         }
         let id = self.repo.keys().blob_id(kind, raw);
-        if self.repo.index().contains(&id) || !lock(&self.pending).insert(id) {
+        if self.indexed_usable(&id) || !lock(&self.pending).insert(id) {
             return Ok((id, false));
         }
         let encoded = codec::encode(raw, self.repo.config().compression_level);
@@ -167,7 +187,9 @@ impl<'r> Writer<'r> {
         let full = {
             let mut current = lock(&self.current);
             current.push(kind, id, raw.len() as u32, &sealed);
-            if current.len() >= self.repo.config().pack_size as usize {
+            if current.len() >= self.repo.config().pack_size as usize
+                || current.blob_count() >= MAX_PACK_BLOBS
+            {
                 let fresh = PackBuilder::new(self.repo.config().pack_size as usize);
                 Some(std::mem::replace(&mut *current, fresh))
             } else {
@@ -225,7 +247,9 @@ impl<'r> Writer<'r> {
         for (id, packs) in std::mem::take(&mut *lock(&self.shared.written_indexes)) {
             self.repo.index_add(Some(id), &packs);
         }
-        Ok(())
+        // The caller writes its snapshot next: make sure no prune took our
+        // lock over meanwhile.
+        self.lock.confirm()
     }
 }
 

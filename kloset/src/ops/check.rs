@@ -138,6 +138,19 @@ pub fn check(repo: &Repository, options: &CheckOptions) -> Result<CheckReport> {
         ));
     }
 
+    let now = crate::repository::now_ns();
+    for (id, lock) in crate::lock::list_locks(repo.storage(), repo.keys())? {
+        if lock.is_stale(now) {
+            report.warnings.push(format!(
+                "stale {} lock locks/{id} from {} pid {} (last refreshed {}); it blocks nothing and prune will remove it",
+                format!("{:?}", lock.kind).to_lowercase(),
+                lock.host,
+                lock.pid,
+                crate::snapshot::format_time(lock.refreshed_ns)
+            ));
+        }
+    }
+
     // Snapshots and trees.
     let (snapshots, bad_snaps) = repo.snapshots_with_problems()?;
     for (object, e) in bad_snaps {

@@ -1,0 +1,103 @@
+//! Garbage-collection marks: packs that a prune intends to delete.
+//!
+//! A mark object (`marks/ID`) lists packs. Writers read every mark after
+//! taking their shared lock and never deduplicate against a blob stored in
+//! a marked pack (they store a fresh copy instead), so no new reference to a
+//! marked pack can appear. That lets a future prune delete a marked pack
+//! once every writer whose lock predates the mark has finished and no
+//! snapshot refers to the pack. An unreadable mark is treated as marking
+//! every pack: safe, at the cost of re-uploading data.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::crypto::{Keys, ObjectKind};
+use crate::error::Result;
+use crate::id::{MarkId, PackId};
+use crate::storage::{Key, MARKS_DIR, Storage};
+
+/// The content of a mark object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkFile {
+    /// Structure version.
+    pub v: u32,
+    /// When the mark was made, Unix nanoseconds.
+    pub time_ns: i64,
+    /// Packs to be deleted unless referenced again.
+    pub packs: Vec<PackId>,
+}
+
+/// Packs a writer must not deduplicate against.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Marked {
+    /// No marks.
+    #[default]
+    None,
+    /// These packs.
+    Packs(HashSet<PackId>),
+    /// A mark could not be read: treat every pack as marked.
+    All,
+}
+
+impl Marked {
+    /// Whether `pack` may be deleted by a prune in progress.
+    pub fn contains(&self, pack: &PackId) -> bool {
+        match self {
+            Marked::None => false,
+            Marked::Packs(set) => set.contains(pack),
+            Marked::All => true,
+        }
+    }
+}
+
+/// Reads every mark object.
+pub fn load(storage: &Storage, keys: &Keys) -> Result<Marked> {
+    let mut packs = HashSet::new();
+    let listed = storage.list(Some(MARKS_DIR))?;
+    if listed.is_empty() {
+        return Ok(Marked::None);
+    }
+    for l in listed {
+        let name = l.path.clone();
+        let Some(id) = l
+            .path
+            .rsplit('/')
+            .next()
+            .and_then(|n| MarkId::from_hex(n).ok())
+        else {
+            return Ok(Marked::All);
+        };
+        let file = storage.get(Key::Mark(id)).and_then(|bytes| {
+            let plain = keys.open(ObjectKind::Mark, id.as_bytes(), &bytes, &name)?;
+            codec::from_msgpack::<MarkFile>(
+                &codec::decode(&plain, codec::MAX_OBJECT_SIZE, &name)?,
+                &name,
+            )
+        });
+        match file {
+            Ok(f) => packs.extend(f.packs),
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(_) => return Ok(Marked::All),
+        }
+    }
+    Ok(Marked::Packs(packs))
+}
+
+/// Writes a mark object (for prune and tests).
+pub fn write(storage: &Storage, keys: &Keys, time_ns: i64, packs: Vec<PackId>) -> Result<MarkId> {
+    let id = MarkId::random();
+    let plain = codec::encode(
+        &codec::to_msgpack(&MarkFile {
+            v: 1,
+            time_ns,
+            packs,
+        }),
+        3,
+    );
+    let sealed = keys.seal(ObjectKind::Mark, id.as_bytes(), &plain);
+    storage.put_new(Key::Mark(id), Bytes::from(sealed))?;
+    Ok(id)
+}

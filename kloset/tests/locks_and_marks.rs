@@ -1,0 +1,162 @@
+//! Writer locks (shared, refreshed, released; exclusive locks block, stale
+//! ones do not) and garbage-collection marks (writers never deduplicate
+//! against a marked pack).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use kloset::lock::{LockKind, SharedLock, list_locks, write_exclusive};
+use kloset::ops::backup::{BackupOptions, backup};
+use kloset::ops::restore::{RestoreOptions, restore};
+use kloset::repository::now_ns;
+use kloset::storage::{INDEX_DIR, Key, PACKS_DIR};
+use kloset::writer::Writer;
+use kloset::{BlobKind, ErrorKind, Repository};
+use object_store::memory::InMemory;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+fn new_repo() -> (Arc<dyn ObjectStore>, Repository) {
+    let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let repo = Repository::create(storage_over(mem.clone()), PASS, create_options(64 * 1024))
+        .expect("create");
+    (mem, repo)
+}
+
+#[test]
+fn shared_lock_is_held_refreshed_and_released() {
+    let (_mem, repo) = new_repo();
+    let lock =
+        SharedLock::acquire(repo.storage(), repo.keys(), Duration::from_millis(300)).expect("lock");
+    let first = list_locks(repo.storage(), repo.keys()).expect("list");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].1.kind, LockKind::Shared);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = list_locks(repo.storage(), repo.keys()).expect("list");
+        assert!(
+            !now.is_empty() && now.len() <= 2,
+            "the lock is never absent: {now:?}"
+        );
+        if now.len() == 1 && now[0].0 != first[0].0 {
+            assert!(now[0].1.refreshed_ns > now[0].1.created_ns);
+            assert_eq!(now[0].1.created_ns, first[0].1.created_ns);
+            break;
+        }
+        assert!(Instant::now() < deadline, "lock never refreshed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lock.confirm().expect("still ours");
+    drop(lock);
+    assert!(
+        list_locks(repo.storage(), repo.keys())
+            .expect("list")
+            .is_empty(),
+        "released on drop"
+    );
+}
+
+#[test]
+fn live_exclusive_lock_blocks_writers_and_stale_one_does_not() {
+    let (_mem, repo) = new_repo();
+    let tmp = tempfile::tempdir().expect("tmp");
+    make_tree(tmp.path(), 1, 3, 1000);
+    let stale = now_ns() - Duration::from_secs(31 * 60).as_nanos() as i64;
+    write_exclusive(repo.storage(), repo.keys(), stale).expect("stale lock");
+    backup(&repo, tmp.path(), &BackupOptions::default()).expect("a stale lock never blocks");
+    write_exclusive(repo.storage(), repo.keys(), now_ns()).expect("live lock");
+    let err = backup(&repo, tmp.path(), &BackupOptions::default()).expect_err("blocked");
+    assert_eq!(err.kind(), ErrorKind::Locked);
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains("exclusive"), "{err}");
+    assert_eq!(repo.snapshots().expect("list").len(), 1);
+}
+
+#[test]
+fn writer_whose_lock_was_taken_over_writes_no_snapshot() {
+    let (_mem, repo) = new_repo();
+    let writer = Writer::new(&repo).expect("writer");
+    writer
+        .save_blob(BlobKind::Data, b"some data")
+        .expect("save");
+    for (id, _) in list_locks(repo.storage(), repo.keys()).expect("list") {
+        repo.storage()
+            .delete(&Key::Lock(id).path())
+            .expect("take over");
+    }
+    let err = writer.finish().expect_err("lock lost");
+    assert_eq!(err.kind(), ErrorKind::Locked);
+}
+
+#[test]
+fn writers_never_reference_marked_packs() {
+    let (mem, repo) = new_repo();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("src");
+    make_tree(&src, 4, 20, 100_000);
+    let first = backup(&repo, &src, &BackupOptions::default()).expect("first");
+    let old_packs: Vec<_> = repo.index().packs().to_vec();
+    let old_indexes: Vec<_> = repo.index().files().to_vec();
+    kloset::marks::write(repo.storage(), repo.keys(), now_ns(), old_packs.clone()).expect("mark");
+    drop(repo);
+
+    let repo = open(mem.clone());
+    let second = backup(&repo, &src, &BackupOptions::default()).expect("second");
+    assert!(
+        second.stats.bytes_added >= first.stats.bytes_added,
+        "data in marked packs is stored again"
+    );
+    assert_eq!(
+        second.stats.files_unchanged, 0,
+        "unchanged files in marked packs are re-read"
+    );
+    drop(repo);
+
+    // What a prune would do: delete the marked packs and the index objects
+    // that list them. The second snapshot must not need any of it.
+    let repo = open(mem.clone());
+    for p in &old_packs {
+        repo.storage()
+            .delete(&Key::Pack(*p).path())
+            .expect("delete pack");
+    }
+    for i in &old_indexes {
+        repo.storage()
+            .delete(&Key::Index(*i).path())
+            .expect("delete index");
+    }
+    drop(repo);
+    let repo = open(mem);
+    let out = tmp.path().join("out");
+    restore(&repo, &second, "/", &out, &RestoreOptions::default())
+        .expect("restore without the marked packs");
+    assert_same_tree(&src, &out);
+    assert!(repo.storage().list(Some(PACKS_DIR)).expect("list").len() < 100);
+    assert!(
+        !repo
+            .storage()
+            .list(Some(INDEX_DIR))
+            .expect("list")
+            .is_empty()
+    );
+}
+
+#[test]
+fn unreadable_mark_is_treated_as_marking_everything() {
+    let (mem, repo) = new_repo();
+    let tmp = tempfile::tempdir().expect("tmp");
+    make_tree(tmp.path(), 8, 10, 50_000);
+    let first = backup(&repo, tmp.path(), &BackupOptions::default()).expect("first");
+    let path = object_store::path::Path::from(format!("marks/{}", kloset::id::MarkId::random()));
+    repo.storage()
+        .run(async { mem.put(&path, Bytes::from_static(b"garbage").into()).await })
+        .expect("put garbage mark");
+    let second = backup(&repo, tmp.path(), &BackupOptions::default()).expect("second");
+    assert!(
+        second.stats.bytes_added >= first.stats.bytes_added,
+        "nothing deduplicated"
+    );
+}
