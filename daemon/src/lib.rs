@@ -2,3 +2,6 @@
 //! that shares its configuration model.
 
 pub mod cli;
+pub mod config;
+pub mod scheduler;
+pub mod state;
