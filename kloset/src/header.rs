@@ -35,6 +35,11 @@ pub struct Header {
     pub master_key: String,
     /// Hex of the sealed configuration (`ObjectKind::Config`, id = store id).
     pub config: String,
+    /// BLAKE3 (hex) of this header serialized with `checksum` empty. It
+    /// cannot stop a forger (nothing without the key can), but it tells a
+    /// damaged header apart from a wrong passphrase, and catches changes
+    /// that parse to the same values (such as hex case).
+    pub checksum: String,
 }
 
 /// Just enough of the header to check magic and version before anything else.
@@ -108,14 +113,16 @@ impl Header {
         let keys = Keys::derive(&master);
         let plain = codec::encode(&codec::to_msgpack(config), 3);
         let sealed = keys.seal(ObjectKind::Config, store_id.as_bytes(), &plain);
-        let header = Header {
+        let mut header = Header {
             magic: MAGIC.into(),
             version: FORMAT_VERSION,
             store_id: store_id.to_hex(),
             kdf,
             master_key: hex::encode(wrapped),
             config: hex::encode(sealed),
+            checksum: String::new(),
         };
+        header.checksum = header.compute_checksum();
         Ok((
             header,
             Opened {
@@ -124,6 +131,13 @@ impl Header {
                 config: config.clone(),
             },
         ))
+    }
+
+    fn compute_checksum(&self) -> String {
+        let mut unsummed = self.clone();
+        unsummed.checksum = String::new();
+        let canonical = serde_json::to_vec(&unsummed).unwrap_or_default();
+        blake3::hash(&canonical).to_hex().to_string()
     }
 
     /// Serializes the header as pretty JSON.
@@ -140,9 +154,15 @@ impl Header {
             return Ok(None);
         }
         codec::check_version(probe.version.unwrap_or(0), FORMAT_VERSION, "store header")?;
-        serde_json::from_slice(bytes)
-            .map(Some)
-            .map_err(|e| Error::corrupt("store header", e.to_string()))
+        let header: Header = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt("store header (object kloset)", e.to_string()))?;
+        if header.checksum != header.compute_checksum() {
+            return Err(Error::corrupt(
+                "store header (object kloset)",
+                "checksum mismatch: the header is damaged",
+            ));
+        }
+        Ok(Some(header))
     }
 
     /// Unlocks the header with `passphrase`.
@@ -227,6 +247,28 @@ mod tests {
     }
 
     #[test]
+    fn every_changed_byte_of_the_header_is_detected() {
+        let (h, _) =
+            Header::create(b"pw", KdfParams::with_cost(64, 1, 1), &config()).expect("create");
+        let json = h.to_json();
+        for i in 0..json.len() {
+            for mask in [0x01u8, 0x20, 0x80] {
+                let mut bad = json.clone();
+                bad[i] ^= mask;
+                let opened = match Header::parse(&bad) {
+                    Ok(Some(h)) => h.open(b"pw", "loc").is_ok(),
+                    Ok(None) | Err(_) => false,
+                };
+                assert!(
+                    !opened,
+                    "byte {i} ^ {mask:#x} ({:?}) went unnoticed",
+                    json[i] as char
+                );
+            }
+        }
+    }
+
+    #[test]
     fn tampered_config_is_detected() {
         let (mut h, _) =
             Header::create(b"pw", KdfParams::with_cost(64, 1, 1), &config()).expect("create");
@@ -234,6 +276,7 @@ mod tests {
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
         h.config = hex::encode(sealed);
+        h.checksum = h.compute_checksum();
         assert_eq!(
             h.open(b"pw", "loc").expect_err("tampered").kind(),
             crate::error::ErrorKind::Corrupt
