@@ -3,5 +3,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod integrations;
 pub mod scheduler;
 pub mod state;

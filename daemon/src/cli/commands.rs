@@ -55,13 +55,29 @@ fn version(as_json: bool) {
     }
 }
 
-fn parse_location(s: &str) -> Result<Location> {
+/// A store location with its backend options, and the passphrase when the
+/// configuration provides it (`@NAME`).
+struct Target {
+    location: Location,
+    options: Vec<(String, String)>,
+    passphrase: Option<zeroize::Zeroizing<Vec<u8>>>,
+}
+
+fn resolve_store(cli: &Cli, s: &str) -> Result<Target> {
     if let Some(name) = s.strip_prefix('@') {
-        bail!(UsageError(format!(
-            "@{name}: named stores are read from the klosetd configuration directory, which this build does not support yet; give a path or URL"
-        )));
+        let named = super::named::store(&cli.config, name)?;
+        return Ok(Target {
+            location: named.location,
+            options: named.options,
+            passphrase: Some(named.passphrase),
+        });
     }
-    Location::parse(s).map_err(|e| UsageError(e.to_string()).into())
+    let location = Location::parse(s).map_err(|e| UsageError(e.to_string()))?;
+    Ok(Target {
+        location,
+        options: Vec::new(),
+        passphrase: None,
+    })
 }
 
 fn store_passphrase(cli: &Cli, confirm: bool) -> Result<zeroize::Zeroizing<Vec<u8>>> {
@@ -76,9 +92,12 @@ fn store_passphrase(cli: &Cli, confirm: bool) -> Result<zeroize::Zeroizing<Vec<u
 }
 
 fn open_repo(cli: &Cli, location: &str) -> Result<Repository> {
-    let loc = parse_location(location)?;
-    let storage = Storage::open(&loc, &Vec::new(), false)?;
-    let pass = store_passphrase(cli, false)?;
+    let target = resolve_store(cli, location)?;
+    let storage = Storage::open(&target.location, &target.options, false)?;
+    let pass = match target.passphrase {
+        Some(p) if cli.passphrase_file.is_none() => p,
+        _ => store_passphrase(cli, false)?,
+    };
     let repo = Repository::open(storage, &pass)?;
     for p in repo.index_problems() {
         eprintln!(
@@ -107,9 +126,12 @@ fn run_at(cli: &Cli, location: &str, command: &StoreCommand) -> Result<i32> {
 }
 
 fn create(cli: &Cli, location: &str, args: &CreateArgs) -> Result<i32> {
-    let loc = parse_location(location)?;
-    let pass = store_passphrase(cli, true)?;
-    let storage = Storage::open(&loc, &Vec::new(), true)?;
+    let target = resolve_store(cli, location)?;
+    let pass = match target.passphrase {
+        Some(p) if cli.passphrase_file.is_none() => p,
+        _ => store_passphrase(cli, true)?,
+    };
+    let storage = Storage::open(&target.location, &target.options, true)?;
     let mut options = CreateOptions::default();
     options.config.pack_size = u32::try_from(args.pack_size.as_u64())
         .map_err(|_| UsageError("--pack-size is too large".into()))?;
@@ -161,18 +183,18 @@ fn view(s: &Snapshot) -> SnapshotView<'_> {
 }
 
 fn run_backup(cli: &Cli, repo: &Repository, args: &BackupArgs) -> Result<i32> {
-    if args.path.starts_with('@') {
-        bail!(UsageError(format!(
-            "{}: named sources are read from the klosetd configuration directory, which this build does not support yet",
-            args.path
-        )));
-    }
-    let root = std::fs::canonicalize(&args.path)
-        .with_context(|| format!("cannot back up {}", args.path))?;
+    let (path, source_name, mut excludes) = match args.path.strip_prefix('@') {
+        Some(name) => super::named::source(&cli.config, name)?,
+        None => (PathBuf::from(&args.path), String::new(), Vec::new()),
+    };
+    excludes.extend(args.excludes.iter().cloned());
+    let root = std::fs::canonicalize(&path)
+        .with_context(|| format!("cannot back up {}", path.display()))?;
     let progress = Arc::new(Progress::new());
     let options = BackupOptions {
+        source: (!source_name.is_empty()).then_some(source_name),
         tags: args.tags.clone(),
-        excludes: args.excludes.clone(),
+        excludes,
         parent: if args.no_parent {
             ParentPolicy::None
         } else {
@@ -306,9 +328,7 @@ fn cat(repo: &Repository, target: &str) -> Result<i32> {
 
 fn run_restore(cli: &Cli, repo: &Repository, args: &RestoreArgs) -> Result<i32> {
     let to: PathBuf = match &args.to {
-        Some(t) if t.starts_with('@') => bail!(UsageError(format!(
-            "{t}: named destinations are read from the klosetd configuration directory, which this build does not support yet"
-        ))),
+        Some(t) if t.starts_with('@') => super::named::destination(&cli.config, &t[1..])?,
         Some(t) => PathBuf::from(t.strip_prefix("fs://").unwrap_or(t)),
         None => std::env::current_dir().context("finding the current directory")?,
     };

@@ -1,1 +1,81 @@
-//! The declarative configuration: serde model, loading with file:line errors, validation into the desired state.
+//! The declarative configuration in three stages: the serde model of one
+//! file (`model`), the directory loaded and merged with file:line for every
+//! object (`load`), and the validated desired state (`validate` →
+//! `desired`). Config types never hold connections.
+
+mod action;
+pub mod desired;
+mod endpoint;
+pub mod error;
+pub mod load;
+pub mod model;
+pub mod validate;
+
+pub use desired::DesiredState;
+pub use error::ConfigError;
+
+use std::path::Path;
+
+/// Loads and validates a config directory: the desired state, or every error.
+pub fn load_and_validate(dir: &Path) -> Result<DesiredState, Vec<ConfigError>> {
+    let raw = load::load_dir(dir)?;
+    validate::validate(&raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_path(rel: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+    }
+
+    #[test]
+    fn every_invalid_config_fails_with_its_expected_errors() {
+        let root = repo_path("tests/config/invalid");
+        let mut cases: Vec<_> = std::fs::read_dir(&root)
+            .expect("invalid configs")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        cases.sort();
+        assert!(cases.len() >= 10, "{cases:?}");
+        for case in cases {
+            let expected = std::fs::read_to_string(case.join("expected")).expect("expected file");
+            let errors = match load_and_validate(&case) {
+                Ok(_) => panic!("{} must be invalid", case.display()),
+                Err(e) => e,
+            };
+            let text = errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n");
+            for line in expected.lines().filter(|l| !l.is_empty()) {
+                assert!(
+                    text.contains(line),
+                    "{}: expected {line:?} in:\n{text}",
+                    case.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let state =
+            load_and_validate(&repo_path("config.example.d")).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(state.stores.len(), 1);
+        assert_eq!(state.schedules.len(), 2);
+        assert_eq!(state.tasks.len(), 1);
+        assert_eq!(
+            state.daemon.listen,
+            desired::Listen::Tcp("127.0.0.1:9180".parse().expect("addr"))
+        );
+        assert!(
+            state.stores["local"]
+                .endpoint
+                .location
+                .ends_with(".klosetd/store")
+        );
+    }
+}

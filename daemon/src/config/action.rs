@@ -1,0 +1,170 @@
+//! What a schedule or one-shot task does: required and forbidden keys per
+//! task kind, references to declared objects, and value checks.
+
+use super::desired::Action;
+use super::load::{Located, RawConfig};
+use super::model::{ReadData, TaskKind, TaskTable};
+use super::validate::{Ctx, parse_duration};
+
+pub(super) fn action(
+    cx: &mut Ctx,
+    raw: &RawConfig,
+    l: &Located<TaskTable>,
+    object: &str,
+) -> Option<Action> {
+    let t = &l.value;
+    let kind = t.task;
+    let allowed: &[&str] = match kind {
+        TaskKind::Backup => &["source", "store", "tags", "retention"],
+        TaskKind::Check => &["store", "read_data", "allow_cold_read"],
+        TaskKind::Sync => &["store", "to", "tags_filter"],
+        TaskKind::Restore => &[
+            "store",
+            "destination",
+            "snapshot",
+            "path",
+            "allow_cold_read",
+        ],
+        TaskKind::Prune => &["store"],
+    };
+    let present = [
+        ("source", t.source.is_some()),
+        ("store", t.store.is_some()),
+        ("to", t.to.is_some()),
+        ("destination", t.destination.is_some()),
+        ("tags", !t.tags.is_empty()),
+        ("retention", t.retention.is_some()),
+        ("read_data", t.read_data.is_some()),
+        ("snapshot", t.snapshot.is_some()),
+        ("path", t.path.is_some()),
+        ("tags_filter", !t.tags_filter.is_empty()),
+        ("allow_cold_read", t.allow_cold_read.is_some()),
+    ];
+    let mut ok = true;
+    for (key, set) in present {
+        if set && !allowed.contains(&key) {
+            cx.err(
+                l,
+                object,
+                format!("`{key}` does not apply to a {} task", kind.as_str()),
+            );
+            ok = false;
+        }
+    }
+    let mut need = |cx: &mut Ctx,
+                    key: &str,
+                    value: &Option<String>,
+                    table: &str,
+                    exists: bool|
+     -> Option<String> {
+        match value {
+            None => {
+                cx.err(l, object, format!("a {} task needs `{key}`", kind.as_str()));
+                ok = false;
+                None
+            }
+            Some(v) if !exists => {
+                cx.err(
+                    l,
+                    object,
+                    format!("{key} = {v:?}: no [{table}.{v}] is declared"),
+                );
+                ok = false;
+                None
+            }
+            Some(v) => Some(v.clone()),
+        }
+    };
+    let store_exists = t.store.as_ref().is_some_and(|s| raw.stores.contains_key(s));
+    let store = need(cx, "store", &t.store, "store", store_exists);
+    let action = match kind {
+        TaskKind::Backup => {
+            let exists = t
+                .source
+                .as_ref()
+                .is_some_and(|s| raw.sources.contains_key(s));
+            let source = need(cx, "source", &t.source, "source", exists);
+            if let Some(within) = t.retention.as_ref().and_then(|r| r.keep_within.as_ref()) {
+                parse_duration(cx, l, object, "retention.keep_within", within);
+            }
+            Action::Backup {
+                source: source?,
+                store: store?,
+                tags: t.tags.clone(),
+                retention: t.retention.clone(),
+            }
+        }
+        TaskKind::Check => {
+            let read_data = match &t.read_data {
+                None | Some(ReadData::Flag(false)) => None,
+                Some(ReadData::Flag(true)) => Some(100.0),
+                Some(ReadData::Percent(p)) => Some(*p),
+                Some(ReadData::Text(s)) => match s.trim_end_matches('%').trim().parse::<f64>() {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        cx.err(
+                            l,
+                            object,
+                            format!("read_data = {s:?}: write true, false, a number or \"10%\""),
+                        );
+                        ok = false;
+                        None
+                    }
+                },
+            };
+            if let Some(p) = read_data
+                && !(0.0..=100.0).contains(&p)
+            {
+                cx.err(
+                    l,
+                    object,
+                    format!("read_data = {p}: a percentage is between 0 and 100"),
+                );
+                ok = false;
+            }
+            Action::Check {
+                store: store?,
+                read_data,
+                allow_cold_read: t.allow_cold_read.unwrap_or(false),
+            }
+        }
+        TaskKind::Sync => {
+            let exists = t.to.as_ref().is_some_and(|s| raw.stores.contains_key(s));
+            let to = need(cx, "to", &t.to, "store", exists);
+            if to.is_some() && to == store {
+                cx.err(
+                    l,
+                    object,
+                    "a sync needs two different stores (`store` and `to`)",
+                );
+                ok = false;
+            }
+            Action::Sync {
+                store: store?,
+                to: to?,
+                tags: t.tags_filter.clone(),
+            }
+        }
+        TaskKind::Restore => {
+            let exists = t
+                .destination
+                .as_ref()
+                .is_some_and(|s| raw.destinations.contains_key(s));
+            let destination = need(cx, "destination", &t.destination, "destination", exists);
+            let path = t.path.clone().unwrap_or_else(|| "/".into());
+            if path.split('/').any(|c| c == "..") {
+                cx.err(l, object, format!("path = {path:?} must not contain `..`"));
+                ok = false;
+            }
+            Action::Restore {
+                store: store?,
+                destination: destination?,
+                snapshot: t.snapshot.clone().unwrap_or_else(|| "latest".into()),
+                path,
+                allow_cold_read: t.allow_cold_read.unwrap_or(false),
+            }
+        }
+        TaskKind::Prune => Action::Prune { store: store? },
+    };
+    ok.then_some(action)
+}

@@ -1,0 +1,283 @@
+//! The validated desired state: what the daemon should run, with every
+//! reference resolved. Built only by `validate`; holds no connections.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use super::model::{InitPolicy, RetentionTable, StorageType, TaskKind};
+
+/// Where an object was declared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line of its table.
+    pub line: usize,
+    /// Content hash of its table.
+    pub hash: String,
+}
+
+/// A secret: read when needed, never stored in the desired state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretRef {
+    /// A file (e.g. under `$CREDENTIALS_DIRECTORY`).
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+}
+
+impl SecretRef {
+    /// Reads the secret; one trailing newline of a file is dropped. The
+    /// error names the file or variable, never the value.
+    pub fn read(&self) -> Result<Zeroizing<Vec<u8>>, String> {
+        let mut bytes = match self {
+            SecretRef::File(p) => Zeroizing::new(
+                std::fs::read(p)
+                    .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))?,
+            ),
+            SecretRef::Env(name) => match std::env::var_os(name) {
+                Some(v) => {
+                    Zeroizing::new(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec())
+                }
+                None => return Err(format!("environment variable {name} is not set")),
+            },
+        };
+        if bytes.ends_with(b"\n") {
+            bytes.pop();
+            if bytes.ends_with(b"\r") {
+                bytes.pop();
+            }
+        }
+        if bytes.is_empty() {
+            return Err(match self {
+                SecretRef::File(p) => format!("secret file {} is empty", p.display()),
+                SecretRef::Env(n) => format!("environment variable {n} is empty"),
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+/// How to reach a store, source or destination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    /// The integration serving it.
+    pub integration: &'static str,
+    /// Its protocol.
+    pub protocol: &'static str,
+    /// The location (path or URL; never contains credentials).
+    pub location: String,
+    /// The resource it came from, if any.
+    pub resource: Option<String>,
+    /// Backend settings (e.g. `aws_endpoint`), no secrets.
+    pub options: Vec<(String, String)>,
+    /// Backend credentials by setting name (e.g. `aws_secret_access_key`).
+    pub credentials: Vec<(String, SecretRef)>,
+}
+
+/// A `[store.NAME]`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StoreDef {
+    /// Its name.
+    pub name: String,
+    /// Where it is.
+    pub endpoint: Endpoint,
+    /// Standard or cold.
+    pub storage_type: StorageType,
+    /// Initialise when empty?
+    pub init: InitPolicy,
+    /// The passphrase.
+    pub passphrase: SecretRef,
+    /// Declaration.
+    pub origin: Origin,
+}
+
+/// A `[source.NAME]`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SourceDef {
+    /// Its name.
+    pub name: String,
+    /// Where it is.
+    pub endpoint: Endpoint,
+    /// Glob patterns to skip.
+    pub excludes: Vec<String>,
+    /// Declaration.
+    pub origin: Origin,
+}
+
+/// A `[destination.NAME]`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DestinationDef {
+    /// Its name.
+    pub name: String,
+    /// Where it is.
+    pub endpoint: Endpoint,
+    /// Declaration.
+    pub origin: Origin,
+}
+
+/// What a task does, with resolved object names.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "task", rename_all = "lowercase")]
+pub enum Action {
+    /// Back up `source` into `store`, tag it, apply retention.
+    Backup {
+        /// Source name.
+        source: String,
+        /// Store name.
+        store: String,
+        /// Snapshot tags.
+        tags: Vec<String>,
+        /// Retention policy.
+        retention: Option<RetentionTable>,
+    },
+    /// Check `store`.
+    Check {
+        /// Store name.
+        store: String,
+        /// Percentage of packs to read, if any.
+        read_data: Option<f64>,
+        /// Opt-in to read data from a cold store.
+        allow_cold_read: bool,
+    },
+    /// Copy snapshots of `store` to `to`.
+    Sync {
+        /// Source store.
+        store: String,
+        /// Target store.
+        to: String,
+        /// Only snapshots with these tags (empty: all).
+        tags: Vec<String>,
+    },
+    /// Restore from `store` into `destination`.
+    Restore {
+        /// Store name.
+        store: String,
+        /// Destination name.
+        destination: String,
+        /// `latest` or an id prefix.
+        snapshot: String,
+        /// Path inside the snapshot.
+        path: String,
+        /// Opt-in to read data from a cold store.
+        allow_cold_read: bool,
+    },
+    /// Garbage-collect `store`.
+    Prune {
+        /// Store name.
+        store: String,
+    },
+}
+
+impl Action {
+    /// The task kind.
+    pub fn kind(&self) -> TaskKind {
+        match self {
+            Action::Backup { .. } => TaskKind::Backup,
+            Action::Check { .. } => TaskKind::Check,
+            Action::Sync { .. } => TaskKind::Sync,
+            Action::Restore { .. } => TaskKind::Restore,
+            Action::Prune { .. } => TaskKind::Prune,
+        }
+    }
+
+    /// The store the task works on.
+    pub fn store(&self) -> &str {
+        match self {
+            Action::Backup { store, .. }
+            | Action::Check { store, .. }
+            | Action::Sync { store, .. }
+            | Action::Restore { store, .. }
+            | Action::Prune { store } => store,
+        }
+    }
+}
+
+/// A `[schedule.NAME]`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScheduleDef {
+    /// Its name.
+    pub name: String,
+    /// What it runs.
+    pub action: Action,
+    /// The cron text as written.
+    pub cron: String,
+    /// IANA time zone name.
+    pub timezone: String,
+    /// Jitter.
+    #[serde(with = "duration_secs")]
+    pub jitter: Duration,
+    /// Catch up a run missed while the daemon was down.
+    pub catch_up: bool,
+    /// Declaration.
+    pub origin: Origin,
+}
+
+/// A `[task.NAME]` (one-shot).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OneShotDef {
+    /// Its name.
+    pub name: String,
+    /// What it runs.
+    pub action: Action,
+    /// Declaration (its hash identifies the task's content).
+    pub origin: Origin,
+}
+
+/// Where the HTTP endpoint listens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Listen {
+    /// A TCP address.
+    Tcp(std::net::SocketAddr),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+/// `[daemon]` with defaults applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DaemonSettings {
+    /// HTTP listen address.
+    pub listen: Listen,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Tasks at once.
+    pub max_concurrent_tasks: u32,
+    /// Bearer token file for data-reading endpoints.
+    pub token_file: Option<PathBuf>,
+}
+
+/// The whole validated configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct DesiredState {
+    /// Content hash of the directory.
+    pub revision: String,
+    /// The config directory.
+    pub dir: PathBuf,
+    /// Daemon settings.
+    pub daemon: DaemonSettings,
+    /// Stores by name.
+    pub stores: BTreeMap<String, StoreDef>,
+    /// Sources by name.
+    pub sources: BTreeMap<String, SourceDef>,
+    /// Destinations by name.
+    pub destinations: BTreeMap<String, DestinationDef>,
+    /// Schedules by name.
+    pub schedules: BTreeMap<String, ScheduleDef>,
+    /// One-shot tasks by name.
+    pub tasks: BTreeMap<String, OneShotDef>,
+}
+
+mod duration_secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}

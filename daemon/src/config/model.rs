@@ -1,0 +1,280 @@
+//! The serde model of one config file: every table and key, nothing else.
+//!
+//! No I/O and no cross-file knowledge here. Unknown keys are errors
+//! (`deny_unknown_fields`), so a typo fails validation instead of being
+//! ignored. Spans point back into the file for error messages.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// One TOML file of the config directory.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileModel {
+    /// `[daemon]`, at most once across all files.
+    pub daemon: Option<Spanned<DaemonTable>>,
+    /// `[resource.NAME]`
+    #[serde(default)]
+    pub resource: BTreeMap<String, Spanned<ResourceTable>>,
+    /// `[store.NAME]`
+    #[serde(default)]
+    pub store: BTreeMap<String, Spanned<StoreTable>>,
+    /// `[source.NAME]`
+    #[serde(default)]
+    pub source: BTreeMap<String, Spanned<SourceTable>>,
+    /// `[destination.NAME]`
+    #[serde(default)]
+    pub destination: BTreeMap<String, Spanned<DestinationTable>>,
+    /// `[schedule.NAME]`
+    #[serde(default)]
+    pub schedule: BTreeMap<String, Spanned<TaskTable>>,
+    /// `[task.NAME]`
+    #[serde(default)]
+    pub task: BTreeMap<String, Spanned<TaskTable>>,
+}
+
+/// `[daemon]`
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonTable {
+    /// `127.0.0.1:9180` (default) or `unix:/path`.
+    pub listen: Option<String>,
+    /// Where SQLite state lives (default `/var/lib/klosetd`, or `$STATE_DIRECTORY`).
+    pub state_dir: Option<String>,
+    /// Upper bound on tasks running at once (default 2).
+    pub max_concurrent_tasks: Option<u32>,
+    /// Bearer token for the data-reading HTTP endpoints.
+    pub token_file: Option<String>,
+}
+
+/// `[resource.NAME]`: something in the inventory.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceTable {
+    /// e.g. `filesystem`, `object-storage`, `database`.
+    pub class: String,
+    /// e.g. `local`, `s3`, `postgresql`.
+    pub subclass: String,
+    /// Filesystem path (class `filesystem`).
+    pub path: Option<String>,
+    /// Service endpoint URL (S3-compatible storage).
+    pub endpoint: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Bucket.
+    pub bucket: Option<String>,
+    /// Key prefix inside the bucket.
+    pub prefix: Option<String>,
+    /// Allow plain HTTP endpoints.
+    pub allow_http: Option<bool>,
+    /// Host name.
+    pub host: Option<String>,
+    /// TCP port.
+    pub port: Option<u16>,
+    /// User name.
+    pub user: Option<String>,
+    /// Database name.
+    pub database: Option<String>,
+    /// Access key id, from a file.
+    pub access_key_id_file: Option<String>,
+    /// Access key id, from an environment variable.
+    pub access_key_id_env: Option<String>,
+    /// Secret access key, from a file.
+    pub secret_access_key_file: Option<String>,
+    /// Secret access key, from an environment variable.
+    pub secret_access_key_env: Option<String>,
+    /// Password, from a file.
+    pub password_file: Option<String>,
+    /// Password, from an environment variable.
+    pub password_env: Option<String>,
+    /// Private key file (SSH).
+    pub key_file: Option<String>,
+}
+
+/// `standard` or `cold` (policy only; never changes the storage).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageType {
+    /// Available at all times.
+    #[default]
+    Standard,
+    /// Archival storage: no read-back by default.
+    Cold,
+}
+
+/// Whether an empty store location is initialised automatically.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitPolicy {
+    /// Initialise an empty location.
+    #[default]
+    Auto,
+    /// Never initialise; an empty location is not ready.
+    Never,
+}
+
+/// `[store.NAME]`: where backups are kept.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreTable {
+    /// A resource by name, or …
+    pub resource: Option<String>,
+    /// … a direct location (path, `fs://`, `s3://bucket/prefix`).
+    pub location: Option<String>,
+    /// Integration, when several fit.
+    pub integration: Option<String>,
+    /// Protocol, when the integration has several.
+    pub protocol: Option<String>,
+    /// `standard` (default) or `cold`.
+    pub storage_type: Option<StorageType>,
+    /// Passphrase from a file.
+    pub passphrase_file: Option<String>,
+    /// Passphrase from an environment variable.
+    pub passphrase_env: Option<String>,
+    /// `auto` (default) or `never`.
+    pub init: Option<InitPolicy>,
+}
+
+/// `[source.NAME]`: what is backed up.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceTable {
+    /// A resource by name, or …
+    pub resource: Option<String>,
+    /// … a direct location.
+    pub location: Option<String>,
+    /// Integration, when several fit.
+    pub integration: Option<String>,
+    /// Protocol, when the integration has several.
+    pub protocol: Option<String>,
+    /// Glob patterns to skip.
+    #[serde(default)]
+    pub excludes: Vec<String>,
+    /// Integration-specific options.
+    #[serde(default)]
+    pub options: toml::Table,
+}
+
+/// `[destination.NAME]`: where restores go.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationTable {
+    /// A resource by name, or …
+    pub resource: Option<String>,
+    /// … a direct location.
+    pub location: Option<String>,
+    /// Integration, when several fit.
+    pub integration: Option<String>,
+    /// Protocol, when the integration has several.
+    pub protocol: Option<String>,
+    /// Integration-specific options.
+    #[serde(default)]
+    pub options: toml::Table,
+}
+
+/// What a schedule or one-shot task does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    /// Back up a source into a store, then apply retention.
+    Backup,
+    /// Verify a store.
+    Check,
+    /// Copy snapshots to another store.
+    Sync,
+    /// Restore into a destination (scheduled: a restore test).
+    Restore,
+    /// Garbage-collect a store.
+    Prune,
+}
+
+impl TaskKind {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Backup => "backup",
+            TaskKind::Check => "check",
+            TaskKind::Sync => "sync",
+            TaskKind::Restore => "restore",
+            TaskKind::Prune => "prune",
+        }
+    }
+}
+
+/// `read_data = false | true | PERCENT | "PERCENT%"`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ReadData {
+    /// All or nothing.
+    Flag(bool),
+    /// A percentage as a number.
+    Percent(f64),
+    /// A percentage as text, e.g. `"10%"`.
+    Text(String),
+}
+
+/// `retention = { keep_last = 7, … }`
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionTable {
+    /// Keep the N latest snapshots.
+    pub keep_last: Option<u32>,
+    /// Keep one per hour for N hours.
+    pub keep_hourly: Option<u32>,
+    /// Keep one per day for N days.
+    pub keep_daily: Option<u32>,
+    /// Keep one per week for N weeks.
+    pub keep_weekly: Option<u32>,
+    /// Keep one per month for N months.
+    pub keep_monthly: Option<u32>,
+    /// Keep one per year for N years.
+    pub keep_yearly: Option<u32>,
+    /// Keep everything newer than this duration (e.g. `"14d"`).
+    pub keep_within: Option<String>,
+    /// Keep snapshots with any of these tags.
+    #[serde(default)]
+    pub keep_tags: Vec<String>,
+}
+
+/// `[schedule.NAME]` and `[task.NAME]`: the same keys; only schedules take
+/// `cron`, `timezone`, `jitter` and `catch_up`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskTable {
+    /// What to do.
+    pub task: TaskKind,
+    /// Source (backup).
+    pub source: Option<String>,
+    /// Store (every kind).
+    pub store: Option<String>,
+    /// Target store (sync).
+    pub to: Option<String>,
+    /// Destination (restore).
+    pub destination: Option<String>,
+    /// Cron expression (schedules only).
+    pub cron: Option<String>,
+    /// IANA time zone for `cron` (default UTC).
+    pub timezone: Option<String>,
+    /// Random delay up to this duration, e.g. `"5m"`.
+    pub jitter: Option<String>,
+    /// Run once at start if a run was missed while the daemon was down.
+    pub catch_up: Option<bool>,
+    /// Tags for the snapshot (backup).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Retention applied after a backup.
+    pub retention: Option<RetentionTable>,
+    /// Check data reading (check).
+    pub read_data: Option<ReadData>,
+    /// Snapshot to restore (default `latest`).
+    pub snapshot: Option<String>,
+    /// Path inside the snapshot to restore (default the whole snapshot).
+    pub path: Option<String>,
+    /// Snapshots to copy (sync): only these tags.
+    #[serde(default)]
+    pub tags_filter: Vec<String>,
+    /// Allow reading data from a cold store (restore, check with read_data).
+    pub allow_cold_read: Option<bool>,
+}

@@ -1,0 +1,83 @@
+//! `klosetd`: the declarative backup daemon. This build provides
+//! `validate` and `version`; `run` and `plan` come with the daemon runtime.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Command line of klosetd.
+#[derive(Debug, Parser)]
+#[command(
+    name = "klosetd",
+    version,
+    about = "Declarative backup daemon for Kloset stores"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a config directory: exits 1 and prints every error with file and line.
+    Validate {
+        /// The config directory.
+        #[arg(default_value = "/etc/klosetd/conf.d")]
+        dir: PathBuf,
+        /// Print the validated desired state as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the version and the built-in importers, exporters and store backends.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match args.command {
+        Command::Version => {
+            println!("klosetd {}", env!("CARGO_PKG_VERSION"));
+            for (label, role) in [
+                ("importers", klosetd::integrations::Role::Source),
+                ("exporters", klosetd::integrations::Role::Destination),
+                ("klosets", klosetd::integrations::Role::Store),
+            ] {
+                println!(
+                    "{label}: {}",
+                    klosetd::integrations::names_with(role).join(", ")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Validate { dir, json } => match klosetd::config::load_and_validate(&dir) {
+            Ok(state) => {
+                if json {
+                    match serde_json::to_string_pretty(&state) {
+                        Ok(s) => println!("{s}"),
+                        Err(e) => eprintln!("klosetd: {e}"),
+                    }
+                } else {
+                    println!(
+                        "{}: valid (revision {}): {} stores, {} sources, {} destinations, {} schedules, {} tasks",
+                        dir.display(),
+                        &state.revision[..12],
+                        state.stores.len(),
+                        state.sources.len(),
+                        state.destinations.len(),
+                        state.schedules.len(),
+                        state.tasks.len()
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                eprintln!("{}: {} error(s)", dir.display(), errors.len());
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
