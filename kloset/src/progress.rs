@@ -52,6 +52,11 @@ impl Progress {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Counts one finished file whose bytes were already added.
+    pub fn file_finished(&self) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Adds bytes without finishing a file.
     pub fn add_bytes(&self, bytes: u64) {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);

@@ -83,7 +83,8 @@ impl Bar {
         }
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
-            let bar = ProgressBar::new(0);
+            // Styled before it is shown, so no empty default bar flashes.
+            let bar = ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden());
             let known = ProgressStyle::with_template(
                 "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
             )
@@ -92,6 +93,8 @@ impl Bar {
                 ProgressStyle::with_template("{spinner} {prefix} {bytes} {bytes_per_sec} {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner());
             bar.set_prefix(what);
+            bar.set_style(unknown.clone());
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
             while !flag.load(Ordering::Relaxed) {
                 let p = progress.snapshot();
                 if p.total_bytes > 0 {

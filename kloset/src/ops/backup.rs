@@ -329,6 +329,7 @@ impl Ctx<'_> {
                 }) {
                     node.content = old.content.clone();
                     self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
+                    self.progress.add_bytes(node.size);
                 } else {
                     match self.read_file(abs) {
                         Ok((content, size)) => {
@@ -344,7 +345,7 @@ impl Ctx<'_> {
                 }
                 self.counters.files.fetch_add(1, Ordering::Relaxed);
                 self.counters.bytes.fetch_add(node.size, Ordering::Relaxed);
-                self.progress.file_done(node.size);
+                self.progress.file_finished();
             }
             _ => {
                 self.counters.others.fetch_add(1, Ordering::Relaxed);
@@ -373,6 +374,7 @@ impl Ctx<'_> {
                 .save_blob(BlobKind::Data, chunk)
                 .map_err(FileFailure::Fatal)?;
             content.push(id);
+            self.progress.add_bytes(chunk.len() as u64);
             Ok::<(), FileFailure>(())
         });
         self.chunkers
