@@ -140,14 +140,7 @@ impl Repository {
         }
         let (header, opened) = Header::create(passphrase, options.kdf, &options.config)?;
         storage.put_new(Key::Header, Bytes::from(header.to_json()))?;
-        Ok(Repository {
-            storage,
-            keys: Arc::new(opened.keys),
-            config: opened.config,
-            store_id: opened.store_id,
-            index: RwLock::new(Index::new()),
-            index_problems: Vec::new(),
-        })
+        Ok(Repository::from_opened(storage, opened))
     }
 
     /// Opens an existing store: checks the header, verifies the passphrase,
@@ -169,16 +162,20 @@ impl Repository {
             }
         };
         let opened = header.open(passphrase, storage.location())?;
-        let mut repo = Repository {
+        let mut repo = Repository::from_opened(storage, opened);
+        repo.load_index()?;
+        Ok(repo)
+    }
+
+    fn from_opened(storage: Storage, opened: crate::header::Opened) -> Repository {
+        Repository {
             storage,
             keys: Arc::new(opened.keys),
             config: opened.config,
             store_id: opened.store_id,
             index: RwLock::new(Index::new()),
             index_problems: Vec::new(),
-        };
-        repo.load_index()?;
-        Ok(repo)
+        }
     }
 
     fn load_index(&mut self) -> Result<()> {

@@ -148,18 +148,7 @@ pub fn backup(repo: &Repository, root: &Path, options: &BackupOptions) -> Result
         counters: Counters::default(),
         chunkers: Mutex::new(Vec::new()),
     };
-    let threads = if options.threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    } else {
-        options.threads
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("kloset-backup-{i}"))
-        .build()
-        .map_err(|e| Error::InvalidArgument(format!("cannot start worker threads: {e}")))?;
+    let pool = super::worker_pool(options.threads, "backup")?;
     let parent_tree = parent.as_ref().map(|p| p.tree);
     let tree = pool.install(|| ctx.backup_dir(root, "", parent_tree.as_ref()))?;
     let tree =

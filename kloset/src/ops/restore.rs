@@ -104,18 +104,7 @@ pub fn restore(
     options: &RestoreOptions,
 ) -> Result<RestoreReport> {
     let node = find_node(repo, snapshot, path)?;
-    let threads = if options.threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    } else {
-        options.threads
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("kloset-restore-{i}"))
-        .build()
-        .map_err(|e| Error::InvalidArgument(format!("cannot start worker threads: {e}")))?;
+    let pool = super::worker_pool(options.threads, "restore")?;
     let r = Restorer {
         repo,
         options,
