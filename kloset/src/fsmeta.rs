@@ -86,3 +86,50 @@ pub fn hostname() -> String {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_of_files_dirs_and_links() {
+        let d = tempfile::tempdir().expect("tmp");
+        let f = d.path().join("f");
+        std::fs::write(&f, b"abc").expect("write");
+        std::os::unix::fs::symlink("f", d.path().join("l")).expect("link");
+        let file = node_from(b"f", &std::fs::symlink_metadata(&f).expect("meta"));
+        assert_eq!((file.kind, file.size), (NodeKind::File, 3));
+        let dir = node_from(b"d", &std::fs::symlink_metadata(d.path()).expect("meta"));
+        assert_eq!((dir.kind, dir.size), (NodeKind::Dir, 0));
+        let link = node_from(
+            b"l",
+            &std::fs::symlink_metadata(d.path().join("l")).expect("meta"),
+        );
+        assert_eq!(link.kind, NodeKind::Symlink);
+    }
+
+    #[test]
+    fn change_detection() {
+        let d = tempfile::tempdir().expect("tmp");
+        let f = d.path().join("f");
+        std::fs::write(&f, b"abc").expect("write");
+        let a = node_from(b"f", &std::fs::symlink_metadata(&f).expect("meta"));
+        assert!(unchanged(&a, &a.clone()));
+        let mut b = a.clone();
+        b.mtime_ns += 1;
+        assert!(!unchanged(&a, &b));
+        let mut c = a.clone();
+        c.inode += 1;
+        assert!(!unchanged(&a, &c));
+        let mut dir = a.clone();
+        dir.kind = NodeKind::Dir;
+        assert!(!unchanged(&dir, &dir.clone()), "only files reuse content");
+    }
+
+    #[test]
+    fn file_times_before_the_epoch() {
+        let t = file_time(-1_500_000_000);
+        assert_eq!((t.unix_seconds(), t.nanoseconds()), (-2, 500_000_000));
+        assert_eq!(file_time(1_000_000_001).nanoseconds(), 1);
+    }
+}

@@ -101,3 +101,28 @@ pub fn write(storage: &Storage, keys: &Keys, time_ns: i64, packs: Vec<PackId>) -
     storage.put_new(Key::Mark(id), Bytes::from(sealed))?;
     Ok(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+    use crate::storage::Location;
+
+    #[test]
+    fn marks_round_trip_and_damaged_marks_mark_everything() {
+        let storage = Storage::open(&Location::Memory, &Vec::new(), false).expect("storage");
+        let keys = Keys::derive(&MasterKey::generate());
+        assert_eq!(load(&storage, &keys).expect("load"), Marked::None);
+        let (a, b) = (PackId::random(), PackId::random());
+        write(&storage, &keys, 1, vec![a]).expect("mark");
+        let marked = load(&storage, &keys).expect("load");
+        assert!(marked.contains(&a) && !marked.contains(&b));
+        let other_keys = Keys::derive(&MasterKey::generate());
+        write(&storage, &other_keys, 2, vec![b]).expect("foreign mark");
+        assert_eq!(
+            load(&storage, &keys).expect("load"),
+            Marked::All,
+            "an unreadable mark marks every pack"
+        );
+    }
+}

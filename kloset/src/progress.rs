@@ -103,3 +103,34 @@ impl Progress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_cancellation() {
+        let p = Progress::new();
+        p.set_totals(3, 300);
+        p.file_done(100);
+        p.add_bytes(50);
+        p.file_finished();
+        p.error();
+        assert_eq!(
+            p.snapshot(),
+            ProgressSnapshot {
+                files: 2,
+                bytes: 150,
+                total_files: 3,
+                total_bytes: 300,
+                errors: 1
+            }
+        );
+        assert!(p.check_cancelled().is_ok());
+        p.cancel();
+        assert_eq!(
+            p.check_cancelled().expect_err("cancelled").kind(),
+            crate::ErrorKind::Cancelled
+        );
+    }
+}
