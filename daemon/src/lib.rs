@@ -6,3 +6,4 @@ pub mod config;
 pub mod integrations;
 pub mod scheduler;
 pub mod state;
+pub mod tasks;

@@ -8,7 +8,6 @@ use anyhow::{Context, Result, anyhow};
 use kloset::Location;
 use zeroize::Zeroizing;
 
-use crate::config::desired::Endpoint;
 use crate::config::{DesiredState, load_and_validate};
 
 /// Loads and validates the config directory, or explains why it cannot.
@@ -33,17 +32,6 @@ pub struct NamedStore {
     pub passphrase: Zeroizing<Vec<u8>>,
 }
 
-fn backend_options(endpoint: &Endpoint) -> Result<Vec<(String, String)>> {
-    let mut options = endpoint.options.clone();
-    for (key, secret) in &endpoint.credentials {
-        let value = secret.read().map_err(|e| anyhow!("{key}: {e}"))?;
-        let text = String::from_utf8(value.to_vec())
-            .map_err(|_| anyhow!("{key}: the secret is not UTF-8"))?;
-        options.push((key.clone(), text));
-    }
-    Ok(options)
-}
-
 /// Resolves `@NAME` to a store.
 pub fn store(dir: &Path, name: &str) -> Result<NamedStore> {
     let state = load(dir)?;
@@ -56,7 +44,8 @@ pub fn store(dir: &Path, name: &str) -> Result<NamedStore> {
     })?;
     Ok(NamedStore {
         location: Location::parse(&def.endpoint.location)?,
-        options: backend_options(&def.endpoint)?,
+        options: crate::tasks::store::backend_options(&def.endpoint)
+            .map_err(|e| anyhow!("store {name}: {e}"))?,
         passphrase: def
             .passphrase
             .read()

@@ -1,0 +1,396 @@
+//! Runs one task (backup, check, restore; sync and prune are not there yet)
+//! synchronously against the desired state; the daemon calls [`execute`]
+//! from `spawn_blocking` and records the [`TaskResult`].
+//!
+//! Policies:
+//! - **Partial backups**: files that cannot be read are skipped by the engine
+//!   and listed in the snapshot. The snapshot is still a valid restore point
+//!   for everything else, so the task *succeeds* with `partial = true`, the
+//!   count in `stats.errors` and the first paths in `error`.
+//! - **Cold stores** (`storage_type = "cold"`) get structure-only checks by
+//!   default: a check with `read_data` and a restore (which always reads
+//!   data) fail up front, without touching the store, unless the task sets
+//!   `allow_cold_read = true`.
+//! - **Restore tests**: a restore writes into `DESTINATION/<snapshot short
+//!   id>/`, so each snapshot gets a fresh directory and never mixes with
+//!   another one; running the same snapshot again overwrites that directory's
+//!   files (force) with identical content. Then every restored regular file
+//!   is read back from disk and each chunk's keyed BLAKE3 id is compared with
+//!   the snapshot's chunk list (no second download from the store). Old
+//!   restore-test directories are not removed yet.
+//! - **Cancellation**: a cancelled task is `cancelled`; a cancelled backup
+//!   writes no snapshot.
+//! - **Retention** after a backup is a later issue: `stats.retention` says it
+//!   was not applied; the backup does not fail for it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kloset::ops::backup::{BackupOptions, ParentPolicy, backup};
+use kloset::ops::check::{CheckOptions, check};
+use kloset::ops::restore::{RestoreOptions, restore};
+use kloset::{Error, ErrorKind, Progress};
+use serde_json::json;
+
+use super::store::{StoreProblem, StoreReason, open_store};
+use super::verify::verify_restore;
+use crate::config::desired::{Action, DesiredState, Endpoint, StoreDef};
+use crate::config::model::StorageType;
+
+/// How a task ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Done (a backup may still be `partial`).
+    Succeeded,
+    /// Not done; `error` says why.
+    Failed,
+    /// Stopped on request.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// `"succeeded"`, `"failed"` or `"cancelled"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What a task did.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TaskResult {
+    /// How it ended.
+    pub status: RunStatus,
+    /// A backup that skipped unreadable files.
+    pub partial: bool,
+    /// Kind-specific numbers (always an object).
+    pub stats: serde_json::Value,
+    /// Why it failed, or what a partial backup missed.
+    pub error: Option<String>,
+    /// The snapshot written (backup) or restored (restore).
+    pub snapshot_id: Option<String>,
+    /// New bytes stored by a backup.
+    pub bytes_added: Option<u64>,
+}
+
+impl TaskResult {
+    fn failed(error: impl Into<String>) -> Self {
+        TaskResult {
+            status: RunStatus::Failed,
+            partial: false,
+            stats: json!({}),
+            error: Some(error.into()),
+            snapshot_id: None,
+            bytes_added: None,
+        }
+    }
+
+    fn cancelled() -> Self {
+        TaskResult {
+            status: RunStatus::Cancelled,
+            error: Some("cancelled".into()),
+            ..TaskResult::failed("")
+        }
+    }
+
+    fn from_engine(e: &Error) -> Self {
+        if e.kind() == ErrorKind::Cancelled {
+            TaskResult::cancelled()
+        } else {
+            TaskResult::failed(e.to_string())
+        }
+    }
+
+    fn from_store(p: &StoreProblem) -> Self {
+        if p.reason == StoreReason::Cancelled {
+            TaskResult::cancelled()
+        } else {
+            TaskResult::failed(p.to_string())
+        }
+    }
+
+    fn succeeded(stats: serde_json::Value) -> Self {
+        TaskResult {
+            status: RunStatus::Succeeded,
+            partial: false,
+            stats,
+            error: None,
+            snapshot_id: None,
+            bytes_added: None,
+        }
+    }
+}
+
+/// How many problems or paths an error message lists.
+const SHOWN: usize = 3;
+
+/// Runs `action` against `state`, reporting live progress into `progress`
+/// and stopping early once `progress.cancel()` is called.
+pub fn execute(state: &DesiredState, action: &Action, progress: Arc<Progress>) -> TaskResult {
+    let store = match state.stores.get(action.store()) {
+        Some(s) => s,
+        None => return TaskResult::failed(format!("no [store.{}] is declared", action.store())),
+    };
+    match action {
+        Action::Backup {
+            source,
+            tags,
+            retention,
+            ..
+        } => run_backup(state, store, source, tags, retention.is_some(), progress),
+        Action::Check {
+            read_data,
+            allow_cold_read,
+            ..
+        } => run_check(store, *read_data, *allow_cold_read, progress),
+        Action::Restore {
+            destination,
+            snapshot,
+            path,
+            allow_cold_read,
+            ..
+        } => run_restore(
+            state,
+            store,
+            destination,
+            snapshot,
+            path,
+            *allow_cold_read,
+            progress,
+        ),
+        Action::Sync { .. } => TaskResult::failed("sync is not implemented yet (retention issue)"),
+        Action::Prune { .. } => TaskResult::failed("prune is not implemented yet"),
+    }
+}
+
+fn local_path(kind: &str, name: &str, endpoint: &Endpoint) -> Result<PathBuf, String> {
+    if endpoint.integration == "fs" {
+        Ok(PathBuf::from(&endpoint.location))
+    } else {
+        Err(format!(
+            "{kind} {name} uses the {} integration, which tasks cannot use yet (only fs)",
+            endpoint.integration
+        ))
+    }
+}
+
+fn run_backup(
+    state: &DesiredState,
+    store: &StoreDef,
+    source: &str,
+    tags: &[String],
+    has_retention: bool,
+    progress: Arc<Progress>,
+) -> TaskResult {
+    let Some(def) = state.sources.get(source) else {
+        return TaskResult::failed(format!("no [source.{source}] is declared"));
+    };
+    let root = match local_path("source", source, &def.endpoint) {
+        Ok(p) => p,
+        Err(e) => return TaskResult::failed(e),
+    };
+    let repo = match open_store(store, true) {
+        Ok(r) => r,
+        Err(p) => return TaskResult::from_store(&p),
+    };
+    let options = BackupOptions {
+        // The config name, so `kloset backup @SOURCE` shares the parent chain.
+        source: Some(source.to_string()),
+        host: None,
+        tags: tags.to_vec(),
+        excludes: def.excludes.clone(),
+        parent: ParentPolicy::Latest,
+        threads: 0,
+        progress,
+    };
+    let snap = match backup(&repo, &root, &options) {
+        Ok(s) => s,
+        Err(e) => return TaskResult::from_engine(&e),
+    };
+    let s = &snap.stats;
+    let mut stats = json!({
+        "files": s.files,
+        "dirs": s.dirs,
+        "bytes": s.bytes,
+        "files_unchanged": s.files_unchanged,
+        "bytes_added": s.bytes_added,
+        "bytes_stored": s.bytes_stored,
+        "duration_ms": s.duration_ms,
+        "errors": snap.errors.len(),
+    });
+    if has_retention {
+        stats["retention"] = json!("not applied yet: retention is not implemented");
+    }
+    let mut result = TaskResult::succeeded(stats);
+    result.snapshot_id = Some(snap.id.to_hex());
+    result.bytes_added = Some(s.bytes_added);
+    if !snap.errors.is_empty() {
+        let shown: Vec<String> = snap
+            .errors
+            .iter()
+            .take(SHOWN)
+            .map(|e| format!("{}: {}", e.path, e.error))
+            .collect();
+        result.partial = true;
+        result.error = Some(format!(
+            "partial backup: {} file(s) could not be read ({}{})",
+            snap.errors.len(),
+            shown.join("; "),
+            if snap.errors.len() > SHOWN {
+                "; ..."
+            } else {
+                ""
+            }
+        ));
+    }
+    result
+}
+
+fn cold_refusal(store: &StoreDef, what: &str) -> Option<TaskResult> {
+    (store.storage_type == StorageType::Cold).then(|| {
+        TaskResult::failed(format!(
+            "store {} is a cold store: {what} reads data from it, which archival \
+             storage may not allow or may bill; set `allow_cold_read = true` on the \
+             task to do it anyway (a cold store gets structure-only checks by default)",
+            store.name
+        ))
+    })
+}
+
+fn run_check(
+    store: &StoreDef,
+    read_data: Option<f64>,
+    allow_cold_read: bool,
+    progress: Arc<Progress>,
+) -> TaskResult {
+    if read_data.is_some_and(|p| p > 0.0)
+        && !allow_cold_read
+        && let Some(refused) = cold_refusal(store, "a check with `read_data`")
+    {
+        return refused;
+    }
+    let repo = match open_store(store, false) {
+        Ok(r) => r,
+        Err(p) => return TaskResult::from_store(&p),
+    };
+    let options = CheckOptions {
+        read_data_percent: read_data,
+        progress,
+    };
+    let report = match check(&repo, &options) {
+        Ok(r) => r,
+        Err(e) => return TaskResult::from_engine(&e),
+    };
+    let stats = json!({
+        "snapshots": report.snapshots,
+        "trees": report.trees,
+        "packs": report.packs,
+        "packs_read": report.packs_read,
+        "blobs_read": report.blobs_read,
+        "problems": report.problems.len(),
+        "affected": report.affected.len(),
+        "warnings": report.warnings,
+        "first_problems": report.problems.iter().take(20).collect::<Vec<_>>(),
+        "first_affected": report.affected.iter().take(20).collect::<Vec<_>>(),
+    });
+    let mut result = TaskResult::succeeded(stats);
+    if !report.is_ok() {
+        let shown: Vec<String> = report
+            .problems
+            .iter()
+            .take(SHOWN)
+            .map(|p| format!("{}: {}", p.object, p.problem))
+            .collect();
+        result.status = RunStatus::Failed;
+        result.error = Some(format!(
+            "{} problem(s) found: {}{}",
+            report.problems.len(),
+            shown.join("; "),
+            if report.problems.len() > SHOWN {
+                "; ..."
+            } else {
+                ""
+            }
+        ));
+    }
+    result
+}
+
+fn run_restore(
+    state: &DesiredState,
+    store: &StoreDef,
+    destination: &str,
+    snapshot: &str,
+    path: &str,
+    allow_cold_read: bool,
+    progress: Arc<Progress>,
+) -> TaskResult {
+    if !allow_cold_read && let Some(refused) = cold_refusal(store, "a restore") {
+        return refused;
+    }
+    let Some(def) = state.destinations.get(destination) else {
+        return TaskResult::failed(format!("no [destination.{destination}] is declared"));
+    };
+    let dest = match local_path("destination", destination, &def.endpoint) {
+        Ok(p) => p,
+        Err(e) => return TaskResult::failed(e),
+    };
+    let repo = match open_store(store, false) {
+        Ok(r) => r,
+        Err(p) => return TaskResult::from_store(&p),
+    };
+    let snap = match repo.resolve_snapshot(snapshot) {
+        Ok(s) => s,
+        Err(e) => return TaskResult::from_engine(&e),
+    };
+    let target = dest.join(snap.id.short());
+    let options = RestoreOptions {
+        force: true,
+        owners: true,
+        threads: 0,
+        progress: progress.clone(),
+    };
+    let report = match restore(&repo, &snap, path, &target, &options) {
+        Ok(r) => r,
+        Err(e) => return TaskResult::from_engine(&e),
+    };
+    let verified = match verify_restore(&repo, &snap, path, &target, &progress) {
+        Ok(v) => v,
+        Err(e) => return TaskResult::from_engine(&e),
+    };
+    let stats = json!({
+        "target": display(&target),
+        "files": report.files,
+        "dirs": report.dirs,
+        "others": report.others,
+        "bytes": report.bytes,
+        "restore_errors": report.errors.len(),
+        "verified_files": verified.files,
+        "verified_bytes": verified.bytes,
+        "mismatches": verified.mismatches.len(),
+    });
+    let mut result = TaskResult::succeeded(stats);
+    result.snapshot_id = Some(snap.id.to_hex());
+    let mut problems: Vec<String> = verified.mismatches;
+    problems.extend(report.errors);
+    if !problems.is_empty() {
+        result.status = RunStatus::Failed;
+        result.error = Some(format!(
+            "restore test of snapshot {} into {} found {} problem(s): {}{}",
+            snap.id.short(),
+            display(&target),
+            problems.len(),
+            problems[..problems.len().min(SHOWN)].join("; "),
+            if problems.len() > SHOWN { "; ..." } else { "" }
+        ));
+    }
+    result
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
+}
