@@ -1,6 +1,7 @@
 //! klosetd: the declarative backup daemon, and the `kloset` command line
 //! that shares its configuration model.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod integrations;

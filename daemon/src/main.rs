@@ -1,5 +1,5 @@
-//! `klosetd`: the declarative backup daemon. This build provides
-//! `validate` and `version`; `run` and `plan` come with the daemon runtime.
+//! `klosetd`: the declarative backup daemon: `run`, `validate`, `version`.
+//! (`plan`, reloading and the HTTP endpoint come next.)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +20,12 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the daemon on a config directory until SIGTERM or SIGINT.
+    Run {
+        /// The config directory.
+        #[arg(long, default_value = "/etc/klosetd/conf.d")]
+        config: PathBuf,
+    },
     /// Check a config directory: exits 1 and prints every error with file and line.
     Validate {
         /// The config directory.
@@ -36,6 +42,23 @@ enum Command {
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
+        Command::Run { config } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+            match klosetd::app::run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("klosetd: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Version => {
             println!("klosetd {}", env!("CARGO_PKG_VERSION"));
             for (label, role) in [

@@ -1,0 +1,206 @@
+//! `klosetd run` end to end, driven only through files and signals: a
+//! one-shot backup cancelled by SIGTERM (exit 0, recorded as cancelled, no
+//! partial snapshot), then a restart where a schedule fires every two
+//! seconds on its cron and the one-shot never runs again.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::cli::Kloset;
+use common::rng::SplitMix64;
+
+const PASS: &str = "daemon test passphrase";
+
+fn start(conf: &Path, log: &Path) -> Child {
+    let log = std::fs::File::create(log).expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_klosetd"))
+        .args(["run", "--config"])
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start klosetd")
+}
+
+fn sigterm_and_wait(child: &mut Child, within: Duration) -> i32 {
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code().unwrap_or(-1);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "klosetd did not stop within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn snapshots(store: &Path) -> Vec<serde_json::Value> {
+    let out =
+        Kloset::new()
+            .passphrase(PASS)
+            .run(["--json", "at", store.to_str().expect("utf8"), "ls"]);
+    if !out.success() {
+        return Vec::new();
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    v["snapshots"].as_array().cloned().unwrap_or_default()
+}
+
+fn tagged(snaps: &[serde_json::Value], tag: &str) -> usize {
+    snaps
+        .iter()
+        .filter(|s| {
+            s["tags"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|x| x == tag))
+        })
+        .count()
+}
+
+#[test]
+fn schedules_one_shots_sigterm_and_restart() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let (conf, small, big, store) = (
+        root.join("conf"),
+        root.join("small"),
+        root.join("big"),
+        root.join("store"),
+    );
+    for d in [&conf, &small, &big] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    std::fs::write(small.join("a.txt"), b"hello").expect("write");
+    // Big enough that a backup is still running when SIGTERM arrives.
+    let mut rng = SplitMix64::new(3);
+    for i in 0..6 {
+        std::fs::write(big.join(format!("blob{i}")), rng.bytes(32 << 20)).expect("write");
+    }
+    std::fs::write(conf.join("pass"), format!("{PASS}\n")).expect("write");
+    std::fs::write(
+        conf.join("10.toml"),
+        r#"[daemon]
+state_dir = "../state"
+max_concurrent_tasks = 2
+
+[store.main]
+location = "../store"
+passphrase_file = "pass"
+
+[source.small]
+location = "../small"
+
+[source.big]
+location = "../big"
+
+[schedule.often]
+task = "backup"
+source = "small"
+store = "main"
+cron = "*/2 * * * * *"
+tags = ["scheduled"]
+
+[task.once]
+task = "backup"
+source = "big"
+store = "main"
+tags = ["once"]
+"#,
+    )
+    .expect("write");
+
+    // First run: SIGTERM while the one-shot backs up the big source. The
+    // backup is cancelled cleanly: exit 0, recorded as cancelled, no snapshot.
+    let log = root.join("run1.log");
+    let mut daemon = start(&conf, &log);
+    wait_for(
+        "the one-shot backup to start",
+        Duration::from_secs(60),
+        || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("task started origin=once")),
+    );
+    let code = sigterm_and_wait(&mut daemon, Duration::from_secs(40));
+    let log_text = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(code, 0, "clean exit on SIGTERM; log:\n{log_text}");
+    assert!(
+        log_text.contains("task finished origin=once task=1 status=\"cancelled\""),
+        "{log_text}"
+    );
+    let snaps = snapshots(&store);
+    assert_eq!(
+        tagged(&snaps, "once"),
+        0,
+        "a cancelled backup leaves no snapshot"
+    );
+    let check = Kloset::new().passphrase(PASS).run([
+        "at",
+        store.to_str().expect("utf8"),
+        "check",
+        "--read-data",
+    ]);
+    assert!(
+        check.success() && check.stdout_str().starts_with("ok:"),
+        "{}",
+        check.describe()
+    );
+
+    // Second run: the schedule fires on its cron every two seconds; the
+    // one-shot, already handled, never runs again.
+    let before = tagged(&snaps, "scheduled");
+    let once_before = tagged(&snaps, "once");
+    let log2 = root.join("run2.log");
+    let mut daemon = start(&conf, &log2);
+    wait_for(
+        "three more scheduled snapshots",
+        Duration::from_secs(60),
+        || tagged(&snapshots(&store), "scheduled") >= before + 3,
+    );
+    // The state database records the cron time of every run: even seconds,
+    // two apart, none skipped or repeated while the daemon ran.
+    let db = rusqlite::Connection::open(root.join("state/state.db")).expect("state db");
+    let mut stmt = db
+        .prepare("SELECT scheduled_for FROM task_runs WHERE origin_name = 'often' AND status = 'succeeded' ORDER BY id")
+        .expect("query");
+    let times: Vec<i64> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .expect("rows")
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(&t.expect("row"))
+                .expect("time")
+                .timestamp()
+        })
+        .collect();
+    assert!(
+        times.len() >= 3 && times.iter().all(|t| t % 2 == 0),
+        "{times:?}"
+    );
+    assert!(
+        times.windows(2).all(|w| w[1] - w[0] == 2),
+        "one run per cron time: {times:?}"
+    );
+    assert_eq!(sigterm_and_wait(&mut daemon, Duration::from_secs(40)), 0);
+    assert_eq!(
+        tagged(&snapshots(&store), "once"),
+        once_before,
+        "the one-shot task never runs twice"
+    );
+    let log2_text = std::fs::read_to_string(&log2).expect("log");
+    assert!(log2_text.contains("already handled"), "{log2_text}");
+}
