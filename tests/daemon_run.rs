@@ -99,6 +99,7 @@ fn schedules_one_shots_sigterm_and_restart() {
         conf.join("10.toml"),
         r#"[daemon]
 state_dir = "../state"
+listen = "127.0.0.1:0"
 max_concurrent_tasks = 2
 
 [store.main]

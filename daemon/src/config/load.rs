@@ -93,7 +93,42 @@ pub fn config_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
 
 /// Reads, parses and merges the directory. Returns every error found.
 pub fn load_dir(dir: &Path) -> Result<RawConfig, Vec<ConfigError>> {
-    let files = config_files(dir).map_err(|e| vec![e])?;
+    let loaded = load_dir_partial(dir);
+    if loaded.errors.is_empty() {
+        Ok(loaded.raw)
+    } else {
+        Err(loaded.errors)
+    }
+}
+
+/// A directory read even when it has errors.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Content hash of the files read, even when they are invalid; `None`
+    /// only when the directory cannot be listed.
+    pub revision: Option<String>,
+    /// Whatever parsed and merged (complete only without errors).
+    pub raw: RawConfig,
+    /// Every error found.
+    pub errors: Vec<ConfigError>,
+}
+
+/// Like [`load_dir`], keeping the revision and what could be read of an
+/// invalid directory.
+pub fn load_dir_partial(dir: &Path) -> Loaded {
+    let files = match config_files(dir) {
+        Ok(files) => files,
+        Err(e) => {
+            return Loaded {
+                revision: None,
+                raw: RawConfig {
+                    dir: dir.to_path_buf(),
+                    ..Default::default()
+                },
+                errors: vec![e],
+            };
+        }
+    };
     let mut raw = RawConfig {
         dir: dir.to_path_buf(),
         ..Default::default()
@@ -136,10 +171,10 @@ pub fn load_dir(dir: &Path) -> Result<RawConfig, Vec<ConfigError>> {
         raw.files.push(path.clone());
     }
     raw.revision = hasher.finalize().to_hex().to_string();
-    if errors.is_empty() {
-        Ok(raw)
-    } else {
-        Err(errors)
+    Loaded {
+        revision: Some(raw.revision.clone()),
+        raw,
+        errors,
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod action;
 pub mod desired;
+pub mod diff;
 mod endpoint;
 pub mod error;
 pub mod load;
@@ -18,8 +19,37 @@ use std::path::Path;
 
 /// Loads and validates a config directory: the desired state, or every error.
 pub fn load_and_validate(dir: &Path) -> Result<DesiredState, Vec<ConfigError>> {
-    let raw = load::load_dir(dir)?;
-    validate::validate(&raw)
+    attempt(dir).result
+}
+
+/// One attempt to load a config directory, as the reconciler records it.
+#[derive(Debug)]
+pub struct Attempt {
+    /// Content hash of the files read, even when they are invalid; `None`
+    /// when the directory cannot be listed.
+    pub revision: Option<String>,
+    /// The validated desired state, or every error with file and line.
+    pub result: Result<DesiredState, Vec<ConfigError>>,
+    /// The `[daemon]` settings to start with when the directory is invalid:
+    /// its `[daemon]` table if that one is valid, else the defaults.
+    pub fallback_daemon: desired::DaemonSettings,
+}
+
+/// Loads and validates a config directory, keeping the revision of an
+/// invalid one.
+pub fn attempt(dir: &Path) -> Attempt {
+    let loaded = load::load_dir_partial(dir);
+    let fallback_daemon = validate::daemon_settings_or_default(&loaded.raw);
+    let result = if loaded.errors.is_empty() {
+        validate::validate(&loaded.raw)
+    } else {
+        Err(loaded.errors)
+    };
+    Attempt {
+        revision: loaded.revision,
+        result,
+        fallback_daemon,
+    }
 }
 
 #[cfg(test)]

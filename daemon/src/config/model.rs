@@ -104,6 +104,16 @@ pub enum StorageType {
     Cold,
 }
 
+impl StorageType {
+    /// `"standard"` or `"cold"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageType::Standard => "standard",
+            StorageType::Cold => "cold",
+        }
+    }
+}
+
 /// Whether an empty store location is initialised automatically.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -314,6 +314,18 @@ fn locate(raw: &RawConfig, table: &str, name: &str) -> (PathBuf, usize) {
     found.unwrap_or_else(|| (raw.dir.clone(), 0))
 }
 
+/// The `[daemon]` settings of a (possibly otherwise invalid) raw config:
+/// the table's own if it is valid, else the defaults.
+pub fn daemon_settings_or_default(raw: &RawConfig) -> DaemonSettings {
+    let mut cx = Ctx { errors: Vec::new() };
+    let settings = daemon_settings(&mut cx, raw);
+    if cx.errors.is_empty() {
+        settings
+    } else {
+        daemon_settings(&mut cx, &RawConfig::default())
+    }
+}
+
 fn daemon_settings(cx: &mut Ctx, raw: &RawConfig) -> DaemonSettings {
     let default_state = std::env::var_os("STATE_DIRECTORY")
         .map(PathBuf::from)

@@ -4,6 +4,8 @@
 //! chosen automatically, several need `integration = …`, none is an error
 //! listing what exists.
 
+pub mod connect;
+
 /// A connector role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {

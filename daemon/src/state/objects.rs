@@ -190,6 +190,24 @@ impl StateDb {
         Ok(())
     }
 
+    /// Sets the next run time of many schedules in one transaction.
+    pub fn set_next_runs(&mut self, next: &[(String, Option<DateTime<Utc>>)]) -> Result<()> {
+        const OP: &str = "set next runs";
+        let tx = self.conn.transaction().op(OP)?;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT INTO schedule_state (name, next_run_at) VALUES (?1, ?2) \
+                     ON CONFLICT (name) DO UPDATE SET next_run_at = excluded.next_run_at",
+                )
+                .op(OP)?;
+            for (name, at) in next {
+                stmt.execute(params![name, at.map(DbTime)]).op(OP)?;
+            }
+        }
+        tx.commit().op(OP)
+    }
+
     /// Forgets a schedule removed from the configuration. Its task runs stay
     /// in the history. Returns whether there was anything to forget.
     pub fn forget_schedule(&mut self, name: &str) -> Result<bool> {
@@ -209,6 +227,18 @@ impl StateDb {
         condition: &Condition,
         now: DateTime<Utc>,
     ) -> Result<ConditionRecord> {
+        self.set_conditions(&[(kind, name.to_string(), condition.clone())], now)?
+            .pop()
+            .ok_or(StateError::InvalidArgument("no condition stored".into()))
+    }
+
+    /// Sets many conditions in one transaction (see [`StateDb::set_condition`]).
+    pub fn set_conditions(
+        &mut self,
+        conditions: &[(ObjectKind, String, Condition)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ConditionRecord>> {
+        const OP: &str = "set conditions";
         let sql = format!(
             "INSERT INTO conditions ({CONDITION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
              ON CONFLICT (object_kind, name) DO UPDATE SET \
@@ -218,22 +248,30 @@ impl StateDb {
              message = excluded.message, revision = excluded.revision \
              RETURNING {CONDITION_COLUMNS}"
         );
-        let c = condition;
-        self.conn
-            .query_row(
-                &sql,
-                params![
-                    kind,
-                    name,
-                    c.ready,
-                    c.reason,
-                    c.message,
-                    DbTime(now),
-                    c.revision
-                ],
-                condition_from_row,
-            )
-            .op("set condition")
+        let tx = self.conn.transaction().op(OP)?;
+        let mut out = Vec::with_capacity(conditions.len());
+        {
+            let mut stmt = tx.prepare(&sql).op(OP)?;
+            for (kind, name, c) in conditions {
+                let record = stmt
+                    .query_row(
+                        params![
+                            kind,
+                            name,
+                            c.ready,
+                            c.reason,
+                            c.message,
+                            DbTime(now),
+                            c.revision
+                        ],
+                        condition_from_row,
+                    )
+                    .op(OP)?;
+                out.push(record);
+            }
+        }
+        tx.commit().op(OP)?;
+        Ok(out)
     }
 
     /// One object's condition.

@@ -121,6 +121,44 @@ impl StateDb {
             })
     }
 
+    /// Replaces the applied configuration's object fingerprints, keyed by
+    /// (kind, name), in one transaction.
+    pub fn set_applied_objects(&mut self, objects: &[(String, String, String)]) -> Result<()> {
+        const OP: &str = "record applied objects";
+        let tx = self.conn.transaction().op(OP)?;
+        tx.execute("DELETE FROM applied_objects", []).op(OP)?;
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO applied_objects (object_kind, name, fingerprint) \
+                     VALUES (?1, ?2, ?3)",
+                )
+                .op(OP)?;
+            for (kind, name, fingerprint) in objects {
+                insert.execute(params![kind, name, fingerprint]).op(OP)?;
+            }
+        }
+        tx.commit().op(OP)
+    }
+
+    /// The applied configuration's object fingerprints as (kind, name, fingerprint).
+    pub fn applied_objects(&self) -> Result<Vec<(String, String, String)>> {
+        const OP: &str = "read applied objects";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT object_kind, name, fingerprint FROM applied_objects \
+                 ORDER BY object_kind, name",
+            )
+            .op(OP)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .op(OP)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .op(OP)?;
+        Ok(rows)
+    }
+
     /// The latest attempt, valid or not.
     pub fn latest_attempted(&self) -> Result<Option<RevisionRecord>> {
         let sql = format!("SELECT {REVISION_COLUMNS} FROM revisions ORDER BY id DESC LIMIT 1");
@@ -148,6 +186,20 @@ mod tests {
     use super::super::tests::at;
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn applied_objects_are_replaced_as_a_whole() {
+        let mut db = StateDb::open_in_memory().expect("open");
+        let o = |k: &str, n: &str, f: &str| (k.to_string(), n.to_string(), f.to_string());
+        db.set_applied_objects(&[o("store", "a", "1"), o("schedule", "b", "2")])
+            .expect("set");
+        db.set_applied_objects(&[o("store", "a", "3")])
+            .expect("set");
+        assert_eq!(
+            db.applied_objects().expect("read"),
+            vec![o("store", "a", "3")]
+        );
+    }
 
     #[test]
     fn attempted_and_applied_are_reported_separately() {

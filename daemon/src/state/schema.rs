@@ -21,9 +21,10 @@ pub(super) struct Migration {
 }
 
 /// The schema history. Append only.
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    what: "task runs, schedule state, one-shot claims, revisions, conditions",
-    sql: r#"
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        what: "task runs, schedule state, one-shot claims, revisions, conditions",
+        sql: r#"
 -- Every task run, newest = highest id. AUTOINCREMENT: ids are never reused.
 -- Times are RFC 3339 UTC text with milliseconds (sortable).
 CREATE TABLE task_runs (
@@ -99,7 +100,22 @@ CREATE TABLE conditions (
     PRIMARY KEY (object_kind, name)
 ) WITHOUT ROWID;
 "#,
-}];
+    },
+    Migration {
+        what: "fingerprints of the applied configuration's objects (for `klosetd plan`)",
+        sql: r#"
+-- The applied configuration, object by object: replaced as a whole when a
+-- revision is applied. `fingerprint` is a hash of the validated object
+-- (without where it was declared), so a plan can say added/changed/removed.
+CREATE TABLE applied_objects (
+    object_kind TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (object_kind, name)
+) WITHOUT ROWID;
+"#,
+    },
+];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -185,6 +201,7 @@ mod tests {
         assert_eq!(
             tables(&db.conn),
             [
+                "applied_objects",
                 "conditions",
                 "oneshot",
                 "revisions",

@@ -174,12 +174,27 @@ pub fn open_store_detailed(def: &StoreDef, allow_init: bool) -> Result<OpenedSto
             })
             .map_err(|e| StoreProblem::from_kloset(def, &e)),
         Probe::Empty if may_init => {
-            Repository::create(storage, &passphrase, CreateOptions::default())
-                .map(|repo| OpenedStore {
+            match Repository::create(storage.clone(), &passphrase, CreateOptions::default()) {
+                Ok(repo) => Ok(OpenedStore {
                     repo,
                     reason: ReadyReason::Initialized,
-                })
-                .map_err(|e| StoreProblem::from_kloset(def, &e))
+                }),
+                // Someone else (a readiness test, a task, another host)
+                // initialised it first: open theirs, which checks that our
+                // passphrase fits.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    match probe(&storage).map_err(|e| StoreProblem::from_kloset(def, &e))? {
+                        Probe::Store(_) => Repository::open(storage, &passphrase)
+                            .map(|repo| OpenedStore {
+                                repo,
+                                reason: ReadyReason::Opened,
+                            })
+                            .map_err(|e| StoreProblem::from_kloset(def, &e)),
+                        _ => Err(StoreProblem::from_kloset(def, &e)),
+                    }
+                }
+                Err(e) => Err(StoreProblem::from_kloset(def, &e)),
+            }
         }
         Probe::Empty => Err(empty(def, &location, allow_init, "is empty")),
         Probe::Foreign(what) => Err(StoreProblem::new(

@@ -172,6 +172,32 @@ fn readiness_initialises_an_empty_store_with_init_auto() {
 }
 
 #[test]
+fn concurrent_initialisations_both_open_the_one_store() {
+    // A readiness test and a backup may initialise the same empty store at
+    // once: exactly one creates it, the other opens what the first wrote.
+    for _ in 0..8 {
+        let env = setup("");
+        let def = env.state.stores["s"].clone();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let def = def.clone();
+                std::thread::spawn(move || open_store_detailed(&def, true).map(|o| o.reason))
+            })
+            .collect();
+        let reasons: Vec<ReadyReason> = threads
+            .into_iter()
+            .map(|t| t.join().expect("thread").unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        let created = reasons
+            .iter()
+            .filter(|r| **r == ReadyReason::Initialized)
+            .count();
+        assert_eq!(created, 1, "{reasons:?}");
+        assert_eq!(env.snapshots(), 0);
+    }
+}
+
+#[test]
 fn init_never_leaves_an_empty_location_alone() {
     let env = setup("init = \"never\"");
     let def = &env.state.stores["s"];

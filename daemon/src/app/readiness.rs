@@ -1,0 +1,211 @@
+//! Readiness of stores, sources and destinations: each is tested off the
+//! runtime (a store is opened with its passphrase, or initialised when
+//! empty and `init = "auto"`); a failure is retried with exponential
+//! backoff. Results carry the fingerprint of the definition they tested, so
+//! a result for a definition that changed meanwhile is dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::live::ObjectKey;
+use crate::config::DesiredState;
+use crate::integrations::connect::{test_destination, test_source};
+use crate::state::{Condition, ObjectKind};
+use crate::tasks::open_store_detailed;
+
+/// First retry delay after a failed test.
+pub const FIRST_RETRY: Duration = Duration::from_secs(5);
+/// Longest delay between retries.
+pub const MAX_RETRY: Duration = Duration::from_secs(300);
+
+/// The outcome of one test.
+#[derive(Debug)]
+pub struct Tested {
+    /// Which object.
+    pub key: ObjectKey,
+    /// The fingerprint of the definition tested.
+    pub fingerprint: String,
+    /// Ready or not, with reason and message (no revision set).
+    pub condition: Condition,
+}
+
+/// Tests in flight and retries planned.
+#[derive(Debug)]
+pub struct Readiness {
+    sender: mpsc::UnboundedSender<Tested>,
+    receiver: mpsc::UnboundedReceiver<Tested>,
+    in_flight: HashMap<ObjectKey, String>,
+    retries: BTreeMap<ObjectKey, (Instant, u32)>,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        Readiness {
+            sender,
+            receiver,
+            in_flight: HashMap::new(),
+            retries: BTreeMap::new(),
+        }
+    }
+}
+
+/// The retry delay after `failures` failed tests in a row.
+pub fn backoff(failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(10);
+    (FIRST_RETRY * factor).min(MAX_RETRY)
+}
+
+impl Readiness {
+    /// Starts testing `key` as defined in `desired` (fingerprint `print`),
+    /// unless that very definition is already being tested.
+    pub fn test(&mut self, desired: &Arc<DesiredState>, key: ObjectKey, print: String) {
+        if self.in_flight.get(&key) == Some(&print) {
+            return;
+        }
+        self.in_flight.insert(key.clone(), print.clone());
+        let desired = desired.clone();
+        let sender = self.sender.clone();
+        tokio::task::spawn_blocking(move || {
+            let condition = run_test(&desired, &key);
+            let _ = sender.send(Tested {
+                key,
+                fingerprint: print,
+                condition,
+            });
+        });
+    }
+
+    /// Waits for the next test result.
+    pub async fn next_result(&mut self) -> Option<Tested> {
+        self.receiver.recv().await
+    }
+
+    /// Books a finished test: plans a retry after a failure (with the
+    /// failures counted so far), clears it after a success.
+    pub fn finished(&mut self, tested: &Tested) {
+        if self.in_flight.get(&tested.key) == Some(&tested.fingerprint) {
+            self.in_flight.remove(&tested.key);
+        }
+        if tested.condition.ready {
+            self.retries.remove(&tested.key);
+        } else {
+            let failures = self.retries.get(&tested.key).map_or(0, |r| r.1) + 1;
+            let at = Instant::now() + backoff(failures);
+            self.retries.insert(tested.key.clone(), (at, failures));
+        }
+    }
+
+    /// Drops a result for a definition that changed meanwhile.
+    pub fn discard(&mut self, tested: &Tested) {
+        if self.in_flight.get(&tested.key) == Some(&tested.fingerprint) {
+            self.in_flight.remove(&tested.key);
+        }
+    }
+
+    /// Forgets an object that is no longer declared.
+    pub fn forget(&mut self, key: &ObjectKey) {
+        self.retries.remove(key);
+        self.in_flight.remove(key);
+    }
+
+    /// Makes every planned retry due now (SIGHUP), keeping failure counts.
+    pub fn retry_now(&mut self) {
+        let now = Instant::now();
+        for r in self.retries.values_mut() {
+            r.0 = now;
+        }
+    }
+
+    /// When the earliest retry is due.
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.retries.values().map(|r| r.0).min()
+    }
+
+    /// The objects whose retry is due (they stay planned until a result
+    /// arrives, with their failure count).
+    pub fn due(&mut self, now: Instant) -> Vec<ObjectKey> {
+        let due: Vec<ObjectKey> = self
+            .retries
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &due {
+            if let Some(r) = self.retries.get_mut(key) {
+                // Not due again until this test reports.
+                r.0 = now + MAX_RETRY;
+            }
+        }
+        due
+    }
+}
+
+fn condition(ready: bool, reason: &str, message: String) -> Condition {
+    Condition {
+        ready,
+        reason: reason.to_string(),
+        message,
+        revision: None,
+    }
+}
+
+/// Tests one object (blocking).
+fn run_test(desired: &DesiredState, key: &ObjectKey) -> Condition {
+    let (kind, name) = key;
+    match kind {
+        ObjectKind::Store => match desired.stores.get(name) {
+            Some(def) => match open_store_detailed(def, true) {
+                Ok(opened) => condition(
+                    true,
+                    opened.reason.as_str(),
+                    format!(
+                        "kloset store at {} ({}, storage type {})",
+                        def.endpoint.location,
+                        def.endpoint.integration,
+                        def.storage_type.as_str()
+                    ),
+                ),
+                Err(p) => condition(false, p.reason.as_str(), p.message),
+            },
+            None => condition(false, "NotDeclared", format!("no [store.{name}]")),
+        },
+        ObjectKind::Source => match desired.sources.get(name) {
+            Some(def) => match test_source(&def.endpoint) {
+                Ok(reason) => condition(true, reason, def.endpoint.location.clone()),
+                Err(e) => condition(false, e.reason, e.message),
+            },
+            None => condition(false, "NotDeclared", format!("no [source.{name}]")),
+        },
+        ObjectKind::Destination => match desired.destinations.get(name) {
+            Some(def) => match test_destination(&def.endpoint) {
+                Ok(reason) => condition(true, reason, def.endpoint.location.clone()),
+                Err(e) => condition(false, e.reason, e.message),
+            },
+            None => condition(false, "NotDeclared", format!("no [destination.{name}]")),
+        },
+        other => condition(
+            false,
+            "NotTestable",
+            format!("{other} objects have no connection test"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        assert_eq!(backoff(1), Duration::from_secs(5));
+        assert_eq!(backoff(2), Duration::from_secs(10));
+        assert_eq!(backoff(4), Duration::from_secs(40));
+        assert_eq!(backoff(7), MAX_RETRY);
+        assert_eq!(backoff(1000), MAX_RETRY);
+    }
+}

@@ -1,0 +1,182 @@
+//! Running one task: wait for a permit (`max_concurrent_tasks`), record the
+//! run, execute it off the async runtime with live progress, record the
+//! outcome. Failures are recorded, never fatal to the daemon.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use chrono::{DateTime, Utc};
+use kloset::Progress;
+use tokio::sync::Semaphore;
+
+use super::live::{Live, RunningTask};
+use crate::config::DesiredState;
+use crate::config::desired::Action;
+use crate::state::{NewTask, Origin, Outcome, StateHandle, TaskId, TaskKind, TaskStatus};
+use crate::tasks::{RunStatus, execute};
+
+/// What the runner needs, shared by every task.
+#[derive(Clone, Debug)]
+pub struct Runner {
+    /// The state database.
+    pub db: StateHandle,
+    /// Permits for `max_concurrent_tasks`.
+    pub permits: Arc<Semaphore>,
+    /// Running tasks and the rest of the live state.
+    pub live: Arc<Live>,
+}
+
+/// The state database's kind for an action.
+pub fn state_kind(action: &Action) -> Result<TaskKind> {
+    action.kind().as_str().parse().map_err(|e| anyhow!("{e}"))
+}
+
+/// One run to start.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// Schedule or one-shot task.
+    pub origin: Origin,
+    /// What it does.
+    pub action: Action,
+    /// The configuration it runs under.
+    pub desired: Arc<DesiredState>,
+    /// The run's id when already recorded (one-shot claims).
+    pub claimed: Option<TaskId>,
+    /// The cron time it stands for (schedules).
+    pub nominal: Option<DateTime<Utc>>,
+}
+
+impl Runner {
+    /// Registers `job` as running now (so the scheduler sees it at once,
+    /// even before it gets a permit) and returns the future that runs it.
+    pub fn start(&self, job: Job) -> Result<impl Future<Output = ()> + Send + 'static> {
+        let progress = Arc::new(Progress::new());
+        let entry = RunningTask {
+            id: job.claimed,
+            kind: state_kind(&job.action)?,
+            origin: job.origin.clone(),
+            store: job.action.store().to_string(),
+            started_at: Utc::now(),
+            progress: progress.clone(),
+        };
+        self.live
+            .running
+            .lock()
+            .map_err(|_| anyhow!("running-task table poisoned"))?
+            .insert(job.origin.clone(), entry);
+        let runner = self.clone();
+        Ok(async move {
+            let origin = job.origin.clone();
+            if let Err(e) = runner.run(job, progress).await {
+                tracing::error!(origin = %origin.name(), "task bookkeeping failed: {e:#}");
+            }
+            if let Ok(mut r) = runner.live.running.lock() {
+                r.remove(&origin);
+            }
+        })
+    }
+
+    /// Records a run that was skipped.
+    pub async fn record_skip(
+        &self,
+        origin: Origin,
+        action: &Action,
+        revision: &str,
+        nominal: DateTime<Utc>,
+        reason: String,
+    ) -> Result<()> {
+        tracing::warn!(origin = %origin.name(), %nominal, %reason, "run skipped");
+        let new = NewTask {
+            kind: state_kind(action)?,
+            origin: origin.clone(),
+            store: Some(action.store().to_string()),
+            scheduled_for: Some(nominal),
+            started_at: Utc::now(),
+            revision: Some(revision.to_string()),
+        };
+        self.db
+            .call(move |db| {
+                db.record_skipped(&new, &reason)?;
+                if let Origin::Schedule(name) = &origin {
+                    db.increment_skipped(name)?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn run(&self, job: Job, progress: Arc<Progress>) -> Result<()> {
+        let _permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .context("task permits closed")?;
+        let started = Utc::now();
+        let id = match job.claimed {
+            Some(id) => id,
+            None => {
+                let new = NewTask {
+                    kind: state_kind(&job.action)?,
+                    origin: job.origin.clone(),
+                    store: Some(job.action.store().to_string()),
+                    scheduled_for: job.nominal,
+                    started_at: started,
+                    revision: Some(job.desired.revision.clone()),
+                };
+                self.db.call(move |db| db.start_task(&new)).await?
+            }
+        };
+        if let Ok(mut r) = self.live.running.lock()
+            && let Some(entry) = r.get_mut(&job.origin)
+        {
+            entry.id = Some(id);
+            entry.started_at = started;
+        }
+        let name = job.origin.name().to_string();
+        tracing::info!(origin = %name, task = %id, kind = job.action.kind().as_str(), "task started");
+        let (desired, action) = (job.desired.clone(), job.action.clone());
+        let result =
+            match tokio::task::spawn_blocking(move || execute(&desired, &action, progress)).await {
+                Ok(r) => r,
+                Err(e) => return Err(anyhow!("the task thread failed: {e}")),
+            };
+        let status = match result.status {
+            RunStatus::Succeeded => TaskStatus::Succeeded,
+            RunStatus::Failed => TaskStatus::Failed,
+            RunStatus::Cancelled => TaskStatus::Cancelled,
+        };
+        tracing::info!(
+            origin = %name,
+            task = %id,
+            status = status.as_str(),
+            error = result.error.as_deref().unwrap_or(""),
+            "task finished"
+        );
+        let finished = Utc::now();
+        let outcome = Outcome {
+            status,
+            finished_at: finished,
+            stats: Some(result.stats),
+            error: result.error,
+            snapshot_id: result.snapshot_id,
+        };
+        let schedule = match &job.origin {
+            Origin::Schedule(s) => Some(s.clone()),
+            Origin::Task(_) => None,
+        };
+        let duration = (finished - started).num_milliseconds().max(0) as u64;
+        let bytes = result.bytes_added;
+        self.db
+            .call(move |db| {
+                db.finish_task(id, &outcome)?;
+                if let Some(s) = schedule {
+                    db.record_schedule_finished(&s, status, finished, duration, bytes)?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+}

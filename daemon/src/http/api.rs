@@ -1,0 +1,345 @@
+//! The JSON API (SPEC §7): `/api/v1/status`, `/api/v1/schedules[/{name}]`,
+//! `/api/v1/tasks` (filters, keyset paging) and `/api/v1/tasks/{id}` with
+//! live progress. Lists are wrapped in an object named after them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use hyper::StatusCode;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::Ctx;
+use super::response::{Reply, error, json};
+use crate::app::live::RunningTask;
+use crate::config::desired::Action;
+use crate::state::{
+    ConditionRecord, MAX_LIST_LIMIT, ObjectKind, Origin, OriginKind, ScheduleState, TaskFilter,
+    TaskId, TaskKind, TaskStatus,
+};
+
+/// RFC 3339 UTC with milliseconds, like the state database.
+pub fn time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn opt_time(t: &Option<DateTime<Utc>>) -> Value {
+    t.as_ref().map_or(Value::Null, |t| Value::String(time(t)))
+}
+
+/// A condition as JSON (`null` when none is known yet).
+pub fn condition(c: Option<&ConditionRecord>) -> Value {
+    match c {
+        None => Value::Null,
+        Some(c) => json!({
+            "ready": c.ready,
+            "reason": c.reason,
+            "message": c.message,
+            "since": time(&c.since),
+            "revision": c.revision,
+        }),
+    }
+}
+
+/// Live progress of a running task: counters, rate and ETA.
+pub fn progress(task: &RunningTask) -> Value {
+    let p = task.progress.snapshot();
+    let elapsed = (Utc::now() - task.started_at).num_milliseconds().max(1) as f64 / 1000.0;
+    let rate = p.bytes as f64 / elapsed;
+    let eta = (p.total_bytes > p.bytes && rate > 0.0)
+        .then(|| ((p.total_bytes - p.bytes) as f64 / rate).ceil() as u64);
+    json!({
+        "files": p.files,
+        "bytes": p.bytes,
+        "total_files": p.total_files,
+        "total_bytes": p.total_bytes,
+        "errors": p.errors,
+        "bytes_per_second": rate.round() as u64,
+        "eta_seconds": eta,
+    })
+}
+
+/// A running task as JSON.
+pub fn running(task: &RunningTask) -> Value {
+    let mut v = json!({
+        "id": task.id,
+        "kind": task.kind,
+        "store": task.store,
+        "status": "running",
+        "started_at": time(&task.started_at),
+        "progress": progress(task),
+    });
+    if let Some(map) = v.as_object_mut() {
+        let (k, n) = match &task.origin {
+            Origin::Schedule(n) => ("schedule", n),
+            Origin::Task(n) => ("task", n),
+        };
+        map.insert(k.into(), Value::String(n.clone()));
+    }
+    v
+}
+
+/// `GET /api/v1/status`.
+pub fn status(ctx: &Ctx) -> Reply {
+    json(StatusCode::OK, &status_value(ctx))
+}
+
+/// The status document (also used by `/status` and `/readyz`).
+pub fn status_value(ctx: &Ctx) -> Value {
+    let live = &ctx.live;
+    let config = live.config_status();
+    let problems = live.problems();
+    let applied = live.applied();
+    let count = |f: fn(&crate::config::DesiredState) -> usize| applied.as_deref().map_or(0, f);
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "ready": problems.is_empty(),
+        "problems": problems,
+        "started_at": time(&live.started_at),
+        "config": {
+            "dir": live.config_dir,
+            "valid": config.valid,
+            "attempted_revision": config.attempted_revision,
+            "attempted_at": opt_time(&config.attempted_at),
+            "applied_revision": config.applied_revision,
+            "applied_at": opt_time(&config.applied_at),
+            "errors": config.errors,
+            "restart_required": config.restart_required,
+            "reloads": config.reloads,
+            "reload_failures": config.reload_failures,
+        },
+        "objects": {
+            "stores": count(|d| d.stores.len()),
+            "sources": count(|d| d.sources.len()),
+            "destinations": count(|d| d.destinations.len()),
+            "schedules": count(|d| d.schedules.len()),
+            "tasks": count(|d| d.tasks.len()),
+        },
+        "running": live.running_tasks().iter().map(running).collect::<Vec<_>>(),
+    })
+}
+
+#[derive(Serialize)]
+struct ScheduleView {
+    name: String,
+    task: &'static str,
+    store: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destination: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<String>,
+    cron: String,
+    timezone: String,
+    jitter_seconds: u64,
+    catch_up: bool,
+    next_run: Value,
+    last_run: Value,
+    last_finished: Value,
+    last_success: Value,
+    last_status: Option<TaskStatus>,
+    last_duration_ms: Option<u64>,
+    last_bytes_added: Option<u64>,
+    skipped_count: u64,
+    running: Option<Value>,
+    condition: Value,
+    declared_at: String,
+}
+
+/// `GET /api/v1/schedules` and `/api/v1/schedules/{name}`.
+pub async fn schedules(ctx: &Ctx, name: Option<&str>) -> Reply {
+    let Some(applied) = ctx.live.applied() else {
+        return match name {
+            None => json(StatusCode::OK, &json!({ "schedules": [] })),
+            Some(n) => error(StatusCode::NOT_FOUND, format!("no schedule named {n:?}")),
+        };
+    };
+    if let Some(n) = name
+        && !applied.schedules.contains_key(n)
+    {
+        return error(StatusCode::NOT_FOUND, format!("no schedule named {n:?}"));
+    }
+    let states: BTreeMap<String, ScheduleState> =
+        match ctx.db.call(|db| db.all_schedule_states()).await {
+            Ok(list) => list.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            Err(e) => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("state database: {e}"),
+                );
+            }
+        };
+    let conditions = ctx.live.conditions();
+    let running: BTreeMap<String, RunningTask> = ctx
+        .live
+        .running_tasks()
+        .into_iter()
+        .filter_map(|t| match &t.origin {
+            Origin::Schedule(n) => Some((n.clone(), t.clone())),
+            Origin::Task(_) => None,
+        })
+        .collect();
+    let next_runs = ctx
+        .live
+        .next_runs
+        .read()
+        .map(|n| n.clone())
+        .unwrap_or_default();
+    let views: Vec<ScheduleView> = applied
+        .schedules
+        .values()
+        .filter(|d| name.is_none_or(|n| n == d.name))
+        .map(|d| {
+            let s = states.get(&d.name).cloned().unwrap_or_default();
+            let (source, destination, to) = match &d.action {
+                Action::Backup { source, .. } => (Some(source.clone()), None, None),
+                Action::Restore { destination, .. } => (None, Some(destination.clone()), None),
+                Action::Sync { to, .. } => (None, None, Some(to.clone())),
+                _ => (None, None, None),
+            };
+            ScheduleView {
+                name: d.name.clone(),
+                task: d.action.kind().as_str(),
+                store: d.action.store().to_string(),
+                source,
+                destination,
+                to,
+                cron: d.cron.clone(),
+                timezone: d.timezone.clone(),
+                jitter_seconds: d.jitter.as_secs(),
+                catch_up: d.catch_up,
+                next_run: opt_time(&next_runs.get(&d.name).copied().flatten()),
+                last_run: opt_time(&s.last_run_at),
+                last_finished: opt_time(&s.last_finished_at),
+                last_success: opt_time(&s.last_success_at),
+                last_status: s.last_status,
+                last_duration_ms: s.last_duration_ms,
+                last_bytes_added: s.last_bytes_added,
+                skipped_count: s.skipped_count,
+                running: running.get(&d.name).map(self::running),
+                condition: condition(conditions.get(&(ObjectKind::Schedule, d.name.clone()))),
+                declared_at: format!("{}:{}", d.origin.file.display(), d.origin.line),
+            }
+        })
+        .collect();
+    match name {
+        Some(_) => match views.into_iter().next() {
+            Some(v) => json(StatusCode::OK, &v),
+            None => error(StatusCode::NOT_FOUND, "no such schedule"),
+        },
+        None => json(StatusCode::OK, &json!({ "schedules": views })),
+    }
+}
+
+/// Parses the task filters: `kind`, `status`, `schedule`, `task`, `since`
+/// (RFC 3339), `before` (a task id, for the next page) and `limit`.
+pub fn task_filter(query: &str) -> Result<TaskFilter, String> {
+    let mut f = TaskFilter::default();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let v = value.as_ref();
+        match key.as_ref() {
+            "kind" => f.kind = Some(v.parse::<TaskKind>().map_err(|e| e.to_string())?),
+            "status" => f.status = Some(v.parse::<TaskStatus>().map_err(|e| e.to_string())?),
+            "schedule" | "task" => {
+                if f.origin_kind.is_some() {
+                    return Err("give either schedule or task, not both".into());
+                }
+                f.origin_kind = Some(if key == "schedule" {
+                    OriginKind::Schedule
+                } else {
+                    OriginKind::Task
+                });
+                f.origin_name = Some(v.to_string());
+            }
+            "since" => {
+                let t = DateTime::parse_from_rfc3339(v)
+                    .map_err(|e| format!("since: {v:?} is not an RFC 3339 time: {e}"))?;
+                f.since = Some(t.with_timezone(&Utc));
+            }
+            "before" => {
+                let id = v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|i| *i > 0)
+                    .ok_or_else(|| format!("before: {v:?} is not a task id"))?;
+                f.before_id = Some(TaskId(id));
+            }
+            "limit" => {
+                let n = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        format!("limit: {v:?} is not a number from 1 to {MAX_LIST_LIMIT}")
+                    })?;
+                f.limit = Some(n);
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?} (known: kind, status, schedule, task, since, before, limit)"
+                ));
+            }
+        }
+    }
+    Ok(f)
+}
+
+/// `GET /api/v1/tasks`: newest first; `next` is the `before` value of the
+/// next page, `null` on the last one.
+pub async fn tasks(ctx: &Ctx, query: &str) -> Reply {
+    let filter = match task_filter(query) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let limit = filter.limit.unwrap_or(crate::state::DEFAULT_LIST_LIMIT) as usize;
+    let list = match ctx.db.call(move |db| db.list_tasks(&filter)).await {
+        Ok(l) => l,
+        Err(e) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("state database: {e}"),
+            );
+        }
+    };
+    let next = (list.len() == limit)
+        .then(|| list.last().map(|t| t.id))
+        .flatten();
+    let running = ctx.live.running_tasks();
+    let tasks: Vec<Value> = list
+        .iter()
+        .map(|t| {
+            let mut v = serde_json::to_value(t).unwrap_or_default();
+            if let Some(r) = running.iter().find(|r| r.id == Some(t.id))
+                && let Some(map) = v.as_object_mut()
+            {
+                map.insert("progress".into(), progress(r));
+            }
+            v
+        })
+        .collect();
+    json(StatusCode::OK, &json!({ "tasks": tasks, "next": next }))
+}
+
+/// `GET /api/v1/tasks/{id}`, with live progress while it runs.
+pub async fn task(ctx: &Ctx, id: &str) -> Reply {
+    let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0).map(TaskId) else {
+        return error(StatusCode::BAD_REQUEST, format!("{id:?} is not a task id"));
+    };
+    match ctx.db.call(move |db| db.get_task(id)).await {
+        Ok(Some(t)) => {
+            let mut v = serde_json::to_value(&t).unwrap_or_default();
+            if let Some(r) = ctx.live.running_tasks().iter().find(|r| r.id == Some(id))
+                && let Some(map) = v.as_object_mut()
+            {
+                map.insert("progress".into(), progress(r));
+            }
+            json(StatusCode::OK, &v)
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no task {id}")),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("state database: {e}"),
+        ),
+    }
+}

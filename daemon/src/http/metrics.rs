@@ -1,0 +1,209 @@
+//! `GET /metrics`: Prometheus text exposition format 0.0.4, named by the
+//! Prometheus conventions (`klosetd_` prefix, base units, `_total` for
+//! counters, `_timestamp_seconds` for times).
+
+use std::fmt::Write;
+
+use hyper::StatusCode;
+
+use super::Ctx;
+use super::response::{Reply, with_type};
+use crate::state::TaskStatus;
+
+/// Escapes a label value.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Renders every metric.
+pub async fn metrics(ctx: &Ctx) -> Reply {
+    let live = &ctx.live;
+    let config = live.config_status();
+    let mut out = String::with_capacity(4096);
+
+    header(
+        &mut out,
+        "klosetd_config_reload_success",
+        "gauge",
+        "Whether the latest attempted configuration was valid and is applied (1) or not (0).",
+    );
+    let ok = config.valid && config.applied_revision == config.attempted_revision;
+    let _ = writeln!(out, "klosetd_config_reload_success {}", u8::from(ok));
+    header(
+        &mut out,
+        "klosetd_config_reloads_total",
+        "counter",
+        "Configuration attempts that changed the revision or its validity.",
+    );
+    let _ = writeln!(out, "klosetd_config_reloads_total {}", config.reloads);
+    header(
+        &mut out,
+        "klosetd_config_reload_failures_total",
+        "counter",
+        "Configuration attempts that were invalid.",
+    );
+    let _ = writeln!(
+        out,
+        "klosetd_config_reload_failures_total {}",
+        config.reload_failures
+    );
+    header(
+        &mut out,
+        "klosetd_config_info",
+        "gauge",
+        "The applied and latest attempted configuration revisions (always 1).",
+    );
+    let _ = writeln!(
+        out,
+        "klosetd_config_info{{applied_revision=\"{}\",attempted_revision=\"{}\"}} 1",
+        label(config.applied_revision.as_deref().unwrap_or("")),
+        label(config.attempted_revision.as_deref().unwrap_or(""))
+    );
+
+    header(
+        &mut out,
+        "klosetd_object_ready",
+        "gauge",
+        "Whether each store, source, destination and schedule is ready (1) or not (0).",
+    );
+    for ((kind, name), c) in live.conditions() {
+        let _ = writeln!(
+            out,
+            "klosetd_object_ready{{kind=\"{kind}\",name=\"{}\",reason=\"{}\"}} {}",
+            label(&name),
+            label(&c.reason),
+            u8::from(c.ready)
+        );
+    }
+
+    let applied = live.applied();
+    let states = ctx
+        .db
+        .call(|db| db.all_schedule_states())
+        .await
+        .unwrap_or_default();
+    let declared = |name: &str| {
+        applied
+            .as_ref()
+            .is_some_and(|a| a.schedules.contains_key(name))
+    };
+    header(
+        &mut out,
+        "klosetd_schedule_last_success_timestamp_seconds",
+        "gauge",
+        "When each schedule last succeeded (Unix time).",
+    );
+    for s in states.iter().filter(|s| declared(&s.name)) {
+        if let Some(t) = s.last_success_at {
+            let _ = writeln!(
+                out,
+                "klosetd_schedule_last_success_timestamp_seconds{{schedule=\"{}\"}} {}",
+                label(&s.name),
+                t.timestamp_millis() as f64 / 1000.0
+            );
+        }
+    }
+    header(
+        &mut out,
+        "klosetd_schedule_last_duration_seconds",
+        "gauge",
+        "How long each schedule's last run took.",
+    );
+    for s in states.iter().filter(|s| declared(&s.name)) {
+        if let Some(ms) = s.last_duration_ms {
+            let _ = writeln!(
+                out,
+                "klosetd_schedule_last_duration_seconds{{schedule=\"{}\"}} {}",
+                label(&s.name),
+                ms as f64 / 1000.0
+            );
+        }
+    }
+    header(
+        &mut out,
+        "klosetd_schedule_last_added_bytes",
+        "gauge",
+        "New bytes stored by each schedule's last backup.",
+    );
+    for s in states.iter().filter(|s| declared(&s.name)) {
+        if let Some(b) = s.last_bytes_added {
+            let _ = writeln!(
+                out,
+                "klosetd_schedule_last_added_bytes{{schedule=\"{}\"}} {b}",
+                label(&s.name)
+            );
+        }
+    }
+    header(
+        &mut out,
+        "klosetd_schedule_last_status",
+        "gauge",
+        "Each schedule's last run status: 1 for the current status, 0 for the others.",
+    );
+    for s in states.iter().filter(|s| declared(&s.name)) {
+        if let Some(last) = s.last_status {
+            for status in TaskStatus::ALL
+                .iter()
+                .filter(|s| **s != TaskStatus::Running)
+            {
+                let _ = writeln!(
+                    out,
+                    "klosetd_schedule_last_status{{schedule=\"{}\",status=\"{}\"}} {}",
+                    label(&s.name),
+                    status.as_str(),
+                    u8::from(*status == last)
+                );
+            }
+        }
+    }
+    header(
+        &mut out,
+        "klosetd_schedule_skipped_runs_total",
+        "counter",
+        "Runs skipped because the previous run was still going or the daemon was down.",
+    );
+    for s in states.iter().filter(|s| declared(&s.name)) {
+        let _ = writeln!(
+            out,
+            "klosetd_schedule_skipped_runs_total{{schedule=\"{}\"}} {}",
+            label(&s.name),
+            s.skipped_count
+        );
+    }
+
+    header(
+        &mut out,
+        "klosetd_tasks_total",
+        "counter",
+        "Finished task runs by kind and status (running ones are in klosetd_tasks_running).",
+    );
+    let counts = ctx.db.call(|db| db.task_counts()).await.unwrap_or_default();
+    for c in counts.iter().filter(|c| c.status != TaskStatus::Running) {
+        let _ = writeln!(
+            out,
+            "klosetd_tasks_total{{kind=\"{}\",status=\"{}\"}} {}",
+            c.kind.as_str(),
+            c.status.as_str(),
+            c.count
+        );
+    }
+    header(
+        &mut out,
+        "klosetd_tasks_running",
+        "gauge",
+        "Tasks running now (or waiting for a permit).",
+    );
+    let _ = writeln!(out, "klosetd_tasks_running {}", live.running_tasks().len());
+    with_type(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        out,
+    )
+}

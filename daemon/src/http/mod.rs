@@ -1,0 +1,212 @@
+//! The read-only HTTP endpoint: a hyper HTTP/1 server on a TCP address
+//! (loopback by default) or a Unix socket. Only GET and HEAD are served;
+//! every other method gets 405. Request heads are bounded in size and time,
+//! and connections in number. Handlers read the daemon's live state and the
+//! state database through their own connection; none waits on a task.
+
+mod api;
+mod metrics;
+mod response;
+mod text;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::app::live::Live;
+use crate::config::desired::Listen;
+use crate::state::StateHandle;
+use response::{Reply, error};
+
+/// Time allowed for a client to send a request head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head accepted (bytes).
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Longest request target accepted (bytes).
+pub const MAX_URI: usize = 4 * 1024;
+/// Connections served at once; more wait to be accepted.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// What handlers read.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The daemon's live state.
+    pub live: Arc<Live>,
+    /// A reading connection to the state database.
+    pub db: StateHandle,
+}
+
+/// The running endpoint.
+#[derive(Debug)]
+pub struct HttpServer {
+    listen: Listen,
+    ctx: Arc<Ctx>,
+    accept: JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Binds `listen` and starts serving.
+    pub async fn start(listen: &Listen, live: Arc<Live>, db: StateHandle) -> Result<HttpServer> {
+        let ctx = Arc::new(Ctx { live, db });
+        let accept = bind(listen, ctx.clone()).await?;
+        Ok(HttpServer {
+            listen: listen.clone(),
+            ctx,
+            accept,
+        })
+    }
+
+    /// Where it listens.
+    pub fn listen(&self) -> &Listen {
+        &self.listen
+    }
+
+    /// Moves to `listen`: the new address is bound first, so a failure
+    /// leaves the old one serving.
+    pub async fn rebind(&mut self, listen: &Listen) -> Result<()> {
+        let accept = bind(listen, self.ctx.clone()).await?;
+        self.accept.abort();
+        self.accept = accept;
+        self.listen = listen.clone();
+        Ok(())
+    }
+
+    /// Stops accepting connections.
+    pub fn stop(&self) {
+        self.accept.abort();
+    }
+}
+
+async fn bind(listen: &Listen, ctx: Arc<Ctx>) -> Result<JoinHandle<()>> {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    match listen {
+        Listen::Tcp(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            let bound = listener.local_addr().unwrap_or(*addr);
+            tracing::info!(addr = %bound, "status endpoint listening");
+            Ok(tokio::spawn(async move {
+                loop {
+                    let Ok(permit) = limit.clone().acquire_owned().await else {
+                        return;
+                    };
+                    match listener.accept().await {
+                        Ok((stream, _)) => {
+                            let _ = stream.set_nodelay(true);
+                            serve(stream, ctx.clone(), permit);
+                        }
+                        Err(e) => {
+                            tracing::warn!("accepting a connection failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }))
+        }
+        Listen::Unix(path) => {
+            remove_stale_socket(path)?;
+            let listener = tokio::net::UnixListener::bind(path)
+                .with_context(|| format!("cannot listen on unix:{}", path.display()))?;
+            // Owner and group only: the socket serves backed-up data.
+            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o660))
+                .with_context(|| format!("setting permissions of {}", path.display()))?;
+            tracing::info!(path = %path.display(), "status endpoint listening");
+            Ok(tokio::spawn(async move {
+                loop {
+                    let Ok(permit) = limit.clone().acquire_owned().await else {
+                        return;
+                    };
+                    match listener.accept().await {
+                        Ok((stream, _)) => serve(stream, ctx.clone(), permit),
+                        Err(e) => {
+                            tracing::warn!("accepting a connection failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }))
+        }
+    }
+}
+
+/// Removes a socket left by a previous process; refuses to remove
+/// anything that is not a socket.
+fn remove_stale_socket(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)
+            .with_context(|| format!("removing the stale socket {}", path.display())),
+        Ok(_) => anyhow::bail!(
+            "{} exists and is not a socket; refusing to replace it",
+            path.display()
+        ),
+        Err(_) => Ok(()),
+    }
+}
+
+fn serve<S>(stream: S, ctx: Arc<Ctx>, permit: tokio::sync::OwnedSemaphorePermit)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let service = service_fn(move |req| {
+            let ctx = ctx.clone();
+            async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .max_buf_size(MAX_HEAD)
+            .serve_connection(TokioIo::new(stream), service);
+        if let Err(e) = conn.await {
+            tracing::debug!("connection ended: {e}");
+        }
+        drop(permit);
+    });
+}
+
+async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Reply {
+    let head = req.method() == Method::HEAD;
+    let reply = route(ctx, &req).await;
+    if head {
+        response::without_body(reply)
+    } else {
+        reply
+    }
+}
+
+async fn route(ctx: &Ctx, req: &Request<Incoming>) -> Reply {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return response::method_not_allowed();
+    }
+    let uri = req.uri();
+    if uri.path_and_query().map_or(0, |p| p.as_str().len()) > MAX_URI {
+        return error(StatusCode::URI_TOO_LONG, "the request target is too long");
+    }
+    let path = uri.path();
+    let query = uri.query().unwrap_or("");
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    match segments.as_slice() {
+        [] | [""] => text::index(ctx),
+        ["healthz"] => text::healthz(),
+        ["readyz"] => text::readyz(ctx),
+        ["status"] => text::status(ctx).await,
+        ["metrics"] => metrics::metrics(ctx).await,
+        ["api", "v1", "status"] => api::status(ctx),
+        ["api", "v1", "schedules"] => api::schedules(ctx, None).await,
+        ["api", "v1", "schedules", name] => api::schedules(ctx, Some(name)).await,
+        ["api", "v1", "tasks"] => api::tasks(ctx, query).await,
+        ["api", "v1", "tasks", id] => api::task(ctx, id).await,
+        _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+    }
+}

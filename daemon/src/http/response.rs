@@ -1,0 +1,81 @@
+//! Building responses: JSON and text bodies, JSON errors with status codes
+//! that mean what they say, 405 with `Allow`, HEAD without a body.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+/// Every response of the endpoint.
+pub type Reply = Response<Full<Bytes>>;
+
+fn build(status: StatusCode, content_type: &'static str, body: Bytes) -> Reply {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+/// A JSON body.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {
+    match serde_json::to_vec_pretty(value) {
+        Ok(mut body) => {
+            body.push(b'\n');
+            build(status, "application/json", Bytes::from(body))
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the response: {e}"),
+        ),
+    }
+}
+
+/// A plain text body.
+pub fn text(status: StatusCode, body: String) -> Reply {
+    build(status, "text/plain; charset=utf-8", Bytes::from(body))
+}
+
+/// A body with a given content type.
+pub fn with_type(status: StatusCode, content_type: &'static str, body: String) -> Reply {
+    build(status, content_type, Bytes::from(body))
+}
+
+/// A JSON error: `{"error": {"status": 404, "message": "…"}}`.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Reply {
+    let body = serde_json::json!({
+        "error": { "status": status.as_u16(), "message": message.into() }
+    });
+    let mut bytes = serde_json::to_vec_pretty(&body).unwrap_or_default();
+    bytes.push(b'\n');
+    build(status, "application/json", Bytes::from(bytes))
+}
+
+/// 405 for every method but GET and HEAD.
+pub fn method_not_allowed() -> Reply {
+    let mut r = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this endpoint is read-only: only GET and HEAD are allowed",
+    );
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    r
+}
+
+/// The same response without its body (HEAD); `Content-Length` still
+/// says what GET would send.
+pub fn without_body(reply: Reply) -> Reply {
+    let (mut parts, body) = reply.into_parts();
+    let len = http_body_util::BodyExt::boxed(body);
+    let size = hyper::body::Body::size_hint(&len).exact().unwrap_or(0);
+    parts
+        .headers
+        .insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(size));
+    Response::from_parts(parts, Full::new(Bytes::new()))
+}
