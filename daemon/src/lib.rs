@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod integrations;
+pub mod plan;
 pub mod scheduler;
 pub mod state;
 pub mod tasks;

@@ -1,5 +1,5 @@
-//! `klosetd`: the declarative backup daemon: `run`, `validate`, `version`.
-//! (`plan`, reloading and the HTTP endpoint come next.)
+//! `klosetd`: the declarative backup daemon: `run`, `validate`, `plan`,
+//! `version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +35,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show what applying a config directory would add, change or remove,
+    /// compared with the configuration the daemon has applied.
+    Plan {
+        /// The config directory.
+        #[arg(default_value = "/etc/klosetd/conf.d")]
+        dir: PathBuf,
+        /// The running daemon's state directory (default: the `state_dir`
+        /// that DIR declares).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit 2 when there are changes (0: none, 1: error).
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
     /// Show the version and the built-in importers, exporters and store backends.
     Version,
 }
@@ -59,6 +76,46 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Plan {
+            dir,
+            state_dir,
+            json,
+            detailed_exitcode,
+        } => match klosetd::plan::plan(&dir, state_dir.as_deref()) {
+            Ok(plan) => {
+                if json {
+                    match serde_json::to_string_pretty(&plan) {
+                        Ok(s) => println!("{s}"),
+                        Err(e) => {
+                            eprintln!("klosetd: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                } else {
+                    print!("{}", plan.render());
+                }
+                if detailed_exitcode && !plan.changes.is_empty() {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(klosetd::plan::PlanError::Invalid(errors)) => {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                eprintln!(
+                    "{}: {} error(s); nothing to plan",
+                    dir.display(),
+                    errors.len()
+                );
+                ExitCode::FAILURE
+            }
+            Err(klosetd::plan::PlanError::State(e)) => {
+                eprintln!("klosetd: cannot read the daemon state: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Version => {
             println!("klosetd {}", env!("CARGO_PKG_VERSION"));
             for (label, role) in [

@@ -15,10 +15,10 @@ use super::runner::{Job, state_kind};
 use super::watch::ConfigWatcher;
 use super::{Daemon, Trigger, systemd};
 use crate::config::desired::{Action, DaemonSettings};
-use crate::config::diff::{Change, ObjectRef, diff, fingerprints};
+use crate::config::diff::{Change, ObjectRef, definitions, diff, fingerprint};
 use crate::config::{Attempt, DesiredState};
 use crate::scheduler::cursor::Action as Due;
-use crate::state::{Claim, Condition, NewTask, ObjectKind, Origin};
+use crate::state::{AppliedObject, Claim, Condition, NewTask, ObjectKind, Origin};
 
 fn object_kind(kind: &str) -> Option<ObjectKind> {
     match kind {
@@ -126,7 +126,11 @@ impl Daemon {
     }
 
     async fn apply(&mut self, desired: Arc<DesiredState>, now: DateTime<Utc>) {
-        let prints = fingerprints(&desired);
+        let definitions = definitions(&desired);
+        let prints: crate::config::diff::Fingerprints = definitions
+            .iter()
+            .map(|(o, d)| (o.clone(), fingerprint(d)))
+            .collect();
         let changes = diff(&self.applied_prints, &prints);
         self.apply_daemon_settings(&desired.daemon).await;
         if let Ok(mut a) = self.live.applied.write() {
@@ -169,10 +173,14 @@ impl Daemon {
         self.start_oneshots(&desired).await;
         self.refresh_conditions().await;
         let revision = desired.revision.clone();
-        let objects: Vec<(String, String, String)> = self
-            .applied_prints
-            .iter()
-            .map(|(o, p)| (o.kind.clone(), o.name.clone(), p.clone()))
+        let objects: Vec<AppliedObject> = definitions
+            .into_iter()
+            .map(|(o, definition)| AppliedObject {
+                fingerprint: fingerprint(&definition),
+                kind: o.kind,
+                name: o.name,
+                definition,
+            })
             .collect();
         let recorded = self
             .db

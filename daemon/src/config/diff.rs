@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
+use serde_json::Value;
 
 use super::desired::DesiredState;
 
@@ -31,21 +32,29 @@ impl fmt::Display for ObjectRef {
 /// Fingerprints of every object of a configuration.
 pub type Fingerprints = BTreeMap<ObjectRef, String>;
 
-/// Hash of an object's validated content without its `origin` (file, line),
-/// so moving a table to another file is not a change.
-fn fingerprint<T: Serialize>(value: &T) -> String {
-    let mut json = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+/// Every object's validated definition as JSON, without its `origin`
+/// (file, line), so moving a table to another file is not a change. Holds
+/// no secret values, only where secrets are read from.
+pub type Definitions = BTreeMap<ObjectRef, Value>;
+
+fn definition<T: Serialize>(value: &T) -> Value {
+    let mut json = serde_json::to_value(value).unwrap_or(Value::Null);
     if let Some(map) = json.as_object_mut() {
         map.remove("origin");
     }
-    // serde_json maps are sorted (no preserve_order feature): stable text.
-    blake3::hash(json.to_string().as_bytes())
+    json
+}
+
+/// Hash of a definition. serde_json maps are sorted (no `preserve_order`
+/// feature), so the text is stable.
+pub fn fingerprint(definition: &Value) -> String {
+    blake3::hash(definition.to_string().as_bytes())
         .to_hex()
         .to_string()
 }
 
 fn add<'a, T: Serialize + 'a>(
-    out: &mut Fingerprints,
+    out: &mut Definitions,
     kind: &str,
     objects: impl IntoIterator<Item = (&'a String, &'a T)>,
 ) {
@@ -55,20 +64,20 @@ fn add<'a, T: Serialize + 'a>(
                 kind: kind.to_string(),
                 name: name.clone(),
             },
-            fingerprint(def),
+            definition(def),
         );
     }
 }
 
-/// The fingerprints of every object of `state`.
-pub fn fingerprints(state: &DesiredState) -> Fingerprints {
-    let mut out = Fingerprints::new();
+/// The definitions of every object of `state`.
+pub fn definitions(state: &DesiredState) -> Definitions {
+    let mut out = Definitions::new();
     out.insert(
         ObjectRef {
             kind: "daemon".into(),
             name: "daemon".into(),
         },
-        fingerprint(&state.daemon),
+        definition(&state.daemon),
     );
     add(&mut out, "store", &state.stores);
     add(&mut out, "source", &state.sources);
@@ -76,6 +85,55 @@ pub fn fingerprints(state: &DesiredState) -> Fingerprints {
     add(&mut out, "schedule", &state.schedules);
     add(&mut out, "task", &state.tasks);
     out
+}
+
+/// The fingerprints of every object of `state`.
+pub fn fingerprints(state: &DesiredState) -> Fingerprints {
+    definitions(state)
+        .iter()
+        .map(|(o, d)| (o.clone(), fingerprint(d)))
+        .collect()
+}
+
+/// What differs between two definitions of one object, field by field
+/// (`cron: "@daily" -> "@hourly"`), nested fields with dotted names.
+pub fn field_changes(old: &Value, new: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    walk("", old, new, &mut out);
+    out
+}
+
+fn walk(prefix: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let name = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                let null = Value::Null;
+                walk(
+                    &name,
+                    a.get(k).unwrap_or(&null),
+                    b.get(k).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        (a, b) if a != b => out.push(format!("{prefix}: {} -> {}", short(a), short(b))),
+        _ => {}
+    }
+}
+
+fn short(v: &Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() > 80 {
+        format!("{}…", text.chars().take(79).collect::<String>())
+    } else {
+        text
+    }
 }
 
 /// How one object changes.
@@ -165,6 +223,18 @@ mod tests {
         assert_eq!(
             changes,
             vec!["~daemon", "+schedule.hourly", "-schedule.nightly"]
+        );
+        let daemon = ObjectRef {
+            kind: "daemon".into(),
+            name: "daemon".into(),
+        };
+        let (old, new) = (definitions(&state(d)), {
+            std::fs::remove_file(d.join("c.toml")).expect("rm");
+            definitions(&state(d))
+        });
+        assert_eq!(
+            field_changes(&new[&daemon], &old[&daemon]),
+            vec!["max_concurrent_tasks: 2 -> 3"]
         );
     }
 }

@@ -38,7 +38,10 @@ pub struct Attempt {
 /// Loads and validates a config directory, keeping the revision of an
 /// invalid one.
 pub fn attempt(dir: &Path) -> Attempt {
-    let loaded = load::load_dir_partial(dir);
+    // Absolute, so relative paths in the files resolve the same whatever
+    // the working directory (symlinks are kept, never resolved).
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let loaded = load::load_dir_partial(&dir);
     let fallback_daemon = validate::daemon_settings_or_default(&loaded.raw);
     let result = if loaded.errors.is_empty() {
         validate::validate(&loaded.raw)

@@ -55,7 +55,7 @@ mod types;
 pub use handle::StateHandle;
 pub use objects::{Condition, ConditionRecord, ScheduleState};
 pub use oneshot::{Claim, OneshotRecord};
-pub use revisions::{KEEP_REVISIONS, RevisionId, RevisionRecord};
+pub use revisions::{AppliedObject, KEEP_REVISIONS, RevisionId, RevisionRecord};
 pub use schema::SCHEMA_VERSION;
 pub use tasks::{
     DEFAULT_LIST_LIMIT, INTERRUPTED_ERROR, InterruptedCounts, MAX_LIST_LIMIT, NewTask, Outcome,
@@ -176,6 +176,35 @@ impl StateDb {
             source,
         })?;
         Self::setup(conn, path.to_owned(), true)
+    }
+
+    /// Opens an existing database read-only, without migrating it (for
+    /// tools such as `klosetd plan` that look at a running daemon's state).
+    /// A database newer than this build is refused like in [`StateDb::open`].
+    pub fn open_read_only(path: &Path) -> Result<StateDb> {
+        let step = |step| {
+            let path = path.to_owned();
+            move |source| StateError::Open { path, step, source }
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(step("open read-only"))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(step("set busy_timeout"))?;
+        let found = schema::user_version(&conn).map_err(step("read user_version"))?;
+        if found > SCHEMA_VERSION {
+            return Err(StateError::TooNew {
+                path: path.to_owned(),
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        Ok(StateDb {
+            conn,
+            path: path.to_owned(),
+        })
     }
 
     /// Opens a private in-memory database (tests, `--dry-run` style tools).

@@ -54,6 +54,19 @@ fn revision_from_row(row: &Row<'_>) -> rusqlite::Result<RevisionRecord> {
     })
 }
 
+/// One object of the applied configuration, as `klosetd plan` compares it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppliedObject {
+    /// `daemon`, `store`, `source`, `destination`, `schedule` or `task`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// Hash of its validated definition.
+    pub fingerprint: String,
+    /// The validated definition (no secret values: only where they are read from).
+    pub definition: serde_json::Value,
+}
+
 impl StateDb {
     /// Records an attempt to load the configuration with content `hash`.
     /// Repeating the latest attempt unchanged refreshes it instead of adding
@@ -121,38 +134,51 @@ impl StateDb {
             })
     }
 
-    /// Replaces the applied configuration's object fingerprints, keyed by
-    /// (kind, name), in one transaction.
-    pub fn set_applied_objects(&mut self, objects: &[(String, String, String)]) -> Result<()> {
+    /// Replaces the applied configuration's objects in one transaction.
+    pub fn set_applied_objects(&mut self, objects: &[AppliedObject]) -> Result<()> {
         const OP: &str = "record applied objects";
         let tx = self.conn.transaction().op(OP)?;
         tx.execute("DELETE FROM applied_objects", []).op(OP)?;
         {
             let mut insert = tx
                 .prepare(
-                    "INSERT INTO applied_objects (object_kind, name, fingerprint) \
-                     VALUES (?1, ?2, ?3)",
+                    "INSERT INTO applied_objects (object_kind, name, fingerprint, definition) \
+                     VALUES (?1, ?2, ?3, ?4)",
                 )
                 .op(OP)?;
-            for (kind, name, fingerprint) in objects {
-                insert.execute(params![kind, name, fingerprint]).op(OP)?;
+            for o in objects {
+                insert
+                    .execute(params![
+                        o.kind,
+                        o.name,
+                        o.fingerprint,
+                        DbJson(o.definition.clone())
+                    ])
+                    .op(OP)?;
             }
         }
         tx.commit().op(OP)
     }
 
-    /// The applied configuration's object fingerprints as (kind, name, fingerprint).
-    pub fn applied_objects(&self) -> Result<Vec<(String, String, String)>> {
+    /// The applied configuration's objects, by kind and name.
+    pub fn applied_objects(&self) -> Result<Vec<AppliedObject>> {
         const OP: &str = "read applied objects";
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT object_kind, name, fingerprint FROM applied_objects \
+                "SELECT object_kind, name, fingerprint, definition FROM applied_objects \
                  ORDER BY object_kind, name",
             )
             .op(OP)?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_map([], |r| {
+                Ok(AppliedObject {
+                    kind: r.get(0)?,
+                    name: r.get(1)?,
+                    fingerprint: r.get(2)?,
+                    definition: r.get::<_, DbJson>(3)?.0,
+                })
+            })
             .op(OP)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .op(OP)?;
@@ -190,7 +216,12 @@ mod tests {
     #[test]
     fn applied_objects_are_replaced_as_a_whole() {
         let mut db = StateDb::open_in_memory().expect("open");
-        let o = |k: &str, n: &str, f: &str| (k.to_string(), n.to_string(), f.to_string());
+        let o = |k: &str, n: &str, f: &str| AppliedObject {
+            kind: k.to_string(),
+            name: n.to_string(),
+            fingerprint: f.to_string(),
+            definition: json!({ "f": f }),
+        };
         db.set_applied_objects(&[o("store", "a", "1"), o("schedule", "b", "2")])
             .expect("set");
         db.set_applied_objects(&[o("store", "a", "3")])

@@ -111,6 +111,7 @@ CREATE TABLE applied_objects (
     object_kind TEXT NOT NULL,
     name        TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
+    definition  TEXT NOT NULL,                 -- the validated object as JSON (no secrets)
     PRIMARY KEY (object_kind, name)
 ) WITHOUT ROWID;
 "#,
