@@ -97,6 +97,8 @@ pub(crate) struct Daemon {
 }
 
 async fn run_async(dir: PathBuf) -> Result<()> {
+    // Watch before the first read, so no change can slip in between.
+    let mut watcher = watch::ConfigWatcher::new(&dir)?;
     let first = {
         let dir = dir.clone();
         tokio::task::spawn_blocking(move || crate::config::attempt(&dir))
@@ -165,7 +167,6 @@ async fn run_async(dir: PathBuf) -> Result<()> {
         tasks: JoinSet::new(),
         http,
     };
-    let mut watcher = watch::ConfigWatcher::new(&dir)?;
     daemon.handle_attempt(first, Trigger::Start).await;
     systemd::ready(&daemon.one_line_status());
     tracing::info!(

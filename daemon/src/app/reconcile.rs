@@ -58,8 +58,18 @@ impl Daemon {
             self.readiness.retry_now();
         }
         let dir = self.dir.clone();
+        let started = std::time::Instant::now();
         match tokio::task::spawn_blocking(move || crate::config::attempt(&dir)).await {
-            Ok(attempt) => self.handle_attempt(attempt, trigger).await,
+            Ok(attempt) => {
+                let read = started.elapsed();
+                self.handle_attempt(attempt, trigger).await;
+                tracing::debug!(
+                    trigger = trigger.as_str(),
+                    read_ms = read.as_millis() as u64,
+                    total_ms = started.elapsed().as_millis() as u64,
+                    "reload handled"
+                );
+            }
             Err(e) => tracing::error!("reading the configuration failed: {e}"),
         }
     }

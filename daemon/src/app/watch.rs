@@ -20,7 +20,7 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 /// A change is handled once no event arrived for this long…
-pub const QUIET: Duration = Duration::from_millis(50);
+pub const QUIET: Duration = Duration::from_millis(25);
 /// …or this long after the first event of a burst.
 pub const MAX_DELAY: Duration = Duration::from_secs(1);
 /// How many symlinks are followed along the path before giving up.
@@ -32,6 +32,8 @@ pub struct ConfigWatcher {
     watcher: RecommendedWatcher,
     watched: Vec<PathBuf>,
     events: mpsc::UnboundedReceiver<()>,
+    /// A burst in progress: when its first and its latest event came.
+    pending: Option<(tokio::time::Instant, tokio::time::Instant)>,
     paths: std::sync::Arc<std::sync::RwLock<Vec<PathBuf>>>,
 }
 
@@ -66,6 +68,7 @@ impl ConfigWatcher {
             watcher,
             watched: Vec::new(),
             events,
+            pending: None,
             paths,
         };
         me.rewatch();
@@ -91,18 +94,33 @@ impl ConfigWatcher {
         }
     }
 
-    /// Waits for a change, then for the burst to end.
+    /// Waits for a change, then for the burst to end. Cancellation safe:
+    /// the daemon's `select!` may drop this future at any await; a burst
+    /// already seen stays pending in `self` and the next call finishes it.
     pub async fn changed(&mut self) {
-        if self.events.recv().await.is_none() {
-            // The watcher is gone: never trigger again (resync still runs).
-            std::future::pending::<()>().await;
-        }
-        let deadline = tokio::time::Instant::now() + MAX_DELAY;
         loop {
-            let quiet = tokio::time::Instant::now() + QUIET;
-            match tokio::time::timeout_at(quiet.min(deadline), self.events.recv()).await {
-                Ok(Some(())) if tokio::time::Instant::now() < deadline => continue,
-                _ => return,
+            match self.pending {
+                None => {
+                    if self.events.recv().await.is_none() {
+                        // The watcher is gone: never trigger again (resync
+                        // still runs).
+                        std::future::pending::<()>().await;
+                    }
+                    let now = tokio::time::Instant::now();
+                    self.pending = Some((now, now));
+                }
+                Some((first, last)) => {
+                    let due = (last + QUIET).min(first + MAX_DELAY);
+                    match tokio::time::timeout_at(due, self.events.recv()).await {
+                        Ok(Some(())) => {
+                            self.pending = Some((first, tokio::time::Instant::now()));
+                        }
+                        Ok(None) | Err(_) => {
+                            self.pending = None;
+                            return;
+                        }
+                    }
+                }
             }
         }
     }
