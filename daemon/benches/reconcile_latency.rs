@@ -82,16 +82,19 @@ fn start(conf: &Path, log: &Path) -> Daemon {
         .stderr(std::fs::File::create(log).expect("log"))
         .spawn()
         .expect("start klosetd");
+    // Dropping it kills the child, also when a wait below fails.
+    let mut daemon = Daemon {
+        child,
+        base: String::new(),
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if let Some(at) = text.find("status endpoint listening addr=") {
             let rest = &text[at + "status endpoint listening addr=".len()..];
             let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-            return Daemon {
-                child,
-                base: format!("http://{addr}"),
-            };
+            daemon.base = format!("http://{addr}");
+            return daemon;
         }
         assert!(Instant::now() < deadline, "daemon did not start:\n{text}");
         std::thread::sleep(Duration::from_millis(20));
