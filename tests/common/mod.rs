@@ -10,6 +10,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod cli;
+pub mod daemon;
 pub mod rng;
 pub mod s3;
 pub mod store;
