@@ -94,6 +94,26 @@ mod tests {
     }
 
     #[test]
+    fn the_reference_config_declares_every_table_and_is_valid() {
+        let dir = repo_path("docs/reference.d");
+        let state = load_and_validate(&dir).unwrap_or_else(|e| panic!("{e:?}"));
+        let raw = load::load_dir(&dir).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(raw.daemon.is_some());
+        assert!(!raw.resources.is_empty());
+        assert!(!state.stores.is_empty() && !state.sources.is_empty());
+        assert!(!state.destinations.is_empty() && !state.tasks.is_empty());
+        let kinds: std::collections::BTreeSet<&str> = state
+            .schedules
+            .values()
+            .map(|s| s.action.kind().as_str())
+            .collect();
+        assert_eq!(
+            kinds.into_iter().collect::<Vec<_>>(),
+            ["backup", "check", "prune", "restore", "sync"]
+        );
+    }
+
+    #[test]
     fn the_example_config_is_valid() {
         let state =
             load_and_validate(&repo_path("config.example.d")).unwrap_or_else(|e| panic!("{e:?}"));
