@@ -63,7 +63,9 @@ fn main() -> ExitCode {
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
+                        // notify logs harmless watch bookkeeping as warnings
+                        // when a watched directory is replaced.
+                        .unwrap_or_else(|_| "info,notify=error".into()),
                 )
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

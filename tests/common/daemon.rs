@@ -12,13 +12,17 @@
 //! - [`write_like_ansible`] (temp file, fsync, rename over the target) and
 //!   [`swap_like_nix`] (a new symlink renamed over the old one): how config
 //!   management tools change a config directory.
+//! - [`FakeS3`]: an S3 endpoint that denies everything, optionally only
+//!   once told to (a readiness test stays in flight until then).
 //! - Small readers of the JSON API: [`schedule_names`], [`tasks`],
 //!   [`time`].
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -276,6 +280,46 @@ impl Daemon {
     pub fn status(&self) -> Value {
         self.json("/api/v1/status")
     }
+
+    /// The applied revision (`/api/v1/status`).
+    pub fn applied_revision(&self) -> String {
+        self.status()["config"]["applied_revision"]
+            .as_str()
+            .expect("an applied revision")
+            .to_string()
+    }
+
+    /// Waits for `/readyz` 200.
+    pub fn wait_ready(&self) {
+        wait_for("/readyz 200", LIMIT, || {
+            let r = self.try_request("GET", "/readyz")?;
+            (r.status == 200)
+                .then_some(())
+                .ok_or(format!("{}: {}", r.status, r.body))
+        });
+    }
+
+    /// Waits until `/api/v1/schedules` lists exactly `want` (sorted).
+    pub fn wait_schedules(&self, want: &[&str]) {
+        wait_for(&format!("schedules {want:?}"), LIMIT, || {
+            match self.schedule_names() {
+                Some(n) if n == want => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        });
+    }
+
+    /// What triggered the reload that found `revision` valid, from its log
+    /// line (`start`, `file change`, `SIGHUP`, `resync`).
+    pub fn reload_trigger(&self, revision: &str) -> Option<String> {
+        let short = revision.get(..12).unwrap_or(revision);
+        let log = self.log_text();
+        let line = log.lines().find(|l| {
+            l.contains("configuration is valid") && l.contains(&format!("revision=\"{short}\""))
+        })?;
+        let rest = line.split("trigger=\"").nth(1)?;
+        rest.split('"').next().map(str::to_owned)
+    }
 }
 
 impl Drop for Daemon {
@@ -383,4 +427,60 @@ pub fn lit(path: &Path) -> String {
     let s = path.to_str().expect("utf-8 path");
     assert!(!s.contains('\''), "{s}");
     format!("'{s}'")
+}
+
+/// A fake S3 endpoint that answers every request 403 once `open` is set
+/// (until then it holds the request), and keeps the request heads.
+#[derive(Debug)]
+pub struct FakeS3 {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Set to answer (held requests are then answered too).
+    pub open: Arc<AtomicBool>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeS3 {
+    /// Serves on a free loopback port; `open`: answer at once.
+    pub fn start(open: bool) -> FakeS3 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let open = Arc::new(AtomicBool::new(open));
+        let heads: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (o, h) = (open.clone(), heads.clone());
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let (o, h) = (o.clone(), h.clone());
+                std::thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n")
+                        && stream.read(&mut byte).is_ok_and(|n| n == 1)
+                    {
+                        head.push(byte[0]);
+                    }
+                    h.lock()
+                        .expect("lock")
+                        .push(String::from_utf8_lossy(&head).into_owned());
+                    let deadline = Instant::now() + Duration::from_secs(120);
+                    while !o.load(Ordering::SeqCst) && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    let body = "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        FakeS3 { port, open, heads }
+    }
+
+    /// The request heads received so far.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().expect("lock").clone()
+    }
 }

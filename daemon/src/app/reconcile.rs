@@ -163,6 +163,7 @@ impl Daemon {
             }
             Err(e) => tracing::error!("applying schedules failed: {e:#}"),
         }
+        let mut pending = Vec::new();
         for (object, change) in &changes {
             let Some(kind) = object_kind(&object.kind) else {
                 continue;
@@ -174,9 +175,23 @@ impl Daemon {
                     self.forget_condition(key).await;
                 }
                 (Change::Added | Change::Changed, Some(print)) => {
+                    // Not ready until its test says so: an old condition
+                    // describes the old definition.
+                    pending.push((
+                        key.clone(),
+                        Condition {
+                            ready: false,
+                            reason: "Pending".into(),
+                            message: "testing the connection".into(),
+                            revision: Some(desired.revision.clone()),
+                        },
+                    ));
                     self.readiness.test(&desired, key, print.clone())
                 }
             }
+        }
+        if !pending.is_empty() {
+            self.write_conditions(pending).await;
         }
         self.applied = Some(desired.clone());
         self.applied_prints = prints;

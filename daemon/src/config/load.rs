@@ -117,6 +117,23 @@ pub struct Loaded {
 /// invalid directory.
 pub fn load_dir_partial(dir: &Path) -> Loaded {
     let files = match config_files(dir) {
+        Ok(files) if files.is_empty() => {
+            // An empty directory is far more often a directory being
+            // replaced (or a failed deploy) than a wish to stop every
+            // backup: refuse it, so the last good configuration keeps
+            // running. A file with only comments declares "nothing".
+            return Loaded {
+                revision: None,
+                raw: RawConfig {
+                    dir: dir.to_path_buf(),
+                    ..Default::default()
+                },
+                errors: vec![ConfigError::general(format!(
+                    "{} holds no *.toml file; to run with nothing declared, add an empty one                      (e.g. 00-empty.toml)",
+                    dir.display()
+                ))],
+            };
+        }
         Ok(files) => files,
         Err(e) => {
             return Loaded {

@@ -94,6 +94,14 @@ mod tests {
     }
 
     #[test]
+    fn a_comment_only_file_declares_nothing_validly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("00-empty.toml"), "# nothing yet\n").expect("write");
+        let state = load_and_validate(dir.path()).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(state.schedules.is_empty() && state.stores.is_empty());
+    }
+
+    #[test]
     fn the_reference_config_declares_every_table_and_is_valid() {
         let dir = repo_path("docs/reference.d");
         let state = load_and_validate(&dir).unwrap_or_else(|e| panic!("{e:?}"));
