@@ -167,6 +167,22 @@ impl Repository {
         Ok(repo)
     }
 
+    /// The same store opened again without the passphrase (no key
+    /// derivation): a fresh index, so packs written since this handle was
+    /// opened (by a backup running elsewhere) are found.
+    pub fn reloaded(&self) -> Result<Repository> {
+        let mut repo = Repository {
+            storage: self.storage.clone(),
+            keys: self.keys.clone(),
+            config: self.config.clone(),
+            store_id: self.store_id,
+            index: RwLock::new(Index::new()),
+            index_problems: Vec::new(),
+        };
+        repo.load_index()?;
+        Ok(repo)
+    }
+
     fn from_opened(storage: Storage, opened: crate::header::Opened) -> Repository {
         Repository {
             storage,

@@ -160,3 +160,22 @@ fn unreadable_mark_is_treated_as_marking_everything() {
         "nothing deduplicated"
     );
 }
+
+#[test]
+fn a_reloaded_handle_sees_what_another_writer_added() {
+    let (mem, reader) = new_repo();
+    let writer = open(mem);
+    let src = tempfile::tempdir().expect("tmp");
+    make_tree(src.path(), 7, 20, 64 * 1024);
+    let snap = backup(&writer, src.path(), &BackupOptions::default()).expect("backup");
+    // The old handle's index predates the backup: the new tree is unknown.
+    let err = reader
+        .load_tree(&snap.tree)
+        .expect_err("not in the old index");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    let fresh = reader.reloaded().expect("reload");
+    fresh
+        .load_tree(&snap.tree)
+        .expect("the reloaded index has it");
+    assert_eq!(fresh.store_id(), reader.store_id());
+}

@@ -80,6 +80,24 @@ pub struct Endpoint {
     pub credentials: Vec<(String, SecretRef)>,
 }
 
+/// A `[resource.NAME]`: something in the inventory, as status shows it
+/// (connection fields; credentials only by where they are read from).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ResourceDef {
+    /// Its name.
+    pub name: String,
+    /// e.g. `filesystem`, `object-storage`.
+    pub class: String,
+    /// e.g. `local`, `s3`.
+    pub subclass: String,
+    /// Connection fields that were set (`path`, `bucket`, `endpoint`, …).
+    pub fields: BTreeMap<String, String>,
+    /// Credentials by name and where they are read from (never values).
+    pub credentials: BTreeMap<String, SecretRef>,
+    /// Declaration.
+    pub origin: Origin,
+}
+
 /// A `[store.NAME]`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StoreDef {
@@ -261,6 +279,8 @@ pub struct DesiredState {
     pub dir: PathBuf,
     /// Daemon settings.
     pub daemon: DaemonSettings,
+    /// Resources by name.
+    pub resources: BTreeMap<String, ResourceDef>,
     /// Stores by name.
     pub stores: BTreeMap<String, StoreDef>,
     /// Sources by name.

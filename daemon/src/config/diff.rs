@@ -13,7 +13,7 @@ use super::desired::DesiredState;
 /// An object's identity: its kind (`store`, `schedule`, …) and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ObjectRef {
-    /// `daemon`, `store`, `source`, `destination`, `schedule` or `task`.
+    /// `daemon`, `resource`, `store`, `source`, `destination`, `schedule` or `task`.
     pub kind: String,
     /// The object's name (`daemon` for the `[daemon]` table).
     pub name: String,
@@ -79,6 +79,7 @@ pub fn definitions(state: &DesiredState) -> Definitions {
         },
         definition(&state.daemon),
     );
+    add(&mut out, "resource", &state.resources);
     add(&mut out, "store", &state.stores);
     add(&mut out, "source", &state.sources);
     add(&mut out, "destination", &state.destinations);

@@ -294,12 +294,63 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
         revision: raw.revision.clone(),
         dir: raw.dir.clone(),
         daemon,
+        resources: raw
+            .resources
+            .iter()
+            .map(|(name, l)| (name.clone(), resource_def(name, l)))
+            .collect(),
         stores,
         sources,
         destinations,
         schedules,
         tasks,
     })
+}
+
+/// A resource as status shows it: its set fields, and its credentials by
+/// where they come from.
+fn resource_def(name: &str, l: &Located<super::model::ResourceTable>) -> ResourceDef {
+    let r = &l.value;
+    let mut fields = BTreeMap::new();
+    let mut set = |key: &str, value: Option<String>| {
+        if let Some(v) = value {
+            fields.insert(key.to_string(), v);
+        }
+    };
+    set("path", r.path.clone());
+    set("endpoint", r.endpoint.clone());
+    set("region", r.region.clone());
+    set("bucket", r.bucket.clone());
+    set("prefix", r.prefix.clone());
+    set("allow_http", r.allow_http.map(|b| b.to_string()));
+    set("host", r.host.clone());
+    set("port", r.port.map(|p| p.to_string()));
+    set("user", r.user.clone());
+    set("database", r.database.clone());
+    let mut credentials = BTreeMap::new();
+    let mut cred = |key: &str, file: &Option<String>, env: &Option<String>| {
+        if let Some(f) = file {
+            let path = resolve_path(&l.file, f).unwrap_or_else(|_| PathBuf::from(f));
+            credentials.insert(key.to_string(), SecretRef::File(path));
+        } else if let Some(e) = env {
+            credentials.insert(key.to_string(), SecretRef::Env(e.clone()));
+        }
+    };
+    cred("access_key_id", &r.access_key_id_file, &r.access_key_id_env);
+    cred(
+        "secret_access_key",
+        &r.secret_access_key_file,
+        &r.secret_access_key_env,
+    );
+    cred("password", &r.password_file, &r.password_env);
+    ResourceDef {
+        name: name.to_string(),
+        class: r.class.clone(),
+        subclass: r.subclass.clone(),
+        fields,
+        credentials,
+        origin: origin(l),
+    }
 }
 
 fn locate(raw: &RawConfig, table: &str, name: &str) -> (PathBuf, usize) {

@@ -232,7 +232,7 @@ pub async fn schedules(ctx: &Ctx, name: Option<&str>) -> Reply {
     }
 }
 
-/// Parses the task filters: `kind`, `status`, `schedule`, `task`, `since`
+/// Parses the task filters: `kind`, `status`, `schedule`, `task`, `store`, `since`
 /// (RFC 3339), `before` (a task id, for the next page) and `limit`.
 pub fn task_filter(query: &str) -> Result<TaskFilter, String> {
     let mut f = TaskFilter::default();
@@ -252,6 +252,7 @@ pub fn task_filter(query: &str) -> Result<TaskFilter, String> {
                 });
                 f.origin_name = Some(v.to_string());
             }
+            "store" => f.store = Some(v.to_string()),
             "since" => {
                 let t = DateTime::parse_from_rfc3339(v)
                     .map_err(|e| format!("since: {v:?} is not an RFC 3339 time: {e}"))?;
@@ -277,7 +278,7 @@ pub fn task_filter(query: &str) -> Result<TaskFilter, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown parameter {other:?} (known: kind, status, schedule, task, since, before, limit)"
+                    "unknown parameter {other:?} (known: kind, status, schedule, task, store, since, before, limit)"
                 ));
             }
         }

@@ -5,8 +5,12 @@
 //! state database through their own connection; none waits on a task.
 
 mod api;
+mod auth;
+mod browse;
 mod metrics;
+mod objects;
 mod response;
+mod stores;
 mod text;
 
 use std::convert::Infallible;
@@ -43,6 +47,8 @@ pub struct Ctx {
     pub live: Arc<Live>,
     /// A reading connection to the state database.
     pub db: StateHandle,
+    /// Read-only handles on the applied stores.
+    pub stores: stores::StoreCache,
 }
 
 /// The running endpoint.
@@ -56,7 +62,11 @@ pub struct HttpServer {
 impl HttpServer {
     /// Binds `listen` and starts serving.
     pub async fn start(listen: &Listen, live: Arc<Live>, db: StateHandle) -> Result<HttpServer> {
-        let ctx = Arc::new(Ctx { live, db });
+        let ctx = Arc::new(Ctx {
+            live,
+            db,
+            stores: stores::StoreCache::default(),
+        });
         let accept = bind(listen, ctx.clone()).await?;
         Ok(HttpServer {
             listen: listen.clone(),
@@ -195,7 +205,22 @@ async fn route(ctx: &Ctx, req: &Request<Incoming>) -> Reply {
     }
     let path = uri.path();
     let query = uri.query().unwrap_or("");
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let raw: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    if raw.len() >= 5 && raw[..4] == ["api", "v1", "stores", raw[3]] && raw[4] == "snapshots" {
+        return snapshot_routes(ctx, req, &raw).await;
+    }
+    let Some(segments) = raw
+        .iter()
+        .map(|p| browse::decode(p))
+        .collect::<Option<Vec<String>>>()
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the path is not valid UTF-8 once decoded",
+        );
+    };
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    use objects::Kind;
     match segments.as_slice() {
         [] | [""] => text::index(ctx),
         ["healthz"] => text::healthz(),
@@ -207,6 +232,50 @@ async fn route(ctx: &Ctx, req: &Request<Incoming>) -> Reply {
         ["api", "v1", "schedules", name] => api::schedules(ctx, Some(name)).await,
         ["api", "v1", "tasks"] => api::tasks(ctx, query).await,
         ["api", "v1", "tasks", id] => api::task(ctx, id).await,
+        ["api", "v1", "resources"] => objects::list(ctx, Kind::Resources, false).await,
+        ["api", "v1", "resources", name] => objects::get(ctx, Kind::Resources, name).await,
+        ["api", "v1", "stores"] => objects::list(ctx, Kind::Stores, true).await,
+        ["api", "v1", "stores", name] => objects::get(ctx, Kind::Stores, name).await,
+        ["api", "v1", "sources"] => objects::list(ctx, Kind::Sources, false).await,
+        ["api", "v1", "sources", name] => objects::get(ctx, Kind::Sources, name).await,
+        ["api", "v1", "destinations"] => objects::list(ctx, Kind::Destinations, false).await,
+        ["api", "v1", "destinations", name] => objects::get(ctx, Kind::Destinations, name).await,
         _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+    }
+}
+
+/// `/api/v1/stores/{store}/snapshots[/{id}[/tree|files/{path}]]`: reads
+/// backed-up data, so the bearer token is checked first.
+async fn snapshot_routes(ctx: &Ctx, req: &Request<Incoming>, raw: &[&str]) -> Reply {
+    if let Err(reply) = auth::check(ctx, req.headers()) {
+        return reply;
+    }
+    let Some(store) = browse::decode(raw[3]) else {
+        return error(StatusCode::BAD_REQUEST, "the store name is not valid UTF-8");
+    };
+    let Some(id) = raw.get(5).map(|i| browse::decode(i)) else {
+        return browse::snapshots(ctx, &store).await;
+    };
+    let Some(id) = id else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the snapshot id is not valid UTF-8",
+        );
+    };
+    let rest = raw.get(7..).map(|r| r.join("/")).unwrap_or_default();
+    let Some(path) = browse::decode(&rest) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the path is not valid UTF-8 once decoded",
+        );
+    };
+    match raw.get(6) {
+        None => browse::snapshot_detail(ctx, &store, &id).await,
+        Some(&"tree") => browse::tree(ctx, &store, &id, &path).await,
+        Some(&"files") => browse::file(ctx, &store, &id, &path, req.headers()).await,
+        Some(_) => error(
+            StatusCode::NOT_FOUND,
+            format!("no such endpoint: {}", req.uri().path()),
+        ),
     }
 }

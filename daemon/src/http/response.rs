@@ -1,17 +1,65 @@
 //! Building responses: JSON and text bodies, JSON errors with status codes
 //! that mean what they say, 405 with `Allow`, HEAD without a body.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
-use http_body_util::Full;
+use hyper::body::{Frame, SizeHint};
 use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 /// Every response of the endpoint.
-pub type Reply = Response<Full<Bytes>>;
+pub type Reply = Response<Body>;
+
+/// A response body: bytes in memory, or chunks streamed from a producer
+/// (a file download: memory stays bounded by the channel's capacity).
+#[derive(Debug)]
+pub enum Body {
+    /// The whole body (taken when sent).
+    Full(Option<Bytes>),
+    /// Chunks from a producer, and the total length when known.
+    Stream(mpsc::Receiver<Result<Bytes, std::io::Error>>, Option<u64>),
+}
+
+impl Body {
+    /// A body of `bytes`.
+    pub fn full(bytes: Bytes) -> Body {
+        Body::Full((!bytes.is_empty()).then_some(bytes))
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match self.get_mut() {
+            Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Body::Stream(rx, _) => rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Body::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Stream(_, Some(len)) => SizeHint::with_exact(*len),
+            Body::Stream(_, None) => SizeHint::default(),
+        }
+    }
+}
 
 fn build(status: StatusCode, content_type: &'static str, body: Bytes) -> Reply {
-    let mut r = Response::new(Full::new(body));
+    let mut r = Response::new(Body::full(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -72,10 +120,12 @@ pub fn method_not_allowed() -> Reply {
 /// says what GET would send.
 pub fn without_body(reply: Reply) -> Reply {
     let (mut parts, body) = reply.into_parts();
-    let len = http_body_util::BodyExt::boxed(body);
-    let size = hyper::body::Body::size_hint(&len).exact().unwrap_or(0);
-    parts
-        .headers
-        .insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(size));
-    Response::from_parts(parts, Full::new(Bytes::new()))
+    if let Some(size) = hyper::body::Body::size_hint(&body).exact()
+        && !parts.headers.contains_key(hyper::header::CONTENT_LENGTH)
+    {
+        parts
+            .headers
+            .insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(size));
+    }
+    Response::from_parts(parts, Body::Full(None))
 }

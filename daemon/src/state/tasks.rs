@@ -80,6 +80,8 @@ pub struct TaskFilter {
     pub status: Option<TaskStatus>,
     pub origin_kind: Option<OriginKind>,
     pub origin_name: Option<String>,
+    /// Runs on this store.
+    pub store: Option<String>,
     /// Runs started at or after this time.
     pub since: Option<DateTime<Utc>>,
     pub before_id: Option<TaskId>,
@@ -245,6 +247,7 @@ impl StateDb {
              WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR status = ?2) \
              AND (?3 IS NULL OR origin_kind = ?3) AND (?4 IS NULL OR origin_name = ?4) \
              AND (?5 IS NULL OR started_at >= ?5) AND (?6 IS NULL OR id < ?6) \
+             AND (?8 IS NULL OR store = ?8) \
              ORDER BY id DESC LIMIT ?7"
         );
         let mut stmt = self.conn.prepare_cached(&sql).op(OP)?;
@@ -258,6 +261,7 @@ impl StateDb {
                     filter.since.map(DbTime),
                     filter.before_id,
                     limit,
+                    filter.store,
                 ],
                 task_from_row,
             )

@@ -1,0 +1,463 @@
+//! Browsing restore points: `/api/v1/stores/{store}/snapshots`, `…/{id}`
+//! (a unique id prefix or `latest`), `…/{id}/tree/{path}` (a directory
+//! listing) and `…/{id}/files/{path}` (one file, streamed, with `Range`,
+//! `ETag` and `Content-Length`). Paths are percent-decoded once and checked
+//! by the engine: no `..`, NUL or empty component can leave the snapshot.
+//! Every data-reading endpoint needs the bearer token when one is set.
+
+// A handler's early answer travels as the `Err` of a `Result<_, Reply>`:
+// it is built once and sent, so boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use hyper::header::{HeaderMap, HeaderValue};
+use kloset::tree::NodeKind;
+use kloset::{BlobKind, ErrorKind, Repository, Snapshot};
+use serde_json::{Value, json};
+
+use super::Ctx;
+use super::response::{Body, Reply, error, json};
+use super::stores::OpenError;
+use crate::config::model::StorageType;
+
+/// Chunks buffered between the reading thread and the connection.
+const STREAM_DEPTH: usize = 4;
+
+/// Percent-decodes one URL part; `None` if it is not UTF-8.
+pub fn decode(part: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(part)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+fn time_ns(ns: i64) -> String {
+    kloset::snapshot::format_time(ns)
+}
+
+/// A snapshot as JSON.
+pub fn snapshot_json(s: &Snapshot) -> Value {
+    json!({
+        "id": s.id.to_string(),
+        "short_id": s.id.short(),
+        "time": time_ns(s.time_ns),
+        "host": s.host,
+        "source": s.source,
+        "tags": s.tags,
+        "parent": s.parent.map(|p| p.to_string()),
+        "stats": s.stats,
+        "errors": s.errors.len(),
+    })
+}
+
+fn engine_error(e: &kloset::Error) -> Reply {
+    let status = match e.kind() {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
+        ErrorKind::Corrupt => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, e.to_string())
+}
+
+/// The store named `name`, opened; or the reply explaining why not.
+async fn open(ctx: &Ctx, name: &str, fresh: bool) -> Result<(Arc<Repository>, bool), Reply> {
+    let Some(applied) = ctx.live.applied() else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no store named {name:?}"),
+        ));
+    };
+    let Some(def) = applied.stores.get(name) else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no store named {name:?}"),
+        ));
+    };
+    let cold = def.storage_type == StorageType::Cold;
+    match ctx.stores.get(def, fresh).await {
+        Ok(repo) => Ok((repo, cold)),
+        Err(OpenError::Problem(p)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, p.to_string())),
+        Err(OpenError::Internal(e)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e)),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> kloset::Result<T> + Send + 'static,
+) -> Result<T, Reply> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(engine_error(&e)),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+/// Resolves `spec` in `store`; retries once with a fresh index when the
+/// snapshot is newer than the cached handle.
+async fn snapshot(
+    ctx: &Ctx,
+    store: &str,
+    spec: &str,
+) -> Result<(Arc<Repository>, Snapshot, bool), Reply> {
+    let (repo, cold) = open(ctx, store, false).await?;
+    let spec = spec.to_string();
+    let r = repo.clone();
+    let snap = blocking(move || r.resolve_snapshot(&spec)).await?;
+    if repo.index().get(&snap.tree).is_none() {
+        let (repo, cold) = open(ctx, store, true).await?;
+        return Ok((repo, snap, cold));
+    }
+    Ok((repo, snap, cold))
+}
+
+/// `GET /api/v1/stores/{store}/snapshots`: newest first.
+pub async fn snapshots(ctx: &Ctx, store: &str) -> Reply {
+    let (repo, _) = match open(ctx, store, false).await {
+        Ok(r) => r,
+        Err(reply) => return reply,
+    };
+    match blocking(move || repo.snapshots()).await {
+        Ok(mut list) => {
+            list.sort_by_key(|s| std::cmp::Reverse((s.time_ns, s.id)));
+            let items: Vec<Value> = list.iter().map(snapshot_json).collect();
+            json(StatusCode::OK, &json!({ "snapshots": items }))
+        }
+        Err(reply) => reply,
+    }
+}
+
+/// `GET /api/v1/stores/{store}/snapshots/{id}`.
+pub async fn snapshot_detail(ctx: &Ctx, store: &str, spec: &str) -> Reply {
+    match snapshot(ctx, store, spec).await {
+        Ok((_, snap, _)) => {
+            let mut v = snapshot_json(&snap);
+            if let Some(map) = v.as_object_mut() {
+                map.insert("unreadable_files".into(), json!(snap.errors));
+            }
+            json(StatusCode::OK, &v)
+        }
+        Err(reply) => reply,
+    }
+}
+
+fn cold_refusal() -> Reply {
+    error(
+        StatusCode::CONFLICT,
+        "this store is cold (storage_type = \"cold\"): reading its data is refused here; \
+         restore with a task that sets allow_cold_read = true",
+    )
+}
+
+/// `GET /api/v1/stores/{store}/snapshots/{id}/tree/{path}`.
+pub async fn tree(ctx: &Ctx, store: &str, spec: &str, path: &str) -> Reply {
+    let (repo, snap, cold) = match snapshot(ctx, store, spec).await {
+        Ok(s) => s,
+        Err(reply) => return reply,
+    };
+    if cold {
+        return cold_refusal();
+    }
+    let p = path.to_string();
+    let listing = blocking(move || {
+        let node = kloset::ops::restore::find_node(&repo, &snap, &p)?;
+        if node.kind != NodeKind::Dir {
+            return Ok(Err(node.kind));
+        }
+        kloset::ops::browse::list_dir(&repo, &snap, &p).map(Ok)
+    })
+    .await;
+    match listing {
+        Ok(Ok(entries)) => {
+            let items: Vec<Value> = entries
+                .iter()
+                .map(|e| {
+                    json!({
+                        "name": e.name,
+                        "type": e.kind,
+                        "size": e.size,
+                        "mode": format!("{:o}", e.mode & 0o7777),
+                        "mtime": time_ns(e.mtime_ns),
+                        "target": e.target,
+                    })
+                })
+                .collect();
+            json(
+                StatusCode::OK,
+                &json!({ "path": normalized(path), "entries": items }),
+            )
+        }
+        Ok(Err(kind)) => error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} is a {kind:?}, not a directory; files are under …/files/",
+                normalized(path)
+            )
+            .to_lowercase(),
+        ),
+        Err(reply) => reply,
+    }
+}
+
+fn normalized(path: &str) -> String {
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    format!("/{}", parts.join("/"))
+}
+
+/// One byte range of a file, inclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteRange {
+    /// First byte.
+    pub start: u64,
+    /// Last byte.
+    pub end: u64,
+}
+
+/// Parses a single-range `Range` header against a file of `len` bytes:
+/// `Ok(None)` means "send everything" (absent, several ranges, or not
+/// bytes), `Err(())` means unsatisfiable.
+pub fn parse_range(header: Option<&str>, len: u64) -> Result<Option<ByteRange>, ()> {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 || len == 0 {
+            return Err(());
+        }
+        ByteRange {
+            start: len.saturating_sub(n),
+            end: len - 1,
+        }
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end = if b.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            b.parse::<u64>().map_err(|_| ())?.min(len.saturating_sub(1))
+        };
+        if start >= len || end < start {
+            return Err(());
+        }
+        ByteRange { start, end }
+    };
+    Ok(Some(range))
+}
+
+fn header(map: &HeaderMap, name: hyper::header::HeaderName) -> Option<&str> {
+    map.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `GET /api/v1/stores/{store}/snapshots/{id}/files/{path}`.
+pub async fn file(ctx: &Ctx, store: &str, spec: &str, path: &str, headers: &HeaderMap) -> Reply {
+    let (repo, snap, cold) = match snapshot(ctx, store, spec).await {
+        Ok(s) => s,
+        Err(reply) => return reply,
+    };
+    if cold {
+        return cold_refusal();
+    }
+    let p = path.to_string();
+    let r = repo.clone();
+    let node = match blocking(move || kloset::ops::restore::find_node(&r, &snap, &p)).await {
+        Ok(n) => n,
+        Err(reply) => return reply,
+    };
+    if node.kind != NodeKind::File {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} is a {:?}, not a regular file",
+                normalized(path),
+                node.kind
+            )
+            .to_lowercase(),
+        );
+    }
+    // Blob sizes from the index: the range maps onto blobs without reading.
+    let mut sizes = Vec::with_capacity(node.content.len());
+    {
+        let index = repo.index();
+        for id in &node.content {
+            match index.get(id) {
+                Some(loc) => sizes.push(u64::from(loc.raw_length)),
+                None => {
+                    return error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!(
+                            "a chunk of {} is missing from the store index",
+                            normalized(path)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let len: u64 = sizes.iter().sum();
+    let etag = {
+        let mut h = blake3::Hasher::new();
+        for id in &node.content {
+            h.update(id.as_bytes());
+        }
+        format!("\"{}\"", &h.finalize().to_hex()[..32])
+    };
+    if header(headers, hyper::header::IF_NONE_MATCH)
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return with_file_headers(
+            hyper::Response::builder().status(StatusCode::NOT_MODIFIED),
+            &etag,
+            path,
+            node.mtime_ns,
+        )
+        .body(Body::Full(None))
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
+    }
+    let if_range_ok = header(headers, hyper::header::IF_RANGE).is_none_or(|v| v.trim() == etag);
+    let range = if if_range_ok {
+        match parse_range(header(headers, hyper::header::RANGE), len) {
+            Ok(r) => r,
+            Err(()) => {
+                let mut reply = error(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    format!("the file has {len} bytes"),
+                );
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                    reply.headers_mut().insert(hyper::header::CONTENT_RANGE, v);
+                }
+                return reply;
+            }
+        }
+    } else {
+        None
+    };
+    let (start, end_excl) = range.map_or((0, len), |r| (r.start, r.end + 1));
+    let (tx, rx) = tokio::sync::mpsc::channel(STREAM_DEPTH);
+    let content = node.content.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut offset = 0u64;
+        for (id, size) in content.iter().zip(sizes) {
+            let (blob_start, blob_end) = (offset, offset + size);
+            offset = blob_end;
+            if blob_end <= start {
+                continue;
+            }
+            if blob_start >= end_excl {
+                break;
+            }
+            let data = match repo.load_blob(BlobKind::Data, id) {
+                Ok(d) => d,
+                Err(e) => {
+                    // The connection is cut: a client never gets a silently
+                    // short or corrupt file.
+                    tracing::error!("download failed: {e}");
+                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                    return;
+                }
+            };
+            let from = start.saturating_sub(blob_start) as usize;
+            let to = (end_excl.min(blob_end) - blob_start) as usize;
+            let chunk = Bytes::from(data).slice(from.min(to)..to);
+            if tx.blocking_send(Ok(chunk)).is_err() {
+                return; // the client went away
+            }
+        }
+    });
+    let length = end_excl - start;
+    let mut builder = hyper::Response::builder()
+        .status(if range.is_some() {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        })
+        .header(hyper::header::CONTENT_LENGTH, length)
+        .header(hyper::header::ACCEPT_RANGES, "bytes");
+    if let Some(r) = range {
+        builder = builder.header(
+            hyper::header::CONTENT_RANGE,
+            format!("bytes {}-{}/{len}", r.start, r.end),
+        );
+    }
+    let content_type = mime_guess::from_path(path)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    with_file_headers(builder, &etag, path, node.mtime_ns)
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .body(Body::Stream(rx, Some(length)))
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// Headers of every file answer: a download, never rendered in the
+/// endpoint's origin (backed-up HTML must not run scripts there).
+fn with_file_headers(
+    builder: hyper::http::response::Builder,
+    etag: &str,
+    path: &str,
+    mtime_ns: i64,
+) -> hyper::http::response::Builder {
+    let name = path.rsplit('/').find(|p| !p.is_empty()).unwrap_or("file");
+    let encoded = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+    let last_modified = chrono::DateTime::from_timestamp(mtime_ns.div_euclid(1_000_000_000), 0)
+        .map(|t| t.format("%a, %d %b %Y %H:%M:%S GMT").to_string());
+    let mut b = builder
+        .header(hyper::header::ETAG, etag)
+        .header(hyper::header::CACHE_CONTROL, "private, no-cache")
+        .header("x-content-type-options", "nosniff")
+        .header(
+            hyper::header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'",
+        )
+        .header(
+            hyper::header::CONTENT_DISPOSITION,
+            format!("attachment; filename*=UTF-8''{encoded}"),
+        );
+    if let Some(lm) = last_modified {
+        b = b.header(hyper::header::LAST_MODIFIED, lm);
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let r = |s: &str| parse_range(Some(s), 100);
+        assert_eq!(r("bytes=0-9"), Ok(Some(ByteRange { start: 0, end: 9 })));
+        assert_eq!(r("bytes=90-"), Ok(Some(ByteRange { start: 90, end: 99 })));
+        assert_eq!(r("bytes=-10"), Ok(Some(ByteRange { start: 90, end: 99 })));
+        assert_eq!(r("bytes=-1000"), Ok(Some(ByteRange { start: 0, end: 99 })));
+        assert_eq!(
+            r("bytes=50-1000"),
+            Ok(Some(ByteRange { start: 50, end: 99 }))
+        );
+        assert_eq!(r("bytes=0-1,5-6"), Ok(None));
+        assert_eq!(parse_range(None, 100), Ok(None));
+        assert_eq!(r("items=0-1"), Ok(None));
+        assert_eq!(r("bytes=100-"), Err(()));
+        assert_eq!(r("bytes=9-3"), Err(()));
+        assert_eq!(r("bytes=-0"), Err(()));
+        assert_eq!(r("bytes=x-1"), Err(()));
+        assert_eq!(parse_range(Some("bytes=0-"), 0), Err(()));
+    }
+
+    #[test]
+    fn decoding_and_normalizing() {
+        assert_eq!(decode("a%20b"), Some("a b".into()));
+        assert_eq!(decode("%2e%2e"), Some("..".into()));
+        assert_eq!(decode("%ff"), None);
+        assert_eq!(normalized("a//./b/"), "/a/b");
+        assert_eq!(normalized(""), "/");
+    }
+}
