@@ -9,9 +9,11 @@ mod auth;
 mod browse;
 mod metrics;
 mod objects;
+mod openapi;
 mod response;
 mod stores;
 mod text;
+mod viewer;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -222,7 +224,9 @@ async fn route(ctx: &Ctx, req: &Request<Incoming>) -> Reply {
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     use objects::Kind;
     match segments.as_slice() {
-        [] | [""] => text::index(ctx),
+        [] | [""] => viewer::page(ctx, &[], query, req.headers()).await,
+        ["ui", rest @ ..] => viewer::page(ctx, rest, query, req.headers()).await,
+        ["api", "v1", "openapi.json"] => openapi::document(),
         ["healthz"] => text::healthz(),
         ["readyz"] => text::readyz(ctx),
         ["status"] => text::status(ctx).await,
