@@ -194,6 +194,37 @@ pub async fn metrics(ctx: &Ctx) -> Reply {
             c.count
         );
     }
+    let bytes = ctx.db.call(|db| db.byte_totals()).await.unwrap_or_default();
+    for (name, help, value) in [
+        (
+            "klosetd_backup_source_bytes_total",
+            "Logical bytes of the files covered by succeeded backups (unchanged files included).",
+            bytes.backup_source,
+        ),
+        (
+            "klosetd_backup_added_bytes_total",
+            "New plaintext bytes added to stores by succeeded backups.",
+            bytes.backup_added,
+        ),
+        (
+            "klosetd_backup_deduplicated_bytes_total",
+            "Bytes of succeeded backups that were already in the store (source minus added).",
+            bytes.backup_source.saturating_sub(bytes.backup_added),
+        ),
+        (
+            "klosetd_backup_written_bytes_total",
+            "Bytes succeeded backups wrote to storage (compressed and encrypted).",
+            bytes.backup_stored,
+        ),
+        (
+            "klosetd_restore_written_bytes_total",
+            "Bytes succeeded restores wrote.",
+            bytes.restore_written,
+        ),
+    ] {
+        header(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
     header(
         &mut out,
         "klosetd_tasks_running",

@@ -58,8 +58,8 @@ pub use oneshot::{Claim, OneshotRecord};
 pub use revisions::{AppliedObject, KEEP_REVISIONS, RevisionId, RevisionRecord};
 pub use schema::SCHEMA_VERSION;
 pub use tasks::{
-    DEFAULT_LIST_LIMIT, INTERRUPTED_ERROR, InterruptedCounts, MAX_LIST_LIMIT, NewTask, Outcome,
-    TaskCount, TaskFilter, TaskRecord,
+    ByteTotals, DEFAULT_LIST_LIMIT, INTERRUPTED_ERROR, InterruptedCounts, MAX_LIST_LIMIT, NewTask,
+    Outcome, TaskCount, TaskFilter, TaskRecord,
 };
 pub use types::{
     ObjectKind, OneshotState, Origin, OriginKind, ParseEnumError, TaskId, TaskKind, TaskStatus,

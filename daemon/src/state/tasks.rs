@@ -324,6 +324,44 @@ impl StateDb {
             .op(OP)?;
         rows.collect::<rusqlite::Result<_>>().op(OP)
     }
+
+    /// Byte totals of every succeeded run, from their stats (for metrics).
+    pub fn byte_totals(&self) -> Result<ByteTotals> {
+        const OP: &str = "sum task bytes";
+        self.conn
+            .query_row(
+                "SELECT \
+                 coalesce(sum(CASE WHEN kind = 'backup' THEN json_extract(stats_json, '$.bytes') END), 0), \
+                 coalesce(sum(CASE WHEN kind = 'backup' THEN json_extract(stats_json, '$.bytes_added') END), 0), \
+                 coalesce(sum(CASE WHEN kind = 'backup' THEN json_extract(stats_json, '$.bytes_stored') END), 0), \
+                 coalesce(sum(CASE WHEN kind = 'restore' THEN json_extract(stats_json, '$.bytes') END), 0) \
+                 FROM task_runs WHERE status = 'succeeded' AND stats_json IS NOT NULL",
+                [],
+                |r| {
+                    let get = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+                    Ok(ByteTotals {
+                        backup_source: get(0)?,
+                        backup_added: get(1)?,
+                        backup_stored: get(2)?,
+                        restore_written: get(3)?,
+                    })
+                },
+            )
+            .op(OP)
+    }
+}
+
+/// Sums of the byte counts of succeeded runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByteTotals {
+    /// Logical bytes of the files covered by backups (unchanged ones too).
+    pub backup_source: u64,
+    /// New plaintext bytes backups added (the rest was deduplicated).
+    pub backup_added: u64,
+    /// Bytes backups wrote to storage (compressed, encrypted).
+    pub backup_stored: u64,
+    /// Bytes restores wrote.
+    pub restore_written: u64,
 }
 
 #[cfg(test)]
