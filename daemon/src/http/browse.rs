@@ -25,6 +25,8 @@ use crate::config::model::StorageType;
 
 /// Chunks buffered between the reading thread and the connection.
 const STREAM_DEPTH: usize = 4;
+/// How long a download waits for a client to take the next chunk.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Percent-decodes one URL part; `None` if it is not UTF-8.
 pub fn decode(part: &str) -> Option<String> {
@@ -344,6 +346,14 @@ pub async fn file(ctx: &Ctx, store: &str, spec: &str, path: &str, headers: &Head
     let (start, end_excl) = range.map_or((0, len), |r| (r.start, r.end + 1));
     let (tx, rx) = tokio::sync::mpsc::channel(STREAM_DEPTH);
     let content = node.content.clone();
+    let runtime = tokio::runtime::Handle::current();
+    // A client that stops reading is dropped after SEND_TIMEOUT, so it
+    // cannot pin a reading thread forever.
+    let send = move |item: Result<Bytes, std::io::Error>| -> bool {
+        runtime
+            .block_on(tokio::time::timeout(SEND_TIMEOUT, tx.send(item)))
+            .is_ok_and(|sent| sent.is_ok())
+    };
     tokio::task::spawn_blocking(move || {
         let mut offset = 0u64;
         for (id, size) in content.iter().zip(sizes) {
@@ -361,15 +371,15 @@ pub async fn file(ctx: &Ctx, store: &str, spec: &str, path: &str, headers: &Head
                     // The connection is cut: a client never gets a silently
                     // short or corrupt file.
                     tracing::error!("download failed: {e}");
-                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                    send(Err(std::io::Error::other(e.to_string())));
                     return;
                 }
             };
             let from = start.saturating_sub(blob_start) as usize;
             let to = (end_excl.min(blob_end) - blob_start) as usize;
             let chunk = Bytes::from(data).slice(from.min(to)..to);
-            if tx.blocking_send(Ok(chunk)).is_err() {
-                return; // the client went away
+            if !send(Ok(chunk)) {
+                return; // the client went away or stopped reading
             }
         }
     });
