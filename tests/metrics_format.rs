@@ -50,11 +50,10 @@ fn parse(text: &str) -> Value {
 }
 
 fn sample<'a>(families: &'a Value, family: &str, labels: &[(&str, &str)]) -> Option<&'a Value> {
-    families[family]["samples"].as_array()?.iter().find(|s| {
-        labels
-            .iter()
-            .all(|(k, v)| s[1][*k].as_str() == Some(*v))
-    })
+    families[family]["samples"]
+        .as_array()?
+        .iter()
+        .find(|s| labels.iter().all(|(k, v)| s[1][*k].as_str() == Some(*v)))
 }
 
 #[test]
@@ -77,11 +76,15 @@ fn metrics_parse_and_follow_the_conventions() {
          [task.first]\ntask = \"backup\"\nsource = \"data\"\nstore = \"main\"\n",
     );
     let mut d = Daemon::start(&conf, &root.join("log"), &[]);
-    wait_for("the one-shot and two scheduled backups", Duration::from_secs(90), || {
-        let tasks = d.json("/api/v1/tasks?status=succeeded&kind=backup");
-        let n = tasks["tasks"].as_array().map_or(0, Vec::len);
-        (n >= 3).then_some(()).ok_or(format!("{n} backups so far"))
-    });
+    wait_for(
+        "the one-shot and two scheduled backups",
+        Duration::from_secs(90),
+        || {
+            let tasks = d.json("/api/v1/tasks?status=succeeded&kind=backup");
+            let n = tasks["tasks"].as_array().map_or(0, Vec::len);
+            (n >= 3).then_some(()).ok_or(format!("{n} backups so far"))
+        },
+    );
     let text = d.get("/metrics").1;
     let families = parse(&text);
 
@@ -136,9 +139,16 @@ fn metrics_parse_and_follow_the_conventions() {
         Some(1.0.into())
     );
     let info = sample(&families, "klosetd_config_info", &[]).expect("info");
-    assert_eq!(info[1]["applied_revision"], status["config"]["applied_revision"]);
-    let ready = sample(&families, "klosetd_object_ready", &[("kind", "store"), ("name", "main")])
-        .expect("store readiness");
+    assert_eq!(
+        info[1]["applied_revision"],
+        status["config"]["applied_revision"]
+    );
+    let ready = sample(
+        &families,
+        "klosetd_object_ready",
+        &[("kind", "store"), ("name", "main")],
+    )
+    .expect("store readiness");
     assert_eq!(ready[2], 1.0);
     let ok = sample(
         &families,
@@ -173,6 +183,9 @@ fn metrics_parse_and_follow_the_conventions() {
     );
     assert!(source >= 3.0 * 200_000.0, "{source}");
     assert_eq!(source - added, dedup);
-    assert!(dedup > added, "repeated backups of unchanged data deduplicate");
+    assert!(
+        dedup > added,
+        "repeated backups of unchanged data deduplicate"
+    );
     assert_eq!(d.sigterm_and_wait(Duration::from_secs(40)), 0);
 }
