@@ -9,47 +9,10 @@
 //! measurement; the benchmark checks that and says so. Results go in
 //! docs/performance.md.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Daemon {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(conf: &Path, log: &Path) -> Daemon {
-    let child = Command::new(env!("CARGO_BIN_EXE_klosetd"))
-        .args(["run", "--config"])
-        .arg(conf)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log"))
-        .spawn()
-        .expect("start klosetd");
-    let mut daemon = Daemon {
-        child,
-        base: String::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(at) = text.find("status endpoint listening addr=") {
-            let rest = &text[at + "status endpoint listening addr=".len()..];
-            let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-            daemon.base = format!("http://{addr}");
-            return daemon;
-        }
-        assert!(Instant::now() < deadline, "daemon did not start:\n{text}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn get(base: &str, path: &str) -> String {
     let out = Command::new("curl")
@@ -135,7 +98,7 @@ fn main() {
         ),
     )
     .expect("config");
-    let daemon = start(&conf, &tmp.path().join("daemon.log"));
+    let daemon = common::start(&conf, &tmp.path().join("daemon.log"), "info");
     let deadline = Instant::now() + Duration::from_secs(60);
     while running_backups(&daemon.base) == 0 {
         assert!(Instant::now() < deadline, "no backup started");

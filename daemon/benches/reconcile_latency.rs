@@ -9,22 +9,11 @@
 //! keep-alive connection until it shows that cron. Prints p50, p90, p99 and
 //! max per case; results go in docs/performance.md.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Daemon {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn write_like_ansible(dir: &Path, name: &str, body: &str) {
     let tmp = dir.join(format!(".{name}.bench.tmp"));
@@ -73,34 +62,6 @@ fn probe(i: usize) -> String {
     )
 }
 
-fn start(conf: &Path, log: &Path) -> Daemon {
-    let child = Command::new(env!("CARGO_BIN_EXE_klosetd"))
-        .args(["run", "--config"])
-        .arg(conf)
-        .env("RUST_LOG", "info,klosetd::app::reconcile=debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log"))
-        .spawn()
-        .expect("start klosetd");
-    // Dropping it kills the child, also when a wait below fails.
-    let mut daemon = Daemon {
-        child,
-        base: String::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(at) = text.find("status endpoint listening addr=") {
-            let rest = &text[at + "status endpoint listening addr=".len()..];
-            let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-            daemon.base = format!("http://{addr}");
-            return daemon;
-        }
-        assert!(Instant::now() < deadline, "daemon did not start:\n{text}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn cron_shown(agent: &ureq::Agent, base: &str) -> Option<String> {
     let mut response = agent
         .get(format!("{base}/api/v1/schedules/probe"))
@@ -119,7 +80,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn run_case(schedules: usize, iterations: usize) {
     let tmp = tempfile::tempdir().expect("tmp");
     let conf = setup(tmp.path(), schedules);
-    let daemon = start(&conf, &tmp.path().join("daemon.log"));
+    let daemon = common::start(
+        &conf,
+        &tmp.path().join("daemon.log"),
+        "info,klosetd::app::reconcile=debug",
+    );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
