@@ -90,12 +90,25 @@ impl Snapshot {
 
 /// Formats Unix nanoseconds as RFC 3339 UTC with second precision.
 pub fn format_time(ns: i64) -> String {
-    let t = if ns >= 0 {
-        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns as u64)
-    } else {
-        std::time::UNIX_EPOCH
-    };
-    humantime::format_rfc3339_seconds(t).to_string()
+    let secs = ns.div_euclid(1_000_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (proleptic Gregorian), valid
+    // before 1970 too.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Picks one snapshot from `snapshots` (sorted by time) by `latest` or a
@@ -128,6 +141,24 @@ pub fn resolve<'a>(snapshots: &'a [Snapshot], spec: &str) -> Result<&'a Snapshot
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn times_format_before_and_after_1970() {
+        assert_eq!(super::format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            super::format_time(-31_535_983_000_000_000),
+            "1969-01-01T00:00:17Z"
+        );
+        assert_eq!(
+            super::format_time(1_750_000_000_123_000_000),
+            "2025-06-15T15:06:40Z"
+        );
+        assert_eq!(
+            super::format_time(4_102_444_800_000_000_000),
+            "2100-01-01T00:00:00Z"
+        );
+        assert_eq!(super::format_time(-1), "1969-12-31T23:59:59Z");
+    }
+
     use super::*;
     use crate::tree::NodeKind;
 

@@ -484,3 +484,162 @@ impl FakeS3 {
         self.heads.lock().expect("lock").clone()
     }
 }
+
+/// One HTTP answer with every header (names lowercase).
+#[derive(Debug, Clone)]
+pub struct FullReply {
+    /// The status code.
+    pub status: u16,
+    /// Every header, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body as text.
+    pub body: String,
+}
+
+impl FullReply {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Daemon {
+    /// One request with extra request headers; every response header kept.
+    pub fn request_full(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> FullReply {
+        let mut builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path));
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let request = builder.body(()).expect("request");
+        let mut response = self
+            .agent
+            .run(request)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}; log:\n{}", self.log_text()));
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    v.to_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        FullReply {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// A raw HTTP/1.1 answer: status, headers (names lowercased), body.
+#[derive(Debug, Clone)]
+pub struct RawReply {
+    /// The status code.
+    pub status: u16,
+    /// Every header, name lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The body as sent.
+    pub body: Vec<u8>,
+}
+
+impl RawReply {
+    /// The first header called `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends `METHOD target HTTP/1.1` exactly as written (no normalisation of
+/// `..` or percent escapes, unlike ureq and curl) with `headers` on a new
+/// connection (`Connection: close`); returns the status, the headers and
+/// the connection to read the body from, until the server closes it.
+pub fn raw_open(
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (
+    u16,
+    Vec<(String, String)>,
+    std::io::BufReader<std::net::TcpStream>,
+) {
+    use std::io::BufRead;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    let mut head =
+        format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("send the request");
+    let mut reader = std::io::BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {target}: bad status line {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("header line");
+        let Some((k, v)) = line.trim_end().split_once(':') else {
+            break;
+        };
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    (status, headers, reader)
+}
+
+/// [`raw_open`] and the whole body.
+pub fn raw_http(port: u16, method: &str, target: &str, headers: &[(&str, &str)]) -> RawReply {
+    let (status, headers, mut reader) = raw_open(port, method, target, headers);
+    let mut body = Vec::new();
+    reader.read_to_end(&mut body).expect("read the body");
+    RawReply {
+        status,
+        headers,
+        body,
+    }
+}
+
+impl Daemon {
+    /// Waits for the one-shot `[task.NAME]` to succeed (panics if it fails)
+    /// and returns its record.
+    pub fn wait_task(&self, name: &str) -> Value {
+        wait_value(
+            &format!("task {name} to succeed"),
+            Duration::from_secs(300),
+            || {
+                let t = self.try_json(&format!("/api/v1/tasks?task={name}&limit=1"))?;
+                let t = tasks(&t).into_iter().next()?;
+                assert!(
+                    t["status"] == "running" || t["status"] == "succeeded",
+                    "task {name}: {t}"
+                );
+                (t["status"] == "succeeded").then_some(t)
+            },
+        )
+    }
+}

@@ -14,22 +14,6 @@ use super::response::{Reply, text};
 use crate::app::live::short;
 use crate::state::Origin;
 
-/// `GET /`: what is served here.
-pub fn index(_ctx: &Ctx) -> Reply {
-    text(
-        StatusCode::OK,
-        "klosetd read-only endpoint\n\n\
-         /status              human-readable summary (503 when degraded)\n\
-         /healthz             liveness\n\
-         /readyz              readiness (503 with reasons)\n\
-         /metrics             Prometheus metrics\n\
-         /api/v1/status       JSON status\n\
-         /api/v1/schedules    schedules with last and next runs\n\
-         /api/v1/tasks        task history (kind, status, schedule, task, since, before, limit)\n"
-            .to_string(),
-    )
-}
-
 /// `GET /healthz`: the process answers.
 pub fn healthz() -> Reply {
     text(StatusCode::OK, "ok\n".into())

@@ -1,0 +1,342 @@
+//! Browsing restore points: `/ui/stores/NAME` (the store and its
+//! snapshots, newest first), `/ui/stores/NAME/snapshots/ID[/tree/PATH]`
+//! (a directory listing with type, size, mode and time, breadcrumbs; or a
+//! file's details). Files link to the JSON API's download
+//! `/api/v1/stores/NAME/snapshots/ID/files/PATH` (full snapshot id, so a
+//! listing and its downloads always agree). Paths are checked by the engine
+//! (no `..`, NUL or empty part leaves the snapshot); cold stores list their
+//! snapshots but refuse to be read, like the API. The caller has checked
+//! the bearer token.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use hyper::StatusCode;
+use kloset::ops::browse::Entry;
+use kloset::tree::NodeKind;
+use kloset::{Repository, Snapshot};
+
+use super::html::{self, Crumb, badge, dash, esc, href, link, name};
+use super::overview::condition;
+use super::{Ctx, Failure, Page, blocking, open, store_def};
+use crate::config::model::StorageType;
+use crate::state::ObjectKind;
+
+/// Routes the segments after `/ui/stores/`.
+pub async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Page, Failure> {
+    match rest {
+        [store] | [store, "snapshots"] => store_page(ctx, store).await,
+        [store, "snapshots", id] => tree(ctx, store, id, &[]).await,
+        [store, "snapshots", id, "tree", path @ ..] => tree(ctx, store, id, path).await,
+        _ => Err(Failure::not_found(format!(
+            "there is no page at /ui/stores/{}",
+            rest.join("/")
+        ))),
+    }
+}
+
+fn kind_label(k: NodeKind) -> &'static str {
+    match k {
+        NodeKind::File => "file",
+        NodeKind::Dir => "dir",
+        NodeKind::Symlink => "symlink",
+        NodeKind::Fifo => "fifo",
+        NodeKind::CharDevice => "char dev",
+        NodeKind::BlockDevice => "block dev",
+        NodeKind::Socket => "socket",
+    }
+}
+
+fn cold_note() -> String {
+    "<div class=\"problems\">This store is cold (<code>storage_type = \"cold\"</code>): its \
+     snapshots are listed, but reading their data is refused here. Restore with a task that \
+     sets <code>allow_cold_read = true</code>.</div>\n"
+        .into()
+}
+
+/// `/ui/stores/NAME`.
+async fn store_page(ctx: &Ctx, store: &str) -> Result<Page, Failure> {
+    let def = store_def(ctx, store)?;
+    let repo = open(ctx, &def, false).await?;
+    let (mut snaps, problems) = blocking(move || repo.snapshots_with_problems()).await?;
+    snaps.sort_by_key(|s| std::cmp::Reverse((s.time_ns, s.id)));
+    let cold = def.storage_type == StorageType::Cold;
+    let conditions = ctx.live.conditions();
+    let mut body = format!(
+        "<h1>Store <span class=\"mono\">{}</span></h1>\n<div class=\"card\"><dl class=\"kv\">\
+         <dt>Condition</dt><dd>{}</dd><dt>Storage type</dt><dd>{}</dd>\
+         <dt>Location</dt><dd class=\"mono\">{}</dd><dt>Integration</dt><dd>{} / {}</dd>\
+         <dt>Snapshots</dt><dd>{}</dd></dl></div>\n",
+        name(store),
+        condition(conditions.get(&(ObjectKind::Store, store.to_string()))),
+        def.storage_type.as_str(),
+        esc(&def.endpoint.location),
+        esc(def.endpoint.integration),
+        esc(def.endpoint.protocol),
+        snaps.len(),
+    );
+    if cold {
+        body.push_str(&cold_note());
+    }
+    if !problems.is_empty() {
+        body.push_str("<div class=\"problems\"><h2>Unreadable snapshots</h2><ul>");
+        for (key, e) in &problems {
+            let _ = write!(
+                body,
+                "<li><span class=\"mono\">{}</span>: {}</li>",
+                esc(key),
+                esc(&e.to_string())
+            );
+        }
+        body.push_str("</ul></div>\n");
+    }
+    body.push_str("<h2>Snapshots</h2>\n");
+    if snaps.is_empty() {
+        body.push_str("<p class=\"muted\">This store has no snapshot yet.</p>\n");
+    } else {
+        body.push_str(
+            "<table class=\"snapshots\">\n<thead><tr><th>ID</th><th>Time (UTC)</th><th>Host</th>\
+             <th>Source</th><th>Tags</th><th class=\"num\">Files</th><th class=\"num\">Size</th>\
+             <th class=\"num\">Added</th><th class=\"num\">Unreadable</th></tr></thead>\n<tbody>\n",
+        );
+        for s in &snaps {
+            let id = s.id.to_string();
+            let short = format!("<span class=\"mono\">{}</span>", esc(&s.id.short()));
+            let id_cell = if cold {
+                short
+            } else {
+                link(
+                    &format!(
+                        "{}/",
+                        href(&["ui", "stores", store, "snapshots", &id, "tree"])
+                    ),
+                    &short,
+                )
+            };
+            let tags: Vec<String> = s.tags.iter().map(|t| badge("idle", t)).collect();
+            let errors = if s.errors.is_empty() {
+                "0".to_string()
+            } else {
+                badge("warn", &s.errors.len().to_string())
+            };
+            let _ = writeln!(
+                body,
+                "<tr><td title=\"{}\">{id_cell}</td><td class=\"nowrap\">{}</td><td>{}</td>\
+                 <td class=\"mono\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td><td class=\"num\">{errors}</td></tr>",
+                esc(&id),
+                html::time_ns(s.time_ns),
+                name(&s.host),
+                name(&s.source),
+                if tags.is_empty() {
+                    dash()
+                } else {
+                    tags.join(" ")
+                },
+                s.stats.files,
+                html::bytes(s.stats.bytes),
+                html::bytes(s.stats.bytes_added),
+            );
+        }
+        body.push_str("</tbody>\n</table>\n");
+    }
+    Ok(Page {
+        title: format!("Store {store}"),
+        crumbs: vec![
+            Crumb::link("/".into(), "Overview".into()),
+            Crumb::here(format!("store <span class=\"mono\">{}</span>", name(store))),
+        ],
+        body,
+    })
+}
+
+/// Resolves `spec`; reopens with a fresh index when the snapshot is newer
+/// than the cached handle.
+async fn snapshot(
+    ctx: &Ctx,
+    store: &str,
+    spec: &str,
+) -> Result<(Arc<Repository>, Snapshot, bool), Failure> {
+    let def = store_def(ctx, store)?;
+    let cold = def.storage_type == StorageType::Cold;
+    let repo = open(ctx, &def, false).await?;
+    let (r, s) = (repo.clone(), spec.to_string());
+    let snap = blocking(move || r.resolve_snapshot(&s)).await?;
+    if repo.index().get(&snap.tree).is_none() {
+        return Ok((open(ctx, &def, true).await?, snap, cold));
+    }
+    Ok((repo, snap, cold))
+}
+
+/// `/ui/stores/NAME/snapshots/ID/tree/PATH`.
+async fn tree(ctx: &Ctx, store: &str, spec: &str, path: &[&str]) -> Result<Page, Failure> {
+    let (repo, snap, cold) = snapshot(ctx, store, spec).await?;
+    if cold {
+        return Err(Failure::new(
+            StatusCode::CONFLICT,
+            "this store is cold (storage_type = \"cold\"): reading its data is refused here; \
+             restore with a task that sets allow_cold_read = true",
+        ));
+    }
+    let parts: Vec<&str> = path
+        .iter()
+        .copied()
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    let joined = parts.join("/");
+    let (r, s, p) = (repo.clone(), snap.clone(), joined.clone());
+    let (node, entries) = blocking(move || {
+        let node = kloset::ops::restore::find_node(&r, &s, &p)?;
+        let entries = if node.kind == NodeKind::Dir {
+            kloset::ops::browse::list_dir(&r, &s, &p)?
+        } else {
+            Vec::new()
+        };
+        Ok((node, entries))
+    })
+    .await?;
+    let id = snap.id.to_string();
+    let tree_href = |upto: &[&str]| {
+        let mut segs = vec!["ui", "stores", store, "snapshots", id.as_str(), "tree"];
+        segs.extend_from_slice(upto);
+        format!("{}/", href(&segs))
+    };
+    let mut crumbs = vec![
+        Crumb::link("/".into(), "Overview".into()),
+        Crumb::link(
+            href(&["ui", "stores", store]),
+            format!("store <span class=\"mono\">{}</span>", name(store)),
+        ),
+        Crumb::link(
+            tree_href(&[]),
+            format!(
+                "snapshot <span class=\"mono\">{}</span>",
+                esc(&snap.id.short())
+            ),
+        ),
+    ];
+    for (i, p) in parts.iter().enumerate() {
+        let label = format!("<span class=\"mono\">{}</span>", name(p));
+        crumbs.push(if i + 1 == parts.len() {
+            Crumb::here(label)
+        } else {
+            Crumb::link(tree_href(&parts[..=i]), label)
+        });
+    }
+    let mut body = format!(
+        "<h1>{} <span class=\"mono\">/{}</span></h1>\n<div class=\"card\"><dl class=\"kv\">\
+         <dt>Snapshot</dt><dd class=\"mono\">{}</dd><dt>Taken</dt><dd>{} UTC</dd>\
+         <dt>Host / source</dt><dd>{} / <span class=\"mono\">{}</span></dd></dl></div>\n",
+        match node.kind {
+            NodeKind::Dir => "Directory",
+            NodeKind::File => "File",
+            NodeKind::Symlink => "Symlink",
+            _ => "Special file",
+        },
+        name(&joined),
+        esc(&id),
+        html::time_ns(snap.time_ns),
+        name(&snap.host),
+        name(&snap.source),
+    );
+    let download = |upto: &[&str]| {
+        let mut segs = vec![
+            "api",
+            "v1",
+            "stores",
+            store,
+            "snapshots",
+            id.as_str(),
+            "files",
+        ];
+        segs.extend_from_slice(upto);
+        href(&segs)
+    };
+    if node.kind != NodeKind::Dir {
+        let e = Entry::from(&node);
+        let _ = writeln!(
+            body,
+            "<div class=\"card\"><dl class=\"kv\"><dt>Type</dt><dd>{}</dd><dt>Size</dt><dd>{} \
+             <span class=\"muted\">({} bytes)</span></dd><dt>Mode</dt><dd>{}</dd>\
+             <dt>Modified</dt><dd>{} UTC</dd></dl></div>",
+            kind_label(e.kind),
+            html::bytes(e.size),
+            e.size,
+            html::mode(e.mode),
+            html::time_ns(e.mtime_ns),
+        );
+        if e.kind == NodeKind::File {
+            let _ = writeln!(
+                body,
+                "<p><a class=\"badge run\" download href=\"{}\">Download</a></p>",
+                esc(&download(&parts))
+            );
+        }
+    } else {
+        body.push_str(&listing(&entries, &parts, tree_href, download));
+    }
+    Ok(Page {
+        title: format!("/{joined} · {store}"),
+        crumbs,
+        body,
+    })
+}
+
+fn listing(
+    entries: &[Entry],
+    parts: &[&str],
+    tree_href: impl Fn(&[&str]) -> String,
+    download: impl Fn(&[&str]) -> String,
+) -> String {
+    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    sorted.sort_by(|a, b| {
+        (a.kind != NodeKind::Dir, &a.name).cmp(&(b.kind != NodeKind::Dir, &b.name))
+    });
+    let mut out = String::from(
+        "<table class=\"listing\">\n<thead><tr><th>Type</th><th>Name</th><th class=\"num\">Size</th>\
+         <th>Mode</th><th>Modified (UTC)</th></tr></thead>\n<tbody>\n",
+    );
+    if let Some((_, up)) = parts.split_last() {
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"kind\">dir</td><td class=\"mono\">{}</td><td></td><td></td><td></td></tr>",
+            link(&tree_href(up), "..")
+        );
+    }
+    if sorted.is_empty() {
+        out.push_str("<tr><td colspan=\"5\" class=\"muted\">This directory is empty.</td></tr>\n");
+    }
+    for e in sorted {
+        let mut path = parts.to_vec();
+        path.push(&e.name);
+        let shown = name(&e.name);
+        let cell = match e.kind {
+            NodeKind::Dir => link(&tree_href(&path), &format!("{shown}/")),
+            NodeKind::File => format!("<a download href=\"{}\">{shown}</a>", esc(&download(&path))),
+            NodeKind::Symlink => format!(
+                "{shown} <span class=\"muted\">→ {}</span>",
+                e.target.as_deref().map_or_else(String::new, name)
+            ),
+            _ => shown,
+        };
+        let size = if e.kind == NodeKind::Dir {
+            dash()
+        } else {
+            format!(
+                "<span title=\"{} bytes\">{}</span>",
+                e.size,
+                html::bytes(e.size)
+            )
+        };
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"kind\">{}</td><td class=\"mono\">{cell}</td><td class=\"num\">{size}</td>\
+             <td>{}</td><td class=\"nowrap\">{}</td></tr>",
+            kind_label(e.kind),
+            html::mode(e.mode),
+            html::time_ns(e.mtime_ns),
+        );
+    }
+    out.push_str("</tbody>\n</table>\n");
+    out
+}
