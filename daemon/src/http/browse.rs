@@ -153,15 +153,24 @@ fn cold_refusal() -> Reply {
     )
 }
 
+/// [`snapshot`] for reading its data: refused on a cold store.
+async fn readable(
+    ctx: &Ctx,
+    store: &str,
+    spec: &str,
+) -> Result<(Arc<Repository>, Snapshot), Reply> {
+    match snapshot(ctx, store, spec).await? {
+        (_, _, true) => Err(cold_refusal()),
+        (repo, snap, false) => Ok((repo, snap)),
+    }
+}
+
 /// `GET /api/v1/stores/{store}/snapshots/{id}/tree/{path}`.
 pub async fn tree(ctx: &Ctx, store: &str, spec: &str, path: &str) -> Reply {
-    let (repo, snap, cold) = match snapshot(ctx, store, spec).await {
+    let (repo, snap) = match readable(ctx, store, spec).await {
         Ok(s) => s,
         Err(reply) => return reply,
     };
-    if cold {
-        return cold_refusal();
-    }
     let p = path.to_string();
     let listing = blocking(move || {
         let node = kloset::ops::restore::find_node(&repo, &snap, &p)?;
@@ -262,13 +271,10 @@ fn header(map: &HeaderMap, name: hyper::header::HeaderName) -> Option<&str> {
 
 /// `GET /api/v1/stores/{store}/snapshots/{id}/files/{path}`.
 pub async fn file(ctx: &Ctx, store: &str, spec: &str, path: &str, headers: &HeaderMap) -> Reply {
-    let (repo, snap, cold) = match snapshot(ctx, store, spec).await {
+    let (repo, snap) = match readable(ctx, store, spec).await {
         Ok(s) => s,
         Err(reply) => return reply,
     };
-    if cold {
-        return cold_refusal();
-    }
     let p = path.to_string();
     let r = repo.clone();
     let node = match blocking(move || kloset::ops::restore::find_node(&r, &snap, &p)).await {

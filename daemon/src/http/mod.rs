@@ -208,7 +208,7 @@ async fn route(ctx: &Ctx, req: &Request<Incoming>) -> Reply {
     let path = uri.path();
     let query = uri.query().unwrap_or("");
     let raw: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    if raw.len() >= 5 && raw[..4] == ["api", "v1", "stores", raw[3]] && raw[4] == "snapshots" {
+    if raw.len() >= 5 && raw[..3] == ["api", "v1", "stores"] && raw[4] == "snapshots" {
         return snapshot_routes(ctx, req, &raw).await;
     }
     let Some(segments) = raw

@@ -166,13 +166,16 @@ pub fn open_store_detailed(def: &StoreDef, allow_init: bool) -> Result<OpenedSto
         }
         Err(e) => return Err(StoreProblem::from_kloset(def, &e)),
     };
-    match probe(&storage).map_err(|e| StoreProblem::from_kloset(def, &e))? {
-        Probe::Store(_) => Repository::open(storage, &passphrase)
+    let open = |storage: Storage| {
+        Repository::open(storage, &passphrase)
             .map(|repo| OpenedStore {
                 repo,
                 reason: ReadyReason::Opened,
             })
-            .map_err(|e| StoreProblem::from_kloset(def, &e)),
+            .map_err(|e| StoreProblem::from_kloset(def, &e))
+    };
+    match probe(&storage).map_err(|e| StoreProblem::from_kloset(def, &e))? {
+        Probe::Store(_) => open(storage),
         Probe::Empty if may_init => {
             match Repository::create(storage.clone(), &passphrase, CreateOptions::default()) {
                 Ok(repo) => Ok(OpenedStore {
@@ -182,17 +185,7 @@ pub fn open_store_detailed(def: &StoreDef, allow_init: bool) -> Result<OpenedSto
                 // Someone else (a readiness test, a task, another host)
                 // initialised it first: open theirs, which checks that our
                 // passphrase fits.
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    match probe(&storage).map_err(|e| StoreProblem::from_kloset(def, &e))? {
-                        Probe::Store(_) => Repository::open(storage, &passphrase)
-                            .map(|repo| OpenedStore {
-                                repo,
-                                reason: ReadyReason::Opened,
-                            })
-                            .map_err(|e| StoreProblem::from_kloset(def, &e)),
-                        _ => Err(StoreProblem::from_kloset(def, &e)),
-                    }
-                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => open(storage),
                 Err(e) => Err(StoreProblem::from_kloset(def, &e)),
             }
         }
