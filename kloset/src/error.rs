@@ -35,6 +35,8 @@ pub enum ErrorKind {
     Locked,
     /// The operation was cancelled.
     Cancelled,
+    /// Some of the data could not be read, and the operation wanted all of it.
+    Incomplete,
 }
 
 /// An engine error with its context.
@@ -78,6 +80,8 @@ pub enum Error {
     Locked { location: String, holder: String },
     #[error("cancelled")]
     Cancelled,
+    #[error("{0}")]
+    Incomplete(String),
 }
 
 fn found_suffix(found: &Option<String>) -> String {
@@ -105,6 +109,7 @@ impl Error {
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::Locked { .. } => ErrorKind::Locked,
             Error::Cancelled => ErrorKind::Cancelled,
+            Error::Incomplete(_) => ErrorKind::Incomplete,
         }
     }
 
@@ -114,7 +119,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.kind(),
-            ErrorKind::Storage | ErrorKind::Io | ErrorKind::Locked
+            ErrorKind::Storage | ErrorKind::Io | ErrorKind::Locked | ErrorKind::Incomplete
         )
     }
 

@@ -206,6 +206,7 @@ fn run_backup(
         parent: ParentPolicy::Latest,
         threads: 0,
         progress,
+        all_or_nothing: false,
     };
     let snap = match backup(&repo, &root, &options) {
         Ok(s) => s,

@@ -105,7 +105,9 @@ impl StoreProblem {
             ErrorKind::Locked => StoreReason::Locked,
             ErrorKind::InvalidArgument => StoreReason::InvalidConfig,
             ErrorKind::Cancelled => StoreReason::Cancelled,
-            ErrorKind::NotFound | ErrorKind::Storage | ErrorKind::Io => StoreReason::Unreachable,
+            ErrorKind::NotFound | ErrorKind::Storage | ErrorKind::Io | ErrorKind::Incomplete => {
+                StoreReason::Unreachable
+            }
         };
         StoreProblem::new(def, reason, e.to_string())
     }

@@ -1,4 +1,5 @@
-//! Backup: walk a directory, store new content, write a snapshot last.
+//! Backup: walk an importer's tree (a local directory by default), store new
+//! content, write a snapshot last.
 //!
 //! Directories are walked depth first; the entries of each directory are
 //! processed in parallel on a rayon pool (reading, chunking, hashing,
@@ -8,8 +9,8 @@
 //! in the snapshot and skipped. The snapshot header is written only after the
 //! writer has made every pack and index durable.
 
-use std::ffi::OsString;
-use std::fs::{self, File};
+use std::ffi::OsStr;
+use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,12 +22,13 @@ use rayon::prelude::*;
 
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
-use crate::fsmeta::{hostname, node_from, unchanged};
+use crate::fsmeta::{hostname, unchanged};
 use crate::id::{BlobId, BlobKind, SnapshotId};
+use crate::import::{FsImporter, Importer, SourcePath};
 use crate::progress::Progress;
 use crate::repository::{Repository, now_ns};
 use crate::snapshot::{FileError, SNAPSHOT_VERSION, Snapshot, SnapshotStats};
-use crate::tree::{Node, NodeKind, Tree};
+use crate::tree::{Node, NodeKind, Tree, is_safe_name};
 use crate::writer::Writer;
 
 /// How to choose the parent snapshot for change detection.
@@ -58,6 +60,9 @@ pub struct BackupOptions {
     pub threads: usize,
     /// Live counters and cancellation.
     pub progress: Arc<Progress>,
+    /// Fail without writing a snapshot if any entry cannot be read (for
+    /// sources such as database dumps, where a partial snapshot is useless).
+    pub all_or_nothing: bool,
 }
 
 impl Default for BackupOptions {
@@ -70,6 +75,7 @@ impl Default for BackupOptions {
             parent: ParentPolicy::Latest,
             threads: 0,
             progress: Arc::new(Progress::new()),
+            all_or_nothing: false,
         }
     }
 }
@@ -85,6 +91,7 @@ struct Counters {
 
 struct Ctx<'r> {
     repo: &'r Repository,
+    importer: &'r dyn Importer,
     writer: Writer<'r>,
     excludes: GlobSet,
     progress: Arc<Progress>,
@@ -106,8 +113,6 @@ impl From<std::io::Error> for FileFailure {
 
 /// Backs up the directory `root` and returns the new snapshot.
 pub fn backup(repo: &Repository, root: &Path, options: &BackupOptions) -> Result<Snapshot> {
-    let started = Instant::now();
-    let time_ns = now_ns();
     let root_meta = fs::metadata(root).map_err(|e| Error::io("read", root, e))?;
     if !root_meta.is_dir() {
         return Err(Error::InvalidArgument(format!(
@@ -115,10 +120,27 @@ pub fn backup(repo: &Repository, root: &Path, options: &BackupOptions) -> Result
             root.display()
         )));
     }
-    let source = options
-        .source
-        .clone()
-        .unwrap_or_else(|| root.display().to_string());
+    backup_from(repo, &FsImporter::new(root), options)
+}
+
+/// Backs up what `importer` presents and returns the new snapshot.
+pub fn backup_from(
+    repo: &Repository,
+    importer: &dyn Importer,
+    options: &BackupOptions,
+) -> Result<Snapshot> {
+    let started = Instant::now();
+    let time_ns = now_ns();
+    let origin = importer.origin();
+    let mut root_node = importer
+        .root()
+        .map_err(|e| Error::io("read", origin.as_str(), e))?;
+    if root_node.kind != NodeKind::Dir {
+        return Err(Error::InvalidArgument(format!(
+            "{origin} is not a directory"
+        )));
+    }
+    let source = options.source.clone().unwrap_or_else(|| origin.clone());
     let host = options.host.clone().unwrap_or_else(hostname);
     let parent = match &options.parent {
         ParentPolicy::None => None,
@@ -139,6 +161,7 @@ pub fn backup(repo: &Repository, root: &Path, options: &BackupOptions) -> Result
     }
     let ctx = Ctx {
         repo,
+        importer,
         writer: Writer::new(repo)?,
         excludes: excludes
             .build()
@@ -150,9 +173,14 @@ pub fn backup(repo: &Repository, root: &Path, options: &BackupOptions) -> Result
     };
     let pool = super::worker_pool(options.threads, "backup")?;
     let parent_tree = parent.as_ref().map(|p| p.tree);
-    let tree = pool.install(|| ctx.backup_dir(root, "", parent_tree.as_ref()))?;
-    let tree =
-        tree.ok_or_else(|| Error::io("read directory", root, std::io::Error::other("unreadable")))?;
+    let tree = pool.install(|| ctx.backup_dir(&SourcePath::root(), parent_tree.as_ref()))?;
+    let tree = tree.ok_or_else(|| {
+        Error::io(
+            "read directory",
+            origin.as_str(),
+            std::io::Error::other("unreadable"),
+        )
+    })?;
     ctx.progress.check_cancelled()?;
     let Ctx {
         writer,
@@ -169,7 +197,20 @@ pub fn backup(repo: &Repository, root: &Path, options: &BackupOptions) -> Result
     writer.finish()?;
     let mut errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
     errors.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut root_node = node_from(b"", &root_meta);
+    if options.all_or_nothing && !errors.is_empty() {
+        let shown: Vec<String> = errors
+            .iter()
+            .take(3)
+            .map(|e| format!("{}: {}", e.path, e.error))
+            .collect();
+        return Err(Error::Incomplete(format!(
+            "{} entr{} of {origin} could not be read, so no snapshot was written: {}",
+            errors.len(),
+            if errors.len() == 1 { "y" } else { "ies" },
+            shown.join("; ")
+        )));
+    }
+    root_node.name = serde_bytes::ByteBuf::new();
     root_node.subtree = Some(tree);
     let snapshot = Snapshot {
         v: SNAPSHOT_VERSION,
@@ -198,65 +239,63 @@ pub fn backup(repo: &Repository, root: &Path, options: &BackupOptions) -> Result
     Ok(snapshot)
 }
 
-fn join_rel(rel: &str, name: &[u8]) -> String {
-    let name = String::from_utf8_lossy(name);
-    if rel.is_empty() {
-        format!("/{name}")
-    } else {
-        format!("{rel}/{name}")
-    }
-}
-
 impl Ctx<'_> {
-    fn record(&self, path: String, error: impl std::fmt::Display) {
+    fn record(&self, path: &SourcePath, error: impl std::fmt::Display) {
         self.progress.error();
         let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
         errors.push(FileError {
-            path,
+            path: path.display(),
             error: error.to_string(),
         });
     }
 
-    fn excluded(&self, rel: &str, name: &[u8]) -> bool {
+    fn excluded(&self, path: &SourcePath) -> bool {
         !self.excludes.is_empty()
-            && (self.excludes.is_match(rel.trim_start_matches('/'))
+            && (self
+                .excludes
+                .is_match(Path::new(OsStr::from_bytes(path.as_bytes())))
                 || self
                     .excludes
-                    .is_match(Path::new(std::ffi::OsStr::from_bytes(name))))
+                    .is_match(Path::new(OsStr::from_bytes(path.name()))))
     }
 
     /// Stores one directory; `Ok(None)` if it could not be read (recorded).
-    fn backup_dir(&self, abs: &Path, rel: &str, parent: Option<&BlobId>) -> Result<Option<BlobId>> {
+    fn backup_dir(&self, dir: &SourcePath, parent: Option<&BlobId>) -> Result<Option<BlobId>> {
         self.progress.check_cancelled()?;
-        let reader = match fs::read_dir(abs) {
-            Ok(r) => r,
+        let mut listed = match self.importer.list(dir) {
+            Ok(l) => l,
             Err(e) => {
-                self.record(
-                    if rel.is_empty() {
-                        "/".into()
-                    } else {
-                        rel.to_string()
-                    },
-                    e,
-                );
+                self.record(dir, e);
                 return Ok(None);
             }
         };
-        let mut names: Vec<OsString> = Vec::new();
-        for entry in reader {
-            match entry {
-                Ok(e) => names.push(e.file_name()),
-                Err(e) => self.record(rel.to_string(), format!("listing directory: {e}")),
-            }
-        }
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        listed.dedup_by(|a, b| a.name == b.name);
         let parent_tree = parent.and_then(|id| self.repo.load_tree(id).ok());
-        let nodes: Vec<Result<Option<Node>>> = names
-            .par_iter()
-            .map(|name| {
-                let bytes = name.as_bytes();
-                let old = parent_tree.as_ref().and_then(|t| t.find(bytes));
-                self.backup_entry(&abs.join(name), &join_rel(rel, bytes), bytes, old)
+        let nodes: Vec<Result<Option<Node>>> = listed
+            .into_par_iter()
+            .map(|entry| {
+                let path = dir.join(&entry.name);
+                if !is_safe_name(&entry.name) {
+                    self.record(
+                        &path,
+                        "this name cannot be stored in a snapshot (empty, `.`, `..`, or holds `/` or NUL)",
+                    );
+                    return Ok(None);
+                }
+                let old = parent_tree.as_ref().and_then(|t| t.find(&entry.name));
+                match entry.node {
+                    Ok(mut node) => {
+                        node.name = serde_bytes::ByteBuf::from(entry.name);
+                        self.backup_entry(&path, node, old)
+                    }
+                    Err(e) => {
+                        if !self.excluded(&path) {
+                            self.record(&path, e);
+                        }
+                        Ok(None)
+                    }
+                }
             })
             .collect();
         let mut entries = Vec::with_capacity(nodes.len());
@@ -272,46 +311,34 @@ impl Ctx<'_> {
 
     fn backup_entry(
         &self,
-        abs: &Path,
-        rel: &str,
-        name: &[u8],
+        path: &SourcePath,
+        mut node: Node,
         old: Option<&Node>,
     ) -> Result<Option<Node>> {
         self.progress.check_cancelled()?;
-        if self.excluded(rel, name) {
+        if self.excluded(path) {
             return Ok(None);
         }
-        let meta = match fs::symlink_metadata(abs) {
-            Ok(m) => m,
-            Err(e) => {
-                self.record(rel.to_string(), e);
-                return Ok(None);
-            }
-        };
-        let mut node = node_from(name, &meta);
+        node.content.clear();
+        node.subtree = None;
         match node.kind {
             NodeKind::Dir => {
                 let parent_sub = old
                     .filter(|o| o.kind == NodeKind::Dir)
                     .and_then(|o| o.subtree);
-                match self.backup_dir(abs, rel, parent_sub.as_ref())? {
+                match self.backup_dir(path, parent_sub.as_ref())? {
                     Some(id) => node.subtree = Some(id),
                     None => return Ok(None),
                 }
                 self.counters.dirs.fetch_add(1, Ordering::Relaxed);
             }
-            NodeKind::Symlink => match fs::read_link(abs) {
-                Ok(target) => {
-                    node.target = Some(serde_bytes::ByteBuf::from(
-                        target.as_os_str().as_bytes().to_vec(),
-                    ));
-                    self.counters.others.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    self.record(rel.to_string(), e);
+            NodeKind::Symlink => {
+                if node.target.is_none() {
+                    self.record(path, "the importer gave no link target");
                     return Ok(None);
                 }
-            },
+                self.counters.others.fetch_add(1, Ordering::Relaxed);
+            }
             NodeKind::File => {
                 if let Some(old) = old.filter(|o| {
                     unchanged(o, &node) && o.content.iter().all(|c| self.writer.has_blob(c))
@@ -320,13 +347,13 @@ impl Ctx<'_> {
                     self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
                     self.progress.add_bytes(node.size);
                 } else {
-                    match self.read_file(abs) {
+                    match self.read_file(path, &node) {
                         Ok((content, size)) => {
                             node.content = content;
                             node.size = size;
                         }
                         Err(FileFailure::Io(e)) => {
-                            self.record(rel.to_string(), e);
+                            self.record(path, e);
                             return Ok(None);
                         }
                         Err(FileFailure::Fatal(e)) => return Err(e),
@@ -343,8 +370,12 @@ impl Ctx<'_> {
         Ok(Some(node))
     }
 
-    fn read_file(&self, abs: &Path) -> std::result::Result<(Vec<BlobId>, u64), FileFailure> {
-        let file = File::open(abs)?;
+    fn read_file(
+        &self,
+        path: &SourcePath,
+        node: &Node,
+    ) -> std::result::Result<(Vec<BlobId>, u64), FileFailure> {
+        let file = self.importer.open(path, node)?;
         let mut chunker = self
             .chunkers
             .lock()

@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod browse;
 pub mod check;
+pub mod export;
 pub mod restore;
 
 /// A rayon pool for one operation: `threads` workers (0 = one per core),
