@@ -21,6 +21,7 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
+pub mod bucket;
 pub mod chunker;
 pub mod codec;
 pub mod crypto;

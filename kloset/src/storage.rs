@@ -250,6 +250,17 @@ impl Storage {
         &self.location
     }
 
+    /// The backend itself, for importers and exporters that work on raw
+    /// objects (`bucket`); store objects go through the typed methods.
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    /// The key prefix inside the backend (empty for none).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// For local stores, the directory on disk.
     pub fn local_root(&self) -> Option<&Path> {
         self.local_root.as_deref()

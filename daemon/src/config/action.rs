@@ -24,6 +24,7 @@ pub(super) fn action(
             "snapshot",
             "path",
             "allow_cold_read",
+            "overwrite",
         ],
         TaskKind::Prune => &["store"],
     };
@@ -39,6 +40,7 @@ pub(super) fn action(
         ("path", t.path.is_some()),
         ("tags_filter", !t.tags_filter.is_empty()),
         ("allow_cold_read", t.allow_cold_read.is_some()),
+        ("overwrite", t.overwrite.is_some()),
     ];
     let mut ok = true;
     for (key, set) in present {
@@ -162,6 +164,11 @@ pub(super) fn action(
                 snapshot: t.snapshot.clone().unwrap_or_else(|| "latest".into()),
                 path,
                 allow_cold_read: t.allow_cold_read.unwrap_or(false),
+                // A schedule's restore is a restore test: a fresh directory
+                // per snapshot. A one-shot restore is a real restore into
+                // the destination itself.
+                into_snapshot_dir: object.starts_with("schedule."),
+                overwrite: t.overwrite.unwrap_or(false),
             }
         }
         TaskKind::Prune => Action::Prune { store: store? },

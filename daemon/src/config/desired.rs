@@ -78,6 +78,18 @@ pub struct Endpoint {
     pub options: Vec<(String, String)>,
     /// Backend credentials by setting name (e.g. `aws_secret_access_key`).
     pub credentials: Vec<(String, SecretRef)>,
+    /// The command, as argv (`exec`; empty otherwise).
+    pub command: Vec<String>,
+}
+
+impl Endpoint {
+    /// A backend setting by name.
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.options
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// A `[resource.NAME]`: something in the inventory, as status shows it
@@ -124,6 +136,10 @@ pub struct SourceDef {
     pub endpoint: Endpoint,
     /// Glob patterns to skip.
     pub excludes: Vec<String>,
+    /// Hook run before the backup (argv; empty for none).
+    pub pre: Vec<String>,
+    /// Hook run after the backup (argv; empty for none).
+    pub post: Vec<String>,
     /// Declaration.
     pub origin: Origin,
 }
@@ -184,6 +200,12 @@ pub enum Action {
         path: String,
         /// Opt-in to read data from a cold store.
         allow_cold_read: bool,
+        /// Restore test (schedules): into `DESTINATION/<snapshot short id>/`,
+        /// replacing what an earlier test of the same snapshot wrote. A
+        /// one-shot restore writes into the destination itself.
+        into_snapshot_dir: bool,
+        /// One-shot restores: replace existing files instead of refusing.
+        overwrite: bool,
     },
     /// Garbage-collect `store`.
     Prune {

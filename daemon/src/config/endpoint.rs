@@ -1,6 +1,12 @@
-//! Where a store, source or destination is: a direct `location` or a named
-//! resource, resolved to an integration, a protocol, a location and backend
-//! settings (secrets as references, never values).
+//! Where a store, source or destination is: a direct `location`, a named
+//! resource, or (for `exec`) a command, resolved to an integration, a
+//! protocol, a location and backend settings (secrets as references, never
+//! values).
+//!
+//! Locations pick their integration by scheme: a path or `fs://` is the
+//! filesystem, `s3://bucket/prefix` is S3, `sftp://[user@]host[:port]/path`
+//! is SFTP, `postgresql://[user@]host[:port][/database]` is PostgreSQL.
+//! Resources pick it by class and subclass (`integrations::resolve`).
 
 use super::desired::Endpoint;
 use super::load::{Located, RawConfig};
@@ -8,61 +14,38 @@ use super::model::ResourceTable;
 use super::validate::{Ctx, resolve_path, secret};
 use crate::integrations::{self, Role};
 
-#[allow(clippy::too_many_arguments)]
+/// What an object table says about where it is.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Wanted<'a> {
+    pub resource: Option<&'a str>,
+    pub location: Option<&'a str>,
+    pub integration: Option<&'a str>,
+    pub protocol: Option<&'a str>,
+    /// `command = [...]` (exec sources and destinations).
+    pub command: Option<&'a [String]>,
+}
+
 pub(super) fn endpoint<T>(
     cx: &mut Ctx,
     raw: &RawConfig,
     l: &Located<T>,
     object: &str,
     role: Role,
-    resource: Option<&str>,
-    location: Option<&str>,
-    integration: Option<&str>,
-    protocol: Option<&str>,
+    w: Wanted<'_>,
 ) -> Option<Endpoint> {
-    match (resource, location) {
+    let e = match (w.resource, w.location) {
         (Some(_), Some(_)) => {
             cx.err(l, object, "give either `resource` or `location`, not both");
-            None
+            return None;
+        }
+        (None, None) if w.integration == Some("exec") || w.command.is_some() => {
+            exec_endpoint(cx, l, object, role, w)
         }
         (None, None) => {
             cx.err(l, object, "`resource` or `location` is required");
             None
         }
-        (None, Some(loc)) => {
-            let (class, subclass, location) = if loc.starts_with("s3://") {
-                (
-                    "object-storage",
-                    "s3",
-                    loc.trim_end_matches('/').to_string(),
-                )
-            } else if let Some((scheme, _)) = loc.split_once("://").filter(|(s, _)| *s != "fs") {
-                cx.err(l, object, format!("location {loc:?}: unknown scheme {scheme:?} (use a path, fs://path or s3://bucket/prefix)"));
-                return None;
-            } else {
-                match resolve_path(&l.file, loc.strip_prefix("fs://").unwrap_or(loc)) {
-                    Ok(p) => ("filesystem", "local", p.display().to_string()),
-                    Err(e) => {
-                        cx.err(l, object, e);
-                        return None;
-                    }
-                }
-            };
-            match integrations::resolve(class, subclass, role, integration, protocol) {
-                Ok((i, p)) => Some(Endpoint {
-                    integration: i.name,
-                    protocol: p,
-                    location,
-                    resource: None,
-                    options: Vec::new(),
-                    credentials: Vec::new(),
-                }),
-                Err(e) => {
-                    cx.err(l, object, format!("location {loc:?}: {e}"));
-                    None
-                }
-            }
-        }
+        (None, Some(loc)) => location_endpoint(cx, l, object, role, w, loc),
         (Some(name), None) => {
             let Some(r) = raw.resources.get(name) else {
                 let known: Vec<&String> = raw.resources.keys().collect();
@@ -74,19 +57,155 @@ pub(super) fn endpoint<T>(
                 return None;
             };
             let res = &r.value;
-            let (i, p) =
-                match integrations::resolve(&res.class, &res.subclass, role, integration, protocol)
-                {
-                    Ok(x) => x,
-                    Err(e) => {
-                        cx.err(l, object, format!("resource {name:?}: {e}"));
-                        return None;
-                    }
-                };
-            resource_endpoint(cx, r, &format!("resource.{name}"), i.name, p).map(|mut e| {
-                e.resource = Some(name.to_string());
-                e
-            })
+            let (i, p) = match integrations::resolve(
+                &res.class,
+                &res.subclass,
+                role,
+                w.integration,
+                w.protocol,
+            ) {
+                Ok(x) => x,
+                Err(e) => {
+                    cx.err(l, object, format!("resource {name:?}: {e}"));
+                    return None;
+                }
+            };
+            let mut e = resource_endpoint(cx, r, &format!("resource.{name}"), i.name, p)?;
+            e.resource = Some(name.to_string());
+            Some(e)
+        }
+    }?;
+    if e.integration != "exec" && w.command.is_some() {
+        cx.err(
+            l,
+            object,
+            format!(
+                "`command` belongs to the exec integration, not {}",
+                e.integration
+            ),
+        );
+        return None;
+    }
+    Some(e)
+}
+
+fn bare(integration: &'static str, protocol: &'static str, location: String) -> Endpoint {
+    Endpoint {
+        integration,
+        protocol,
+        location,
+        resource: None,
+        options: Vec::new(),
+        credentials: Vec::new(),
+        command: Vec::new(),
+    }
+}
+
+fn exec_endpoint<T>(
+    cx: &mut Ctx,
+    l: &Located<T>,
+    object: &str,
+    role: Role,
+    w: Wanted<'_>,
+) -> Option<Endpoint> {
+    let (i, p) = match integrations::resolve("command", "exec", role, w.integration, w.protocol) {
+        Ok(x) => x,
+        Err(e) => {
+            cx.err(l, object, e);
+            return None;
+        }
+    };
+    let command = match w.command {
+        Some(c) if !c.is_empty() && !c[0].is_empty() => c.to_vec(),
+        _ => {
+            cx.err(
+                l,
+                object,
+                "the exec integration needs `command = [\"program\", \"arg\", …]`",
+            );
+            return None;
+        }
+    };
+    let mut e = bare(i.name, p, format!("exec:{}", command[0]));
+    e.command = command;
+    Some(e)
+}
+
+fn location_endpoint<T>(
+    cx: &mut Ctx,
+    l: &Located<T>,
+    object: &str,
+    role: Role,
+    w: Wanted<'_>,
+    loc: &str,
+) -> Option<Endpoint> {
+    let scheme = loc.split_once("://").map(|(s, _)| s);
+    let (class, subclass) = match scheme {
+        Some("s3") => ("object-storage", "s3"),
+        Some("sftp") => ("filesystem", "sftp"),
+        Some("postgresql" | "postgres") => ("database", "postgresql"),
+        None | Some("fs") => ("filesystem", "local"),
+        Some(other) => {
+            cx.err(
+                l,
+                object,
+                format!(
+                    "location {loc:?}: unknown scheme {other:?} (use a path, fs://path, \
+                     s3://bucket/prefix, sftp://user@host/path or postgresql://user@host/database)"
+                ),
+            );
+            return None;
+        }
+    };
+    let (i, p) = match integrations::resolve(class, subclass, role, w.integration, w.protocol) {
+        Ok(x) => x,
+        Err(e) => {
+            cx.err(l, object, format!("location {loc:?}: {e}"));
+            return None;
+        }
+    };
+    let location = match scheme {
+        None | Some("fs") => {
+            match resolve_path(&l.file, loc.strip_prefix("fs://").unwrap_or(loc)) {
+                Ok(path) => path.display().to_string(),
+                Err(e) => {
+                    cx.err(l, object, e);
+                    return None;
+                }
+            }
+        }
+        _ if loc.contains('@') && loc.split_once("://").is_some_and(|(_, r)| has_password(r)) => {
+            cx.err(
+                l,
+                object,
+                "a location never holds a password; declare a [resource] with password_file or password_env",
+            );
+            return None;
+        }
+        _ => loc.trim_end_matches('/').to_string(),
+    };
+    Some(bare(i.name, p, location))
+}
+
+/// Whether `user:password@host…` carries a password.
+fn has_password(rest: &str) -> bool {
+    rest.split_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+fn required<'a>(
+    cx: &mut Ctx,
+    r: &Located<ResourceTable>,
+    object: &str,
+    what: &str,
+    key: &str,
+    value: &'a Option<String>,
+) -> Option<&'a str> {
+    match value.as_deref() {
+        Some(v) if !v.is_empty() => Some(v),
+        _ => {
+            cx.err(r, object, format!("{what} resource needs `{key}`"));
+            None
         }
     }
 }
@@ -101,74 +220,145 @@ fn resource_endpoint(
     let res = &r.value;
     match integration {
         "fs" => {
-            let Some(path) = &res.path else {
-                cx.err(r, object, "a filesystem resource needs `path`");
-                return None;
-            };
+            let path = required(cx, r, object, "a filesystem", "path", &res.path)?;
             let p = resolve_path(&r.file, path)
                 .map_err(|e| cx.err(r, object, e))
                 .ok()?;
-            Some(Endpoint {
-                integration,
-                protocol,
-                location: p.display().to_string(),
-                resource: None,
-                options: Vec::new(),
-                credentials: Vec::new(),
-            })
+            Some(bare(integration, protocol, p.display().to_string()))
         }
-        _ => {
-            let Some(bucket) = &res.bucket else {
-                cx.err(r, object, "an S3 resource needs `bucket`");
+        "s3" => s3_endpoint(cx, r, object, protocol),
+        "sftp" => {
+            let host = required(cx, r, object, "an SFTP", "host", &res.host)?;
+            let path = required(cx, r, object, "an SFTP", "path", &res.path)?;
+            if !path.starts_with('/') {
+                cx.err(r, object, "an SFTP `path` is absolute on the server");
                 return None;
-            };
-            let prefix = res.prefix.as_deref().unwrap_or("").trim_matches('/');
-            let location = if prefix.is_empty() {
-                format!("s3://{bucket}")
-            } else {
-                format!("s3://{bucket}/{prefix}")
-            };
-            let mut options = Vec::new();
-            if let Some(e) = &res.endpoint {
-                options.push(("aws_endpoint".to_string(), e.clone()));
             }
-            if let Some(region) = &res.region {
-                options.push(("aws_region".to_string(), region.clone()));
-            }
-            if let Some(h) = res.allow_http {
-                options.push(("aws_allow_http".to_string(), h.to_string()));
-            }
-            let mut credentials = Vec::new();
-            if let Some(s) = secret(
-                cx,
-                r,
-                object,
-                "access_key_id",
-                res.access_key_id_file.as_deref(),
-                res.access_key_id_env.as_deref(),
-                false,
-            ) {
-                credentials.push(("aws_access_key_id".to_string(), s));
-            }
-            if let Some(s) = secret(
-                cx,
-                r,
-                object,
-                "secret_access_key",
-                res.secret_access_key_file.as_deref(),
-                res.secret_access_key_env.as_deref(),
-                false,
-            ) {
-                credentials.push(("aws_secret_access_key".to_string(), s));
-            }
-            Some(Endpoint {
+            let user = res
+                .user
+                .as_deref()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default();
+            let port = res.port.map(|p| format!(":{p}")).unwrap_or_default();
+            let mut e = bare(
                 integration,
                 protocol,
-                location,
-                resource: None,
-                options,
-                credentials,
-            })
+                format!("sftp://{user}{host}{port}{}", path.trim_end_matches('/')),
+            );
+            for (key, value) in [
+                ("sftp_key_file", &res.key_file),
+                ("sftp_known_hosts_file", &res.known_hosts_file),
+            ] {
+                if let Some(v) = value {
+                    match resolve_path(&r.file, v) {
+                        Ok(p) => e.options.push((key.into(), p.display().to_string())),
+                        Err(msg) => cx.err(r, object, msg),
+                    }
+                }
+            }
+            if let Some(s) = secret(
+                cx,
+                r,
+                object,
+                "password",
+                res.password_file.as_deref(),
+                res.password_env.as_deref(),
+                false,
+            ) {
+                e.credentials.push(("sftp_password".into(), s));
+            }
+            if res.key_file.is_none() && e.credentials.is_empty() {
+                cx.err(
+                    r,
+                    object,
+                    "an SFTP resource needs `key_file` or `password_file`/`password_env`",
+                );
+                return None;
+            }
+            Some(e)
+        }
+        "postgresql" => {
+            let host = required(cx, r, object, "a PostgreSQL", "host", &res.host)?;
+            let user = required(cx, r, object, "a PostgreSQL", "user", &res.user)?;
+            let port = res.port.unwrap_or(5432);
+            let db = res.database.as_deref().unwrap_or("");
+            let mut e = bare(
+                integration,
+                protocol,
+                format!(
+                    "postgresql://{user}@{host}:{port}{}",
+                    if db.is_empty() {
+                        String::new()
+                    } else {
+                        format!("/{db}")
+                    }
+                ),
+            );
+            e.options.push(("host".into(), host.to_string()));
+            e.options.push(("port".into(), port.to_string()));
+            e.options.push(("user".into(), user.to_string()));
+            if !db.is_empty() {
+                e.options.push(("database".into(), db.to_string()));
+            }
+            if let Some(s) = secret(
+                cx,
+                r,
+                object,
+                "password",
+                res.password_file.as_deref(),
+                res.password_env.as_deref(),
+                false,
+            ) {
+                e.credentials.push(("password".into(), s));
+            }
+            Some(e)
+        }
+        _ => Some(bare(integration, protocol, format!("{}:", res.class))),
+    }
+}
+
+fn s3_endpoint(
+    cx: &mut Ctx,
+    r: &Located<ResourceTable>,
+    object: &str,
+    protocol: &'static str,
+) -> Option<Endpoint> {
+    let res = &r.value;
+    let bucket = required(cx, r, object, "an S3", "bucket", &res.bucket)?;
+    let prefix = res.prefix.as_deref().unwrap_or("").trim_matches('/');
+    let location = if prefix.is_empty() {
+        format!("s3://{bucket}")
+    } else {
+        format!("s3://{bucket}/{prefix}")
+    };
+    let mut e = bare("s3", protocol, location);
+    if let Some(v) = &res.endpoint {
+        e.options.push(("aws_endpoint".to_string(), v.clone()));
+    }
+    if let Some(region) = &res.region {
+        e.options.push(("aws_region".to_string(), region.clone()));
+    }
+    if let Some(h) = res.allow_http {
+        e.options
+            .push(("aws_allow_http".to_string(), h.to_string()));
+    }
+    for (what, key, file, env) in [
+        (
+            "access_key_id",
+            "aws_access_key_id",
+            &res.access_key_id_file,
+            &res.access_key_id_env,
+        ),
+        (
+            "secret_access_key",
+            "aws_secret_access_key",
+            &res.secret_access_key_file,
+            &res.secret_access_key_env,
+        ),
+    ] {
+        if let Some(s) = secret(cx, r, object, what, file.as_deref(), env.as_deref(), false) {
+            e.credentials.push((key.to_string(), s));
         }
     }
+    Some(e)
 }

@@ -91,6 +91,9 @@ pub struct ResourceTable {
     pub password_env: Option<String>,
     /// Private key file (SSH).
     pub key_file: Option<String>,
+    /// OpenSSH `known_hosts` file that must hold the server's host key (SSH;
+    /// default `~/.ssh/known_hosts`).
+    pub known_hosts_file: Option<String>,
 }
 
 /// `standard` or `cold` (policy only; never changes the storage).
@@ -162,6 +165,14 @@ pub struct SourceTable {
     /// Glob patterns to skip.
     #[serde(default)]
     pub excludes: Vec<String>,
+    /// The command whose standard output is backed up (`exec`), as argv.
+    pub command: Option<Vec<String>>,
+    /// The file name the command's output gets in the snapshot (`exec`).
+    pub file: Option<String>,
+    /// A command run before the backup (argv); if it fails, nothing is backed up.
+    pub pre: Option<Vec<String>>,
+    /// A command run after the backup, whatever its outcome (argv).
+    pub post: Option<Vec<String>>,
     /// Integration-specific options.
     #[serde(default)]
     pub options: toml::Table,
@@ -179,6 +190,8 @@ pub struct DestinationTable {
     pub integration: Option<String>,
     /// Protocol, when the integration has several.
     pub protocol: Option<String>,
+    /// The command a restored file is piped into (`exec`), as argv.
+    pub command: Option<Vec<String>>,
     /// Integration-specific options.
     #[serde(default)]
     pub options: toml::Table,
@@ -287,4 +300,6 @@ pub struct TaskTable {
     pub tags_filter: Vec<String>,
     /// Allow reading data from a cold store (restore, check with read_data).
     pub allow_cold_read: Option<bool>,
+    /// Let a one-shot restore replace files that exist in the destination.
+    pub overwrite: Option<bool>,
 }

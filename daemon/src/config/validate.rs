@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::action::action;
 use super::desired::*;
-use super::endpoint::endpoint;
+use super::endpoint::{Wanted, endpoint};
 use super::error::ConfigError;
 use super::load::{Located, RawConfig};
 use crate::integrations::Role;
@@ -107,10 +107,13 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
             l,
             &object,
             Role::Store,
-            s.resource.as_deref(),
-            s.location.as_deref(),
-            s.integration.as_deref(),
-            s.protocol.as_deref(),
+            Wanted {
+                resource: s.resource.as_deref(),
+                location: s.location.as_deref(),
+                integration: s.integration.as_deref(),
+                protocol: s.protocol.as_deref(),
+                command: None,
+            },
         );
         let passphrase = secret(
             &mut cx,
@@ -144,33 +147,61 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
                 cx.err(l, &object, format!("bad exclude pattern {pattern:?}: {e}"));
             }
         }
-        if !s.options.is_empty() {
-            cx.err(
-                l,
-                &object,
-                format!(
-                    "the options {:?} are not understood by any built-in source integration",
-                    s.options.keys().collect::<Vec<_>>()
-                ),
-            );
-        }
-        if let Some(endpoint) = endpoint(
+        let hooks = [("pre", &s.pre), ("post", &s.post)].map(|(key, hook)| match hook {
+            Some(argv) if argv.is_empty() || argv[0].is_empty() => {
+                cx.err(
+                    l,
+                    &object,
+                    format!("`{key}` is a command as argv: [\"program\", \"arg\", …]"),
+                );
+                Vec::new()
+            }
+            Some(argv) => argv.clone(),
+            None => Vec::new(),
+        });
+        if let Some(mut endpoint) = endpoint(
             &mut cx,
             raw,
             l,
             &object,
             Role::Source,
-            s.resource.as_deref(),
-            s.location.as_deref(),
-            s.integration.as_deref(),
-            s.protocol.as_deref(),
+            Wanted {
+                resource: s.resource.as_deref(),
+                location: s.location.as_deref(),
+                integration: s.integration.as_deref(),
+                protocol: s.protocol.as_deref(),
+                command: s.command.as_deref(),
+            },
         ) {
+            match (endpoint.integration, &s.file) {
+                ("exec", Some(file)) if kloset::tree::is_safe_name(file.as_bytes()) => {
+                    endpoint.options.push(("file".into(), file.clone()));
+                }
+                ("exec", Some(file)) => cx.err(
+                    l,
+                    &object,
+                    format!("file = {file:?} must be one file name (no `/`, not `.` or `..`)"),
+                ),
+                ("exec", None) => endpoint
+                    .options
+                    .push(("file".into(), format!("{name}.out"))),
+                (other, Some(_)) => cx.err(
+                    l,
+                    &object,
+                    format!("`file` belongs to the exec integration, not {other}"),
+                ),
+                _ => {}
+            }
+            integration_options(&mut cx, l, &object, &mut endpoint, &s.options, &[]);
+            let [pre, post] = hooks;
             sources.insert(
                 name.clone(),
                 SourceDef {
                     name: name.clone(),
                     endpoint,
                     excludes: s.excludes.clone(),
+                    pre,
+                    post,
                     origin: origin(l),
                 },
             );
@@ -180,27 +211,25 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
     for (name, l) in &raw.destinations {
         let object = format!("destination.{name}");
         let d = &l.value;
-        if !d.options.is_empty() {
-            cx.err(
-                l,
-                &object,
-                format!(
-                    "the options {:?} are not understood by any built-in destination integration",
-                    d.options.keys().collect::<Vec<_>>()
-                ),
-            );
-        }
-        if let Some(endpoint) = endpoint(
+        if let Some(mut endpoint) = endpoint(
             &mut cx,
             raw,
             l,
             &object,
             Role::Destination,
-            d.resource.as_deref(),
-            d.location.as_deref(),
-            d.integration.as_deref(),
-            d.protocol.as_deref(),
+            Wanted {
+                resource: d.resource.as_deref(),
+                location: d.location.as_deref(),
+                integration: d.integration.as_deref(),
+                protocol: d.protocol.as_deref(),
+                command: d.command.as_deref(),
+            },
         ) {
+            let allowed: &[&str] = match endpoint.integration {
+                "postgresql" => &["clean"],
+                _ => &[],
+            };
+            integration_options(&mut cx, l, &object, &mut endpoint, &d.options, allowed);
             destinations.insert(
                 name.clone(),
                 DestinationDef {
@@ -307,6 +336,37 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
     })
 }
 
+/// Checks `options = { … }` against the boolean options an integration
+/// understands and records them on the endpoint.
+fn integration_options<T>(
+    cx: &mut Ctx,
+    l: &Located<T>,
+    object: &str,
+    endpoint: &mut Endpoint,
+    options: &toml::Table,
+    allowed: &[&str],
+) {
+    for (key, value) in options {
+        match (allowed.contains(&key.as_str()), value) {
+            (true, toml::Value::Boolean(b)) => endpoint.options.push((key.clone(), b.to_string())),
+            (true, _) => cx.err(l, object, format!("options.{key} is true or false")),
+            (false, _) => cx.err(
+                l,
+                object,
+                format!(
+                    "option {key:?} is not understood by the {} integration{}",
+                    endpoint.integration,
+                    if allowed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (it takes: {})", allowed.join(", "))
+                    }
+                ),
+            ),
+        }
+    }
+}
+
 /// A resource as status shows it: its set fields, and its credentials by
 /// where they come from.
 fn resource_def(name: &str, l: &Located<super::model::ResourceTable>) -> ResourceDef {
@@ -327,6 +387,8 @@ fn resource_def(name: &str, l: &Located<super::model::ResourceTable>) -> Resourc
     set("port", r.port.map(|p| p.to_string()));
     set("user", r.user.clone());
     set("database", r.database.clone());
+    set("key_file", r.key_file.clone());
+    set("known_hosts_file", r.known_hosts_file.clone());
     let mut credentials = BTreeMap::new();
     let mut cred = |key: &str, file: &Option<String>, env: &Option<String>| {
         if let Some(f) = file {

@@ -117,6 +117,7 @@ mod tests {
             resource: None,
             options: vec![],
             credentials: vec![],
+            command: vec![],
         }
     }
 

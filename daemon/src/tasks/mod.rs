@@ -1,6 +1,9 @@
 //! Task execution for the daemon: store readiness (test connection, detect,
 //! initialise) and running backup, check and restore tasks.
 
+pub mod backup;
+pub mod hooks;
+pub mod restore;
 pub mod run;
 pub mod store;
 pub mod verify;

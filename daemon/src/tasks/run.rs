@@ -23,18 +23,16 @@
 //! - **Retention** after a backup is a later issue: `stats.retention` says it
 //!   was not applied; the backup does not fail for it.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kloset::ops::backup::{BackupOptions, ParentPolicy, backup};
 use kloset::ops::check::{CheckOptions, check};
-use kloset::ops::restore::{RestoreOptions, restore};
 use kloset::{Error, ErrorKind, Progress};
 use serde_json::json;
 
+use super::backup::run_backup;
+use super::restore::{RestoreRequest, run_restore};
 use super::store::{StoreProblem, StoreReason, open_store};
-use super::verify::verify_restore;
-use crate::config::desired::{Action, DesiredState, Endpoint, StoreDef};
+use crate::config::desired::{Action, DesiredState, StoreDef};
 use crate::config::model::StorageType;
 
 /// How a task ended.
@@ -78,7 +76,7 @@ pub struct TaskResult {
 }
 
 impl TaskResult {
-    fn failed(error: impl Into<String>) -> Self {
+    pub(super) fn failed(error: impl Into<String>) -> Self {
         TaskResult {
             status: RunStatus::Failed,
             partial: false,
@@ -89,7 +87,7 @@ impl TaskResult {
         }
     }
 
-    fn cancelled() -> Self {
+    pub(super) fn cancelled() -> Self {
         TaskResult {
             status: RunStatus::Cancelled,
             error: Some("cancelled".into()),
@@ -97,7 +95,7 @@ impl TaskResult {
         }
     }
 
-    fn from_engine(e: &Error) -> Self {
+    pub(super) fn from_engine(e: &Error) -> Self {
         if e.kind() == ErrorKind::Cancelled {
             TaskResult::cancelled()
         } else {
@@ -105,7 +103,7 @@ impl TaskResult {
         }
     }
 
-    fn from_store(p: &StoreProblem) -> Self {
+    pub(super) fn from_store(p: &StoreProblem) -> Self {
         if p.reason == StoreReason::Cancelled {
             TaskResult::cancelled()
         } else {
@@ -113,7 +111,7 @@ impl TaskResult {
         }
     }
 
-    fn succeeded(stats: serde_json::Value) -> Self {
+    pub(super) fn succeeded(stats: serde_json::Value) -> Self {
         TaskResult {
             status: RunStatus::Succeeded,
             partial: false,
@@ -126,7 +124,7 @@ impl TaskResult {
 }
 
 /// How many problems or paths an error message lists.
-const SHOWN: usize = 3;
+pub(super) const SHOWN: usize = 3;
 
 /// Runs `action` against `state`, reporting live progress into `progress`
 /// and stopping early once `progress.cancel()` is called.
@@ -152,14 +150,20 @@ pub fn execute(state: &DesiredState, action: &Action, progress: Arc<Progress>) -
             snapshot,
             path,
             allow_cold_read,
+            into_snapshot_dir,
+            overwrite,
             ..
         } => run_restore(
             state,
             store,
-            destination,
-            snapshot,
-            path,
-            *allow_cold_read,
+            &RestoreRequest {
+                destination,
+                snapshot,
+                path,
+                allow_cold_read: *allow_cold_read,
+                into_snapshot_dir: *into_snapshot_dir,
+                overwrite: *overwrite,
+            },
             progress,
         ),
         Action::Sync { .. } => TaskResult::failed("sync is not implemented yet (retention issue)"),
@@ -167,91 +171,7 @@ pub fn execute(state: &DesiredState, action: &Action, progress: Arc<Progress>) -
     }
 }
 
-fn local_path(kind: &str, name: &str, endpoint: &Endpoint) -> Result<PathBuf, String> {
-    if endpoint.integration == "fs" {
-        Ok(PathBuf::from(&endpoint.location))
-    } else {
-        Err(format!(
-            "{kind} {name} uses the {} integration, which tasks cannot use yet (only fs)",
-            endpoint.integration
-        ))
-    }
-}
-
-fn run_backup(
-    state: &DesiredState,
-    store: &StoreDef,
-    source: &str,
-    tags: &[String],
-    has_retention: bool,
-    progress: Arc<Progress>,
-) -> TaskResult {
-    let Some(def) = state.sources.get(source) else {
-        return TaskResult::failed(format!("no [source.{source}] is declared"));
-    };
-    let root = match local_path("source", source, &def.endpoint) {
-        Ok(p) => p,
-        Err(e) => return TaskResult::failed(e),
-    };
-    let repo = match open_store(store, true) {
-        Ok(r) => r,
-        Err(p) => return TaskResult::from_store(&p),
-    };
-    let options = BackupOptions {
-        // The config name, so `kloset backup @SOURCE` shares the parent chain.
-        source: Some(source.to_string()),
-        host: None,
-        tags: tags.to_vec(),
-        excludes: def.excludes.clone(),
-        parent: ParentPolicy::Latest,
-        threads: 0,
-        progress,
-        all_or_nothing: false,
-    };
-    let snap = match backup(&repo, &root, &options) {
-        Ok(s) => s,
-        Err(e) => return TaskResult::from_engine(&e),
-    };
-    let s = &snap.stats;
-    let mut stats = json!({
-        "files": s.files,
-        "dirs": s.dirs,
-        "bytes": s.bytes,
-        "files_unchanged": s.files_unchanged,
-        "bytes_added": s.bytes_added,
-        "bytes_stored": s.bytes_stored,
-        "duration_ms": s.duration_ms,
-        "errors": snap.errors.len(),
-    });
-    if has_retention {
-        stats["retention"] = json!("not applied yet: retention is not implemented");
-    }
-    let mut result = TaskResult::succeeded(stats);
-    result.snapshot_id = Some(snap.id.to_hex());
-    result.bytes_added = Some(s.bytes_added);
-    if !snap.errors.is_empty() {
-        let shown: Vec<String> = snap
-            .errors
-            .iter()
-            .take(SHOWN)
-            .map(|e| format!("{}: {}", e.path, e.error))
-            .collect();
-        result.partial = true;
-        result.error = Some(format!(
-            "partial backup: {} file(s) could not be read ({}{})",
-            snap.errors.len(),
-            shown.join("; "),
-            if snap.errors.len() > SHOWN {
-                "; ..."
-            } else {
-                ""
-            }
-        ));
-    }
-    result
-}
-
-fn cold_refusal(store: &StoreDef, what: &str) -> Option<TaskResult> {
+pub(super) fn cold_refusal(store: &StoreDef, what: &str) -> Option<TaskResult> {
     (store.storage_type == StorageType::Cold).then(|| {
         TaskResult::failed(format!(
             "store {} is a cold store: {what} reads data from it, which archival \
@@ -319,79 +239,4 @@ fn run_check(
         ));
     }
     result
-}
-
-fn run_restore(
-    state: &DesiredState,
-    store: &StoreDef,
-    destination: &str,
-    snapshot: &str,
-    path: &str,
-    allow_cold_read: bool,
-    progress: Arc<Progress>,
-) -> TaskResult {
-    if !allow_cold_read && let Some(refused) = cold_refusal(store, "a restore") {
-        return refused;
-    }
-    let Some(def) = state.destinations.get(destination) else {
-        return TaskResult::failed(format!("no [destination.{destination}] is declared"));
-    };
-    let dest = match local_path("destination", destination, &def.endpoint) {
-        Ok(p) => p,
-        Err(e) => return TaskResult::failed(e),
-    };
-    let repo = match open_store(store, false) {
-        Ok(r) => r,
-        Err(p) => return TaskResult::from_store(&p),
-    };
-    let snap = match repo.resolve_snapshot(snapshot) {
-        Ok(s) => s,
-        Err(e) => return TaskResult::from_engine(&e),
-    };
-    let target = dest.join(snap.id.short());
-    let options = RestoreOptions {
-        force: true,
-        owners: true,
-        threads: 0,
-        progress: progress.clone(),
-    };
-    let report = match restore(&repo, &snap, path, &target, &options) {
-        Ok(r) => r,
-        Err(e) => return TaskResult::from_engine(&e),
-    };
-    let verified = match verify_restore(&repo, &snap, path, &target, &progress) {
-        Ok(v) => v,
-        Err(e) => return TaskResult::from_engine(&e),
-    };
-    let stats = json!({
-        "target": display(&target),
-        "files": report.files,
-        "dirs": report.dirs,
-        "others": report.others,
-        "bytes": report.bytes,
-        "restore_errors": report.errors.len(),
-        "verified_files": verified.files,
-        "verified_bytes": verified.bytes,
-        "mismatches": verified.mismatches.len(),
-    });
-    let mut result = TaskResult::succeeded(stats);
-    result.snapshot_id = Some(snap.id.to_hex());
-    let mut problems: Vec<String> = verified.mismatches;
-    problems.extend(report.errors);
-    if !problems.is_empty() {
-        result.status = RunStatus::Failed;
-        result.error = Some(format!(
-            "restore test of snapshot {} into {} found {} problem(s): {}{}",
-            snap.id.short(),
-            display(&target),
-            problems.len(),
-            problems[..problems.len().min(SHOWN)].join("; "),
-            if problems.len() > SHOWN { "; ..." } else { "" }
-        ));
-    }
-    result
-}
-
-fn display(p: &Path) -> String {
-    p.display().to_string()
 }

@@ -109,6 +109,8 @@ fn restore_action(allow_cold_read: bool) -> Action {
         snapshot: "latest".into(),
         path: "/".into(),
         allow_cold_read,
+        into_snapshot_dir: true,
+        overwrite: false,
     }
 }
 
