@@ -236,6 +236,12 @@ fn object_store_semantics_over_sftp() {
             .expect("list");
         under_a.sort();
         assert_eq!(under_a, ["a/b/obj", "a/top"], "prefixes are whole segments");
+        let none: Vec<_> = store
+            .list(Some(&ObjPath::from("a/top")))
+            .try_collect()
+            .await
+            .expect("list under a file");
+        assert!(none.is_empty());
         let all: Vec<_> = store.list(None).try_collect().await.expect("list all");
         assert_eq!(all.len(), 3);
         let level = store

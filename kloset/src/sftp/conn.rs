@@ -126,11 +126,15 @@ impl Pool {
         match least {
             Some(c) if Arc::strong_count(&c) == 2 => Ok(c),
             Some(c) if conns.len() >= self.config.max_sessions.max(1) => Ok(c),
-            _ => {
-                let fresh = Arc::new(connect(&self.config)?);
-                conns.push(fresh.clone());
-                Ok(fresh)
-            }
+            busy => match connect(&self.config) {
+                Ok(fresh) => {
+                    let fresh = Arc::new(fresh);
+                    conns.push(fresh.clone());
+                    Ok(fresh)
+                }
+                // The server may limit sessions per user: share a busy one.
+                Err(e) => busy.ok_or(e),
+            },
         }
     }
 }

@@ -374,7 +374,9 @@ fn list_dir(
         Ok(v) => v,
         Err(e) => {
             let e = conn.err("readdir", &full, e);
-            return if e.kind() == SftpErrorKind::NotFound {
+            // A missing prefix, or one naming a file, holds no objects.
+            let is_file = || matches!(conn.sftp.stat(FsPath::new(&full)), Ok(st) if !st.is_dir());
+            return if e.kind() == SftpErrorKind::NotFound || is_file() {
                 Ok((Vec::new(), Vec::new()))
             } else {
                 Err(e)
