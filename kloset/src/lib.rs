@@ -1,5 +1,5 @@
 //! Kloset: a content-addressed, deduplicating, compressed and encrypted
-//! backup store over object storage (local disk, S3-compatible, in-memory).
+//! backup store over object storage (local disk, S3-compatible, SFTP, in-memory).
 //!
 //! The on-store format is written down in `FORMAT.md` next to this crate.
 //! This crate has no configuration parsing and no daemon concerns.
@@ -39,6 +39,7 @@ pub mod ops;
 pub mod pack;
 pub mod progress;
 pub mod repository;
+pub mod sftp;
 pub mod snapshot;
 pub mod storage;
 pub mod tree;
@@ -52,4 +53,4 @@ pub use snapshot::Snapshot;
 pub use storage::{Location, Storage};
 
 /// The store backends built into this library.
-pub const STORE_BACKENDS: &[&str] = &["fs", "s3", "mem"];
+pub const STORE_BACKENDS: &[&str] = &["fs", "s3", "sftp", "mem"];

@@ -31,10 +31,23 @@ pub enum Location {
     S3 { bucket: String, prefix: String },
     /// A process-local in-memory store (`mem://`), for tests.
     Memory,
+    /// A directory on an SFTP server (`sftp://[user@]host[:port]/abs/path`);
+    /// credentials come from backend options, never from the location.
+    Sftp {
+        /// Login name (`None`: the local user's name).
+        user: Option<String>,
+        /// Host name or IP address (IPv6 without brackets).
+        host: String,
+        /// TCP port (22 unless given).
+        port: u16,
+        /// Absolute remote directory, without a trailing `/` (except `/`).
+        path: String,
+    },
 }
 
 impl Location {
-    /// Parses `PATH`, `fs://PATH`, `s3://BUCKET[/PREFIX]` or `mem://`.
+    /// Parses `PATH`, `fs://PATH`, `s3://BUCKET[/PREFIX]`,
+    /// `sftp://[USER@]HOST[:PORT]/ABS/PATH` or `mem://`.
     /// Relative paths are made absolute against the current directory.
     pub fn parse(s: &str) -> Result<Location> {
         if s.is_empty() {
@@ -55,10 +68,13 @@ impl Location {
         if s == "mem://" {
             return Ok(Location::Memory);
         }
+        if let Some(rest) = s.strip_prefix("sftp://") {
+            return crate::sftp::parse_location(rest);
+        }
         let path = s.strip_prefix("fs://").unwrap_or(s);
         if let Some((scheme, _)) = path.split_once("://") {
             return Err(Error::InvalidArgument(format!(
-                "unsupported store location scheme {scheme:?} (built in: fs, s3)"
+                "unsupported store location scheme {scheme:?} (built in: fs, s3, sftp)"
             )));
         }
         let path = Path::new(path);
@@ -81,6 +97,12 @@ impl std::fmt::Display for Location {
             Location::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
             Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
             Location::Memory => f.write_str("mem://"),
+            Location::Sftp {
+                user,
+                host,
+                port,
+                path,
+            } => crate::sftp::fmt_location(f, user.as_deref(), host, *port, path),
         }
     }
 }
@@ -219,6 +241,11 @@ impl Storage {
                     String::new(),
                     None,
                 ),
+                Location::Sftp { .. } => {
+                    let config = crate::sftp::SftpConfig::from_location(location, options)?;
+                    let store = crate::sftp::SftpStore::open(config, create_dir)?;
+                    (Arc::new(store), String::new(), None)
+                }
             };
         Storage::from_object_store(store, &prefix, &location.to_string(), local_root)
     }
