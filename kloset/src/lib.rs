@@ -23,6 +23,7 @@
 
 pub mod chunker;
 pub mod codec;
+pub mod command;
 pub mod crypto;
 pub mod error;
 pub mod export;
