@@ -5,6 +5,7 @@
 //! listing what exists.
 
 pub mod connect;
+pub mod postgresql;
 
 /// A connector role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
