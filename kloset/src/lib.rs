@@ -24,6 +24,7 @@
 pub mod bucket;
 pub mod chunker;
 pub mod codec;
+pub mod command;
 pub mod crypto;
 pub mod error;
 pub mod export;

@@ -6,6 +6,7 @@
 
 pub mod connect;
 pub mod connectors;
+pub mod postgresql;
 
 /// A connector role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
