@@ -2,10 +2,29 @@
 //! each connector and role. A failure has a machine reason and a message
 //! that never holds a secret. (Stores are tested by opening them:
 //! `tasks::store`.)
+//!
+//! - fs: a source exists and can be listed or opened; a destination's
+//!   nearest existing parent is a writable directory.
+//! - s3: a source's prefix can be listed; a destination accepts a probe
+//!   object, which is then deleted.
+//! - sftp: the server is reached, its host key is known, the credentials
+//!   are accepted; a source's directory can be listed; a destination
+//!   directory is made if missing and accepts a probe file, then deleted.
+//! - postgresql: `psql` connects with the credentials and the user may
+//!   connect to (source) or create in (destination) the database.
+//! - exec: the program is found and executable.
 
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
+use kloset::import::Importer;
+use kloset::{Location, Storage};
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use super::connectors::object_storage;
 use crate::config::desired::Endpoint;
+use crate::tasks::store::backend_options;
 
 /// Why an endpoint is not usable.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,8 +67,147 @@ pub fn test_source(endpoint: &Endpoint) -> Result<&'static str, NotConnected> {
             }
             Ok("Readable")
         }
+        "s3" => {
+            let storage =
+                object_storage(endpoint).map_err(|m| not_connected("InvalidConfig", m))?;
+            kloset::bucket::BucketImporter::new(storage)
+                .root()
+                .map_err(|e| s3_failure(&endpoint.location, "list", &e))?;
+            Ok("Listable")
+        }
+        "sftp" => {
+            let config = sftp_config(endpoint)?;
+            let importer =
+                kloset::sftp::SftpImporter::connect(config).map_err(|e| sftp_failure(&e))?;
+            importer.root().map_err(|e| io_failure(&e))?;
+            Ok("Listable")
+        }
+        "postgresql" => super::postgresql::test_source(
+            &super::connectors::pg_connection(endpoint)
+                .map_err(|m| not_connected("SecretUnreadable", m))?,
+        ),
+        "exec" => executable(endpoint),
         other => Err(unsupported(other, "source")),
     }
+}
+
+fn not_connected(reason: &'static str, message: impl Into<String>) -> NotConnected {
+    NotConnected {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// An I/O error that may wrap an SFTP failure.
+fn io_failure(e: &std::io::Error) -> NotConnected {
+    let reason = kloset::sftp::error_kind(e)
+        .map(|k| k.reason())
+        .unwrap_or_else(|| io_reason(e));
+    not_connected(reason, e.to_string())
+}
+
+fn sftp_failure(e: &kloset::sftp::SftpError) -> NotConnected {
+    not_connected(e.kind().reason(), e.to_string())
+}
+
+fn sftp_config(endpoint: &Endpoint) -> Result<kloset::sftp::SftpConfig, NotConnected> {
+    let location = Location::parse(&endpoint.location)
+        .map_err(|e| not_connected("InvalidConfig", e.to_string()))?;
+    let options = backend_options(endpoint).map_err(|m| not_connected("SecretUnreadable", m))?;
+    kloset::sftp::SftpConfig::from_location(&location, &options)
+        .map_err(|e| not_connected("InvalidConfig", e.to_string()))
+}
+
+/// Reasons for S3 failures: object_store's typed errors, refined by the
+/// service's error codes where the type is generic.
+fn s3_failure(location: &str, op: &str, e: &std::io::Error) -> NotConnected {
+    let text = e.to_string();
+    let reason = if text.contains("InvalidAccessKeyId")
+        || text.contains("SignatureDoesNotMatch")
+        || text.contains("Unauthenticated")
+    {
+        "AuthenticationFailed"
+    } else if text.contains("NoSuchBucket") {
+        "NotFound"
+    } else if e.kind() == std::io::ErrorKind::PermissionDenied || text.contains("AccessDenied") {
+        "PermissionDenied"
+    } else if text.contains("error sending request")
+        || text.contains("onnection refused")
+        || text.contains("dns error")
+        || text.contains("timed out")
+    {
+        "Unreachable"
+    } else {
+        io_reason(e)
+    };
+    not_connected(reason, format!("cannot {op} {location}: {text}"))
+}
+
+fn executable(endpoint: &Endpoint) -> Result<&'static str, NotConnected> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(program) = endpoint.command.first() else {
+        return Err(not_connected("InvalidConfig", "no command"));
+    };
+    let candidates: Vec<PathBuf> = if program.contains('/') {
+        vec![PathBuf::from(program)]
+    } else {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).map(|d| d.join(program)).collect())
+            .unwrap_or_default()
+    };
+    for c in &candidates {
+        if let Ok(meta) = std::fs::metadata(c)
+            && meta.is_file()
+        {
+            return if meta.permissions().mode() & 0o111 != 0 {
+                Ok("Executable")
+            } else {
+                Err(not_connected(
+                    "PermissionDenied",
+                    format!("{} is not executable", c.display()),
+                ))
+            };
+        }
+    }
+    Err(not_connected(
+        "NotFound",
+        format!("command {program:?} was not found (PATH is searched for names without `/`)"),
+    ))
+}
+
+/// Writes a probe object and deletes it again.
+fn probe_write(storage: &Storage) -> Result<(), std::io::Error> {
+    let store = storage.object_store();
+    let name = format!(
+        ".klosetd-probe-{}",
+        kloset::id::SnapshotId::random().short()
+    );
+    let path = if storage.prefix().is_empty() {
+        ObjPath::from(name)
+    } else {
+        ObjPath::from(format!("{}/{name}", storage.prefix()))
+    };
+    storage
+        .run(async move {
+            store
+                .put(
+                    &path,
+                    PutPayload::from(Bytes::from_static(b"klosetd write test")),
+                )
+                .await?;
+            store.delete(&path).await
+        })
+        .map_err(|e| {
+            let kind = match &e {
+                object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. } => {
+                    std::io::ErrorKind::PermissionDenied
+                }
+                object_store::Error::NotFound { .. } => std::io::ErrorKind::NotFound,
+                _ => std::io::ErrorKind::Other,
+            };
+            std::io::Error::new(kind, e.to_string())
+        })
 }
 
 /// A destination is connected when a restore can write there: an existing
@@ -94,6 +252,30 @@ pub fn test_destination(endpoint: &Endpoint) -> Result<&'static str, NotConnecte
             }
             Ok("Writable")
         }
+        "s3" => {
+            let storage =
+                object_storage(endpoint).map_err(|m| not_connected("InvalidConfig", m))?;
+            probe_write(&storage).map_err(|e| s3_failure(&endpoint.location, "write to", &e))?;
+            Ok("Writable")
+        }
+        "sftp" => {
+            let location = Location::parse(&endpoint.location)
+                .map_err(|e| not_connected("InvalidConfig", e.to_string()))?;
+            let options =
+                backend_options(endpoint).map_err(|m| not_connected("SecretUnreadable", m))?;
+            // A restore makes the directory too, so the test may.
+            let storage = Storage::open(&location, &options, true).map_err(|e| {
+                let reason = kloset::sftp::error_kind(&e).map_or("Unreachable", |k| k.reason());
+                not_connected(reason, e.to_string())
+            })?;
+            probe_write(&storage).map_err(|e| io_failure(&e))?;
+            Ok("Writable")
+        }
+        "postgresql" => super::postgresql::test_destination(
+            &super::connectors::pg_connection(endpoint)
+                .map_err(|m| not_connected("SecretUnreadable", m))?,
+        ),
+        "exec" => executable(endpoint),
         other => Err(unsupported(other, "destination")),
     }
 }

@@ -6,10 +6,13 @@
 use std::path::PathBuf;
 
 use kloset::bucket::{BucketExporter, BucketImporter};
+use kloset::command::{CommandExporter, CommandFile, CommandImporter, CommandSpec};
 use kloset::export::Exporter;
 use kloset::import::{FsImporter, Importer};
+use kloset::sftp::{SftpConfig, SftpExporter, SftpImporter};
 use kloset::{Location, Storage};
 
+use super::postgresql::{self, PgConnection};
 use crate::config::desired::{Endpoint, SourceDef};
 use crate::tasks::store::backend_options;
 
@@ -44,6 +47,13 @@ pub fn importer(source: &SourceDef) -> Result<Box<dyn Importer>, String> {
     match e.integration {
         "fs" => Ok(Box::new(FsImporter::new(&e.location))),
         "s3" => Ok(Box::new(BucketImporter::new(object_storage(e)?))),
+        "sftp" => Ok(Box::new(
+            SftpImporter::connect(sftp_config(e)?).map_err(|e| e.to_string())?,
+        )),
+        "exec" => Ok(Box::new(exec_importer(source)?)),
+        "postgresql" => Ok(Box::new(
+            postgresql::importer(&pg_connection(e)?).map_err(|e| e.to_string())?,
+        )),
         other => Err(not_built(other, "source")),
     }
 }
@@ -66,8 +76,74 @@ pub fn restore_target(endpoint: &Endpoint, subdir: Option<&str>) -> Result<Resto
                 object_storage(&e)?,
             ))))
         }
+        "sftp" => {
+            let mut e = endpoint.clone();
+            e.location = joined(&endpoint.location);
+            Ok(RestoreTarget::Exporter(Box::new(
+                SftpExporter::connect(sftp_config(&e)?).map_err(|e| e.to_string())?,
+            )))
+        }
+        "postgresql" => Ok(RestoreTarget::Exporter(Box::new(
+            postgresql::exporter(
+                &pg_connection(endpoint)?,
+                endpoint.option("clean") == Some("true"),
+            )
+            .map_err(|e| e.to_string())?,
+        ))),
+        "exec" => Ok(RestoreTarget::Exporter(Box::new(CommandExporter::new(
+            endpoint.location.clone(),
+            command_spec(&endpoint.command)?,
+        )))),
         other => Err(not_built(other, "destination")),
     }
+}
+
+/// SFTP settings with their credentials.
+pub fn sftp_config(endpoint: &Endpoint) -> Result<SftpConfig, String> {
+    let location = Location::parse(&endpoint.location).map_err(|e| e.to_string())?;
+    let options = backend_options(endpoint)?;
+    SftpConfig::from_location(&location, &options).map_err(|e| e.to_string())
+}
+
+fn command_spec(argv: &[String]) -> Result<CommandSpec, String> {
+    let (program, args) = argv.split_first().ok_or("no command")?;
+    Ok(CommandSpec::new(program).args(args.iter().cloned()))
+}
+
+/// PostgreSQL connection settings with the password read.
+pub fn pg_connection(endpoint: &Endpoint) -> Result<PgConnection, String> {
+    let port = endpoint.option("port").unwrap_or("5432");
+    let password = match endpoint.credentials.iter().find(|(k, _)| k == "password") {
+        Some((_, secret)) => {
+            let bytes = secret.read().map_err(|e| format!("password: {e}"))?;
+            let text =
+                std::str::from_utf8(&bytes).map_err(|_| "password: the secret is not UTF-8")?;
+            Some(zeroize::Zeroizing::new(text.to_string()))
+        }
+        None => None,
+    };
+    Ok(PgConnection {
+        host: endpoint.option("host").unwrap_or("localhost").to_string(),
+        port: port
+            .parse()
+            .map_err(|_| format!("port {port:?} is not a number"))?,
+        user: endpoint.option("user").unwrap_or("postgres").to_string(),
+        database: endpoint.option("database").map(str::to_string),
+        password,
+        bin_dir: None,
+    })
+}
+
+fn exec_importer(source: &SourceDef) -> Result<CommandImporter, String> {
+    let e = &source.endpoint;
+    let name = e.option("file").unwrap_or("stdout").to_string();
+    Ok(CommandImporter::new(
+        e.location.clone(),
+        vec![CommandFile {
+            name,
+            command: command_spec(&e.command)?,
+        }],
+    ))
 }
 
 fn not_built(integration: &str, role: &str) -> String {
