@@ -7,10 +7,12 @@
 //! - [`s3`]: run a real S3 server (`s3s-fs`) on a free loopback port.
 //! - [`cli`]: run the `kloset` binary with a passphrase and extra environment.
 //! - [`rng`]: a tiny deterministic PRNG for fixtures.
+//! - [`postgres`]: run a real PostgreSQL server on a free loopback port.
 #![allow(dead_code, unused_imports)]
 
 pub mod cli;
 pub mod daemon;
+pub mod postgres;
 pub mod rng;
 pub mod s3;
 pub mod store;
