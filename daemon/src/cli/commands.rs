@@ -1,13 +1,13 @@
 //! One function per `kloset` command, over the `kloset` library.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
-use kloset::ops::backup::{BackupOptions, ParentPolicy, backup};
+use anyhow::{Context, Result, anyhow, bail};
+use kloset::ops::backup::{BackupOptions, ParentPolicy, backup_from};
 use kloset::ops::browse::{self, Entry};
 use kloset::ops::check::{CheckOptions, check};
+use kloset::ops::export::export;
 use kloset::ops::restore::{RestoreOptions, restore};
 use kloset::repository::CreateOptions;
 use kloset::{Location, Progress, Repository, Snapshot, Storage};
@@ -17,16 +17,14 @@ use super::args::{BackupArgs, CheckArgs, Cli, CreateArgs, RestoreArgs, StoreComm
 use super::output::{Bar, json, mode_string, size};
 use super::passphrase::{Sources, obtain};
 use super::{EXIT_ERROR, EXIT_OK, EXIT_PARTIAL};
+use crate::integrations::connectors::RestoreTarget;
+use crate::integrations::{Role, names_with};
+use crate::tasks::hooks::run_hook;
 
 /// An error in how the command was called (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
-
-/// Importers (sources) built into this kloset.
-pub const IMPORTERS: &[&str] = &["fs"];
-/// Exporters (restore destinations) built into this kloset.
-pub const EXPORTERS: &[&str] = &["fs"];
 
 /// Dispatches one parsed command line.
 pub fn run(cli: Cli) -> Result<i32> {
@@ -43,14 +41,14 @@ fn version(as_json: bool) {
     if as_json {
         json(&serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
-            "importers": IMPORTERS,
-            "exporters": EXPORTERS,
+            "importers": names_with(Role::Source),
+            "exporters": names_with(Role::Destination),
             "klosets": kloset::STORE_BACKENDS,
         }));
     } else {
         println!("kloset {}", env!("CARGO_PKG_VERSION"));
-        println!("importers: {}", IMPORTERS.join(", "));
-        println!("exporters: {}", EXPORTERS.join(", "));
+        println!("importers: {}", names_with(Role::Source).join(", "));
+        println!("exporters: {}", names_with(Role::Destination).join(", "));
         println!("klosets: {}", kloset::STORE_BACKENDS.join(", "));
     }
 }
@@ -183,16 +181,12 @@ fn view(s: &Snapshot) -> SnapshotView<'_> {
 }
 
 fn run_backup(cli: &Cli, repo: &Repository, args: &BackupArgs) -> Result<i32> {
-    let (path, source_name, mut excludes) = match args.path.strip_prefix('@') {
-        Some(name) => super::named::source(&cli.config, name)?,
-        None => (PathBuf::from(&args.path), String::new(), Vec::new()),
-    };
+    let from = super::transfer::backup_source(&cli.config, &args.path)?;
+    let mut excludes = from.excludes.clone();
     excludes.extend(args.excludes.iter().cloned());
-    let root = std::fs::canonicalize(&path)
-        .with_context(|| format!("cannot back up {}", path.display()))?;
     let progress = Arc::new(Progress::new());
     let options = BackupOptions {
-        source: (!source_name.is_empty()).then_some(source_name),
+        source: from.name.clone(),
         tags: args.tags.clone(),
         excludes,
         parent: if args.no_parent {
@@ -201,12 +195,38 @@ fn run_backup(cli: &Cli, repo: &Repository, args: &BackupArgs) -> Result<i32> {
             ParentPolicy::Latest
         },
         progress: progress.clone(),
+        all_or_nothing: from.all_or_nothing,
         ..Default::default()
     };
-    let snap = {
-        let _bar = Bar::start("backup", progress, cli.json);
-        backup(repo, &root, &options)?
+    let hooks = from
+        .def
+        .as_ref()
+        .map(|d| (d.pre.clone(), d.post.clone(), d.name.clone()));
+    if let Some((pre, _, name)) = &hooks {
+        run_hook("pre", pre, &[("KLOSETD_SOURCE", name)], &progress).map_err(|e| anyhow!(e))?;
+    }
+    let result = {
+        let _bar = Bar::start("backup", progress.clone(), cli.json);
+        backup_from(repo, from.importer.as_ref(), &options)
     };
+    if let Some((_, post, name)) = &hooks {
+        let status = if result.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        let env = [
+            ("KLOSETD_SOURCE", name.as_str()),
+            ("KLOSETD_STATUS", status),
+        ];
+        if let Err(e) = run_hook("post", post, &env, &progress) {
+            eprintln!("kloset: {e}");
+            if result.is_ok() {
+                return Err(anyhow!("{e} (the snapshot was written)"));
+            }
+        }
+    }
+    let snap = result?;
     for e in &snap.errors {
         eprintln!("kloset: could not read {}: {}", e.path, e.error);
     }
@@ -327,11 +347,7 @@ fn cat(repo: &Repository, target: &str) -> Result<i32> {
 }
 
 fn run_restore(cli: &Cli, repo: &Repository, args: &RestoreArgs) -> Result<i32> {
-    let to: PathBuf = match &args.to {
-        Some(t) if t.starts_with('@') => super::named::destination(&cli.config, &t[1..])?,
-        Some(t) => PathBuf::from(t.strip_prefix("fs://").unwrap_or(t)),
-        None => std::env::current_dir().context("finding the current directory")?,
-    };
+    let target = super::transfer::restore_target(&cli.config, args.to.as_deref())?;
     let (snap, path) = split_target(&args.target);
     let snapshot = repo.resolve_snapshot(snap)?;
     let progress = Arc::new(Progress::new());
@@ -340,9 +356,18 @@ fn run_restore(cli: &Cli, repo: &Repository, args: &RestoreArgs) -> Result<i32> 
         progress: progress.clone(),
         ..Default::default()
     };
-    let report = {
+    let (to, report) = {
         let _bar = Bar::start("restore", progress, cli.json);
-        restore(repo, &snapshot, path, &to, &options)?
+        match &target {
+            RestoreTarget::Local(dir) => (
+                dir.display().to_string(),
+                restore(repo, &snapshot, path, dir, &options)?,
+            ),
+            RestoreTarget::Exporter(x) => (
+                x.target(),
+                export(repo, &snapshot, path, x.as_ref(), &options)?,
+            ),
+        }
     };
     for e in &report.errors {
         eprintln!("kloset: could not restore {e}");
@@ -357,7 +382,7 @@ fn run_restore(cli: &Cli, repo: &Repository, args: &RestoreArgs) -> Result<i32> 
             report.others,
             size(report.bytes),
             snapshot.id.short(),
-            to.display()
+            to
         );
     }
     Ok(if report.errors.is_empty() {

@@ -7,6 +7,7 @@ mod commands;
 mod named;
 mod output;
 mod passphrase;
+mod transfer;
 
 pub use args::{Cli, normalize};
 

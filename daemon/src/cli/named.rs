@@ -2,12 +2,13 @@
 //! klosetd configuration directory (`--config`), so the CLI and the daemon
 //! share one declaration, passphrases included.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 use kloset::Location;
 use zeroize::Zeroizing;
 
+use crate::config::desired::{DestinationDef, SourceDef};
 use crate::config::{DesiredState, load_and_validate};
 
 /// Loads and validates the config directory, or explains why it cannot.
@@ -54,44 +55,26 @@ pub fn store(dir: &Path, name: &str) -> Result<NamedStore> {
     })
 }
 
-/// Resolves `@NAME` to a source directory and its excludes.
-pub fn source(dir: &Path, name: &str) -> Result<(PathBuf, String, Vec<String>)> {
-    let state = load(dir)?;
-    let def = state.sources.get(name).ok_or_else(|| {
+/// Resolves `@NAME` to a source declaration.
+pub fn source(dir: &Path, name: &str) -> Result<SourceDef> {
+    let mut state = load(dir)?;
+    let declared: Vec<String> = state.sources.keys().cloned().collect();
+    state.sources.remove(name).ok_or_else(|| {
         anyhow!(
-            "no [source.{name}] in {} (declared: {:?})",
-            dir.display(),
-            state.sources.keys().collect::<Vec<_>>()
+            "no [source.{name}] in {} (declared: {declared:?})",
+            dir.display()
         )
-    })?;
-    if def.endpoint.integration != "fs" {
-        return Err(anyhow!(
-            "source {name} uses the {} integration, which the CLI cannot back up yet",
-            def.endpoint.integration
-        ));
-    }
-    Ok((
-        PathBuf::from(&def.endpoint.location),
-        name.to_string(),
-        def.excludes.clone(),
-    ))
+    })
 }
 
-/// Resolves `@NAME` to a destination directory.
-pub fn destination(dir: &Path, name: &str) -> Result<PathBuf> {
-    let state = load(dir)?;
-    let def = state.destinations.get(name).ok_or_else(|| {
+/// Resolves `@NAME` to a destination declaration.
+pub fn destination(dir: &Path, name: &str) -> Result<DestinationDef> {
+    let mut state = load(dir)?;
+    let declared: Vec<String> = state.destinations.keys().cloned().collect();
+    state.destinations.remove(name).ok_or_else(|| {
         anyhow!(
-            "no [destination.{name}] in {} (declared: {:?})",
-            dir.display(),
-            state.destinations.keys().collect::<Vec<_>>()
+            "no [destination.{name}] in {} (declared: {declared:?})",
+            dir.display()
         )
-    })?;
-    if def.endpoint.integration != "fs" {
-        return Err(anyhow!(
-            "destination {name} uses the {} integration, which the CLI cannot restore to yet",
-            def.endpoint.integration
-        ));
-    }
-    Ok(PathBuf::from(&def.endpoint.location))
+    })
 }

@@ -51,6 +51,9 @@ pub fn importer(source: &SourceDef) -> Result<Box<dyn Importer>, String> {
             SftpImporter::connect(sftp_config(e)?).map_err(|e| e.to_string())?,
         )),
         "exec" => Ok(Box::new(exec_importer(source)?)),
+        "postgresql" if e.protocol == "pg_dumpall" => {
+            Ok(Box::new(postgresql::cluster_importer(&pg_connection(e)?)))
+        }
         "postgresql" => Ok(Box::new(
             postgresql::importer(&pg_connection(e)?).map_err(|e| e.to_string())?,
         )),
@@ -83,6 +86,9 @@ pub fn restore_target(endpoint: &Endpoint, subdir: Option<&str>) -> Result<Resto
                 SftpExporter::connect(sftp_config(&e)?).map_err(|e| e.to_string())?,
             )))
         }
+        "postgresql" if endpoint.protocol == "pg_dumpall" => Ok(RestoreTarget::Exporter(Box::new(
+            postgresql::cluster_exporter(&pg_connection(endpoint)?),
+        ))),
         "postgresql" => Ok(RestoreTarget::Exporter(Box::new(
             postgresql::exporter(
                 &pg_connection(endpoint)?,

@@ -159,6 +159,44 @@ pub fn globals_file(conn: &PgConnection) -> CommandFile {
     }
 }
 
+/// The file a `pg_dumpall` backup keeps the whole cluster in.
+pub const CLUSTER_FILE: &str = "cluster.sql";
+
+/// The `pg_dumpall` protocol's importer: the whole cluster (roles,
+/// tablespaces, every database) as one plain SQL file, `cluster.sql`.
+pub fn cluster_importer(conn: &PgConnection) -> CommandImporter {
+    let mut args = Vec::new();
+    if let Some(db) = &conn.database {
+        args.push(format!("--dbname={}", conninfo_dbname(db)));
+    }
+    CommandImporter::new(
+        conn.url(),
+        vec![CommandFile {
+            name: CLUSTER_FILE.to_owned(),
+            command: conn.client("pg_dumpall").args(args),
+        }],
+    )
+}
+
+/// The `pg_dumpall` protocol's exporter: the SQL file piped into `psql`
+/// (connected to the resource's database, default `postgres`).
+///
+/// psql does not stop at SQL errors here, on purpose: a `pg_dumpall`
+/// script recreates every role, including ones the target cluster already
+/// has (the bootstrap superuser, the role restoring), and PostgreSQL
+/// documents those errors as expected. The restore fails only when psql
+/// itself fails (connection, authentication).
+pub fn cluster_exporter(conn: &PgConnection) -> CommandExporter {
+    CommandExporter::new(
+        conn.url(),
+        conn.client("psql").args([
+            "-X".to_owned(),
+            "-q".to_owned(),
+            format!("--dbname={}", conninfo_dbname(conn.login_database())),
+        ]),
+    )
+}
+
 /// `psql` listing the databases of the cluster, NUL-separated.
 pub fn list_databases(conn: &PgConnection) -> CommandSpec {
     conn.psql(conn.login_database(), LIST_DATABASES)
