@@ -251,7 +251,15 @@ fn resource_endpoint(
             ] {
                 if let Some(v) = value {
                     match resolve_path(&r.file, v) {
-                        Ok(p) => e.options.push((key.into(), p.display().to_string())),
+                        Ok(p) => {
+                            // Read now, like every secret, so a missing file
+                            // is a validation error with file and line.
+                            let what = key.trim_start_matches("sftp_");
+                            if let Err(msg) = super::desired::SecretRef::File(p.clone()).read() {
+                                cx.err(r, object, format!("{what}: {msg}"));
+                            }
+                            e.options.push((key.into(), p.display().to_string()));
+                        }
                         Err(msg) => cx.err(r, object, msg),
                     }
                 }

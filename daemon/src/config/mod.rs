@@ -119,6 +119,26 @@ mod tests {
             kinds.into_iter().collect::<Vec<_>>(),
             ["backup", "check", "prune", "restore", "sync"]
         );
+        // Every integration appears in every role it provides.
+        for i in crate::integrations::BUILTIN {
+            for role in i.roles {
+                let used = match role {
+                    crate::integrations::Role::Source => state
+                        .sources
+                        .values()
+                        .any(|s| s.endpoint.integration == i.name),
+                    crate::integrations::Role::Destination => state
+                        .destinations
+                        .values()
+                        .any(|d| d.endpoint.integration == i.name),
+                    crate::integrations::Role::Store => state
+                        .stores
+                        .values()
+                        .any(|s| s.endpoint.integration == i.name),
+                };
+                assert!(used, "docs/reference.d lacks {} as a {role:?}", i.name);
+            }
+        }
     }
 
     #[test]
