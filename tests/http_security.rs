@@ -6,7 +6,8 @@
 //!   `200` with it (curl too); status endpoints stay open; rewriting the
 //!   file rotates it at once, without a reload; an unreadable file closes
 //!   the data endpoints; the token is never echoed nor logged;
-//! - no request target leaves the snapshot: `..` in every spelling,
+//! - no request target leaves the snapshot: `..` in every spelling (raw
+//!   bytes that are not UTF-8 included),
 //!   absolute paths (read inside the snapshot), NUL, backslashes, double
 //!   slashes, symlinks pointing out, over-long targets (`414`); a canary
 //!   next to the source root never appears in an answer;
@@ -55,7 +56,16 @@ const ESCAPES: &[(&str, &[u16])] = &[
     ("@/files/a.txt%00", &[400]),
     ("@/files/a.txt%00.png", &[400]),
     ("@/files/%00/../canary.txt", &[400]),
-    ("@/files/%ff%fe", &[400]),
+    // Names are raw bytes: not UTF-8 is a name (404), traversal is not.
+    ("@/files/%ff%fe", &[404]),
+    ("@/files/%C0%AE%C0%AE/canary.txt", &[404]),
+    ("@/files/%ff/../canary.txt", &[400]),
+    ("@/files/%ff%2f..%2f..%2fcanary.txt", &[400]),
+    ("@/files/%e9%2F%2E%2E%2F%2E%2E%2Fcanary.txt", &[400]),
+    ("@/files/%e9%00", &[400]),
+    ("@/tree/%ff%2f%2e%2e", &[400]),
+    ("/ui/stores/main/snapshots/latest/tree/%ff%2f..%2f..", &[400]),
+    ("/ui/stores/main/snapshots/latest/tree/%e9%00", &[400]),
     ("@/files/link-out", &[400]),
     ("@/files/link-abs", &[400]),
     ("@/files/dir-up/canary.txt", &[404]),

@@ -3,14 +3,17 @@
 //! (a one-shot task) and runs a schedule every two seconds so its plots
 //! have points; then `tests/web/viewer.mjs` (playwright-core driving
 //! Debian's `chromium`) clicks overview → store → latest snapshot →
-//! directories → the file, downloads it, checks the schedule's SVG plots,
-//! reloads pages with JavaScript disabled, and saves screenshots under
+//! directories → the file, downloads it, then a directory and a file whose
+//! names are not UTF-8 (linked by their exact bytes), checks the schedule's
+//! SVG plots, reloads pages with JavaScript disabled, and saves screenshots under
 //! `target/test-artifacts/web-viewer/`. The downloaded bytes must equal the
-//! source file. Missing Chromium, Node or `tests/web/node_modules` fails
+//! source files. Missing Chromium, Node or `tests/web/node_modules` fails
 //! the test with the install command: it never skips.
 
 mod common;
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -67,7 +70,12 @@ fn prerequisites(root: &Path) -> PathBuf {
     chromium
 }
 
-fn write_tree(tree: &Path) -> Vec<u8> {
+/// Names that are not UTF-8 (shown lossy): a directory and a file in it.
+const RAW_DIR: &[u8] = b"raw-\xff";
+const RAW_FILE: &[u8] = b"caf\xe9.bin";
+
+/// Writes the tree; returns the nested file's and the raw-named file's content.
+fn write_tree(tree: &Path) -> (Vec<u8>, Vec<u8>) {
     let nested = tree.join(NESTED[0]).join(NESTED[1]);
     std::fs::create_dir_all(&nested).expect("mkdir");
     std::fs::create_dir_all(tree.join("empty")).expect("mkdir");
@@ -78,7 +86,11 @@ fn write_tree(tree: &Path) -> Vec<u8> {
     std::fs::write(tree.join("top.txt"), b"top level\n").expect("write");
     std::fs::write(tree.join(NESTED[0]).join("line\nbreak.txt"), b"x").expect("write");
     std::fs::write(tree.join(NESTED[0]).join("it's & <b>.md"), b"# hi\n").expect("write");
-    content
+    let raw = tree.join(OsStr::from_bytes(RAW_DIR));
+    std::fs::create_dir_all(&raw).expect("mkdir");
+    let raw_content = rng.bytes(70 * 1024 + 3);
+    std::fs::write(raw.join(OsStr::from_bytes(RAW_FILE)), &raw_content).expect("write");
+    (content, raw_content)
 }
 
 fn config(root: &Path, token: Option<&Path>) -> String {
@@ -179,6 +191,10 @@ fn run_browser(
         "schedule": "often",
         "path": NESTED,
         "shown": ["it's & <b>.md", "line\\nbreak.txt"],
+        "raw": {
+            "dir": String::from_utf8_lossy(RAW_DIR),
+            "file": String::from_utf8_lossy(RAW_FILE),
+        },
     });
     let started = Instant::now();
     let mut child = Command::new("node")
@@ -230,7 +246,7 @@ fn web_viewer_in_headless_chromium() {
     for d in [&conf, &downloads] {
         std::fs::create_dir_all(d).expect("mkdir");
     }
-    let content = write_tree(&tree);
+    let (content, raw_content) = write_tree(&tree);
     std::fs::write(conf.join("pass"), format!("{PASS}\n")).expect("write");
     std::fs::write(conf.join("10.toml"), config(dir, None)).expect("write");
     let daemon = Daemon::start(&conf, &dir.join("klosetd.log"), &[]);
@@ -270,6 +286,14 @@ fn web_viewer_in_headless_chromium() {
         downloaded.len(),
         content.len()
     );
+    let raw = std::fs::read(result["rawDownload"].as_str().expect("raw download path"))
+        .expect("downloaded raw-named file");
+    assert!(
+        raw == raw_content,
+        "the raw-named download differs: {} bytes, expected {}",
+        raw.len(),
+        raw_content.len()
+    );
     assert!(
         result["durationPoints"].as_u64().unwrap_or(0) >= 2,
         "{result}"
@@ -281,6 +305,7 @@ fn web_viewer_in_headless_chromium() {
         "schedule",
         "not-found",
         "tree-nojs",
+        "tree-raw",
     ] {
         assert!(
             shots.join(format!("{name}.png")).is_file(),

@@ -2,7 +2,9 @@
 //
 //   node tests/web/viewer.mjs BASE_URL DOWNLOAD_DIR SCREENSHOT_DIR EXPECT_JSON
 //
-// EXPECT_JSON: {"store": "...", "schedule": "...", "path": ["dir", ..., "file"]}.
+// EXPECT_JSON: {"store": "...", "schedule": "...", "path": ["dir", ..., "file"],
+//               "raw": {"dir": "...", "file": "..."}} (raw: names that are not
+//               UTF-8, as shown: lossy; their links carry the exact bytes).
 // Opens the overview, clicks store -> latest snapshot -> directories -> the
 // file link and saves the download, opens the schedule page and counts the
 // plot points, loads pages again with JavaScript disabled and compares, and
@@ -91,6 +93,7 @@ try {
   await shot(page, 'store');
   await rows.first().locator('a').first().click();
   await page.waitForURL('**/tree/');
+  const rootUrl = page.url();
   const dirs = expect.path.slice(0, -1);
   const file = expect.path[expect.path.length - 1];
   for (const [i, dir] of dirs.entries()) {
@@ -125,6 +128,27 @@ try {
   // characters that file systems reject (<>:"/\\|?*) with '_'.
   const safeName = file.replace(/[<>:"/\\|?*]/g, '_');
   check(result.suggestedFilename === safeName, `download name ${result.suggestedFilename}`);
+
+  // A directory and a file whose names are not UTF-8: shown lossy, linked
+  // by their exact bytes, downloaded exactly.
+  if (expect.raw) {
+    await visit(page, rootUrl);
+    const rawDir = page.locator('table.listing').getByRole('link', { name: `${expect.raw.dir}/`, exact: true });
+    check((await rawDir.count()) === 1, `the listing shows ${expect.raw.dir}/`);
+    const to = await rawDir.getAttribute('href');
+    check(to.includes('%FF'), `the raw directory's link carries its bytes: ${to}`);
+    await rawDir.click();
+    await page.waitForURL((u) => u.pathname === to);
+    const rawFile = page.locator('table.listing').getByRole('link', { name: expect.raw.file, exact: true });
+    check((await rawFile.count()) === 1, `the listing shows ${expect.raw.file}`);
+    const rawHref = await rawFile.getAttribute('href');
+    check(rawHref.includes('/files/') && rawHref.includes('%E9'), `raw download href ${rawHref}`);
+    await shot(page, 'tree-raw');
+    const [rawDownload] = await Promise.all([page.waitForEvent('download'), rawFile.click()]);
+    result.rawDownload = join(downloadDir, 'raw.bin');
+    await rawDownload.saveAs(result.rawDownload);
+    result.rawSuggestedFilename = rawDownload.suggestedFilename();
+  }
 
   // The schedule page: two plots, each with a point per succeeded run.
   await visit(page, `${base}/`);

@@ -49,8 +49,12 @@ pub struct RunningTask {
     pub origin: Origin,
     /// Its store.
     pub store: String,
-    /// When it was fired.
+    /// When it was due or claimed.
+    pub queued_at: DateTime<Utc>,
+    /// When it got its task slot (`queued_at` until then).
     pub started_at: DateTime<Utc>,
+    /// Whether it holds its task slot (`max_concurrent_tasks`) yet.
+    pub has_slot: bool,
     /// Live counters; `cancel()` stops it.
     pub progress: Arc<Progress>,
 }

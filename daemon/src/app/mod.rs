@@ -4,12 +4,14 @@
 //! One async loop owns everything that changes: it reloads on file events
 //! ([`watch`]), SIGHUP and a periodic resync ([`reconcile`]); fires due
 //! runs ([`schedules`], [`runner`]); tests object readiness with backoff
-//! ([`readiness`]); pings the systemd watchdog ([`systemd`]); and on
-//! SIGTERM or SIGINT cancels running tasks (no partial snapshot is ever
+//! ([`readiness`]); starts one-shot tasks once their objects are ready, in
+//! declaration order per store ([`oneshots`]); pings the systemd watchdog
+//! ([`systemd`]); and on SIGTERM or SIGINT cancels running tasks (no partial snapshot is ever
 //! written) and exits within [`SHUTDOWN_DEADLINE`]. The HTTP endpoint reads
 //! [`live::Live`] and the state database and never waits on a task.
 
 pub mod live;
+pub mod oneshots;
 mod readiness;
 mod reconcile;
 pub mod runner;
@@ -93,6 +95,8 @@ pub(crate) struct Daemon {
     applied_prints: Fingerprints,
     max_tasks: u32,
     tasks: JoinSet<()>,
+    /// Notified when a one-shot run ends (the next one may start).
+    oneshot_done: Arc<tokio::sync::Notify>,
     http: HttpServer,
 }
 
@@ -165,6 +169,7 @@ async fn run_async(dir: PathBuf) -> Result<()> {
         applied_prints: Fingerprints::new(),
         max_tasks,
         tasks: JoinSet::new(),
+        oneshot_done: Arc::new(tokio::sync::Notify::new()),
         http,
     };
     daemon.handle_attempt(first, Trigger::Start).await;
@@ -198,6 +203,7 @@ impl Daemon {
                     tracing::error!("a task panicked: {e}");
                 }
             }
+            let oneshot_done = self.oneshot_done.clone();
             let retry_at = self
                 .readiness
                 .next_retry()
@@ -214,6 +220,7 @@ impl Daemon {
                 _ = resync.tick() => self.reload(Trigger::Resync, watcher).await,
                 Some(tested) = self.readiness.next_result() => self.on_tested(tested).await,
                 _ = tokio::time::sleep_until(retry_at) => self.retry_due(),
+                _ = oneshot_done.notified() => self.start_oneshots().await,
                 _ = watchdog.tick(), if watchdog_every.is_some() => systemd::watchdog(),
                 _ = tokio::time::sleep(sleep_until_hint(Utc::now(), next)) => {}
             }

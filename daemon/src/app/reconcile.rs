@@ -1,8 +1,9 @@
 //! Reconciling: record every attempt to read the config directory; keep the
 //! last good configuration when an attempt is invalid; apply a valid new
-//! revision object by object (daemon settings, schedules, one-shot tasks,
-//! readiness tests of changed stores, sources and destinations); keep the
-//! conditions of every object, and fire the runs that are due.
+//! revision object by object (daemon settings, schedules, readiness tests
+//! of changed stores, sources and destinations, then one-shot tasks, which
+//! wait for their objects: [`super::oneshots`]); keep the conditions of
+//! every object, and fire the runs that are due.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,14 +12,14 @@ use chrono::{DateTime, Utc};
 
 use super::live::{ObjectKey, short};
 use super::readiness::Tested;
-use super::runner::{Job, state_kind};
+use super::runner::Job;
 use super::watch::ConfigWatcher;
 use super::{Daemon, Trigger, systemd};
 use crate::config::desired::{Action, DaemonSettings};
 use crate::config::diff::{Change, ObjectRef, definitions, diff, fingerprint};
 use crate::config::{Attempt, DesiredState};
 use crate::scheduler::cursor::Action as Due;
-use crate::state::{AppliedObject, Claim, Condition, NewTask, ObjectKind, Origin};
+use crate::state::{AppliedObject, Condition, ObjectKind, Origin};
 
 fn object_kind(kind: &str) -> Option<ObjectKind> {
     match kind {
@@ -36,8 +37,8 @@ fn object_ref(key: &ObjectKey) -> ObjectRef {
     }
 }
 
-/// The objects a schedule's action needs.
-fn dependencies(action: &Action) -> Vec<ObjectKey> {
+/// The objects a schedule's or one-shot's action needs.
+pub(super) fn dependencies(action: &Action) -> Vec<ObjectKey> {
     let mut deps = vec![(ObjectKind::Store, action.store().to_string())];
     match action {
         Action::Backup { source, .. } => deps.push((ObjectKind::Source, source.clone())),
@@ -195,7 +196,7 @@ impl Daemon {
         }
         self.applied = Some(desired.clone());
         self.applied_prints = prints;
-        self.start_oneshots(&desired).await;
+        self.start_oneshots().await;
         self.refresh_conditions().await;
         let revision = desired.revision.clone();
         let objects: Vec<AppliedObject> = definitions
@@ -279,57 +280,6 @@ impl Daemon {
         }
     }
 
-    /// Claims and starts the one-shot tasks not run yet for their content.
-    async fn start_oneshots(&mut self, desired: &Arc<DesiredState>) {
-        for (name, def) in &desired.tasks {
-            let origin = Origin::Task(name.clone());
-            if self.live.is_running(&origin) {
-                continue;
-            }
-            let kind = match state_kind(&def.action) {
-                Ok(k) => k,
-                Err(e) => {
-                    tracing::error!(task = %name, "{e:#}");
-                    continue;
-                }
-            };
-            let new = NewTask {
-                kind,
-                origin: origin.clone(),
-                store: Some(def.action.store().to_string()),
-                scheduled_for: None,
-                started_at: Utc::now(),
-                revision: Some(desired.revision.clone()),
-            };
-            let (n, hash) = (name.clone(), def.origin.hash.clone());
-            match self
-                .db
-                .call(move |db| db.oneshot_claim(&n, &hash, &new))
-                .await
-            {
-                Ok(Claim::New(id)) => {
-                    let job = Job {
-                        origin,
-                        action: def.action.clone(),
-                        desired: desired.clone(),
-                        claimed: Some(id),
-                        nominal: None,
-                    };
-                    match self.runner.start(job) {
-                        Ok(run) => {
-                            self.tasks.spawn(run);
-                        }
-                        Err(e) => tracing::error!(task = %name, "cannot start: {e:#}"),
-                    }
-                }
-                Ok(_) => {
-                    tracing::info!(task = %name, "one-shot task already handled for this content; not run again")
-                }
-                Err(e) => tracing::error!(task = %name, "claiming the one-shot task failed: {e}"),
-            }
-        }
-    }
-
     /// A readiness test finished.
     pub(super) async fn on_tested(&mut self, mut tested: Tested) {
         let current = self.applied_prints.get(&object_ref(&tested.key));
@@ -349,6 +299,8 @@ impl Daemon {
         self.write_conditions(vec![(tested.key.clone(), tested.condition)])
             .await;
         self.refresh_conditions().await;
+        // A one-shot may have been waiting for this object.
+        self.start_oneshots().await;
     }
 
     /// Starts the readiness retries that are due.
@@ -404,7 +356,7 @@ impl Daemon {
         }
     }
 
-    async fn write_conditions(&self, updates: Vec<(ObjectKey, Condition)>) {
+    pub(super) async fn write_conditions(&self, updates: Vec<(ObjectKey, Condition)>) {
         let rows: Vec<(ObjectKind, String, Condition)> =
             updates.into_iter().map(|((k, n), c)| (k, n, c)).collect();
         match self
@@ -423,7 +375,7 @@ impl Daemon {
         }
     }
 
-    async fn forget_condition(&self, key: ObjectKey) {
+    pub(super) async fn forget_condition(&self, key: ObjectKey) {
         if let Ok(mut live) = self.live.conditions.write() {
             live.remove(&key);
         }
@@ -539,7 +491,8 @@ impl Daemon {
     }
 }
 
-fn schedule_condition(
+/// A schedule's (or waiting one-shot's) condition from its dependencies'.
+pub(super) fn schedule_condition(
     deps: &[ObjectKey],
     conditions: &BTreeMap<ObjectKey, crate::state::ConditionRecord>,
     desired: &DesiredState,

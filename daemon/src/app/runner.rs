@@ -1,6 +1,8 @@
-//! Running one task: wait for a permit (`max_concurrent_tasks`), record the
-//! run, execute it off the async runtime with live progress, record the
-//! outcome. Failures are recorded, never fatal to the daemon.
+//! Running one task: record the run (`running`, `queued_at` = when it was
+//! due or claimed), wait for a permit (`max_concurrent_tasks`), record
+//! `started_at` = when the permit came, execute it off the async runtime
+//! with live progress, record the outcome; its duration counts from the
+//! permit, not the wait. Failures are recorded, never fatal to the daemon.
 
 use std::sync::Arc;
 
@@ -51,12 +53,15 @@ impl Runner {
     /// even before it gets a permit) and returns the future that runs it.
     pub fn start(&self, job: Job) -> Result<impl Future<Output = ()> + Send + 'static> {
         let progress = Arc::new(Progress::new());
+        let queued = Utc::now();
         let entry = RunningTask {
             id: job.claimed,
             kind: state_kind(&job.action)?,
             origin: job.origin.clone(),
             store: job.action.store().to_string(),
-            started_at: Utc::now(),
+            queued_at: queued,
+            started_at: queued,
+            has_slot: false,
             progress: progress.clone(),
         };
         self.live
@@ -67,7 +72,7 @@ impl Runner {
         let runner = self.clone();
         Ok(async move {
             let origin = job.origin.clone();
-            if let Err(e) = runner.run(job, progress).await {
+            if let Err(e) = runner.run(job, progress, queued).await {
                 tracing::error!(origin = %origin.name(), "task bookkeeping failed: {e:#}");
             }
             if let Ok(mut r) = runner.live.running.lock() {
@@ -106,14 +111,9 @@ impl Runner {
         Ok(())
     }
 
-    async fn run(&self, job: Job, progress: Arc<Progress>) -> Result<()> {
-        let _permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .context("task permits closed")?;
-        let started = Utc::now();
+    async fn run(&self, job: Job, progress: Arc<Progress>, queued: DateTime<Utc>) -> Result<()> {
+        // Recorded before the wait for a slot, so a queued run is visible
+        // (`running`, with `queued_at`) and its wait is not its duration.
         let id = match job.claimed {
             Some(id) => id,
             None => {
@@ -122,7 +122,7 @@ impl Runner {
                     origin: job.origin.clone(),
                     store: Some(job.action.store().to_string()),
                     scheduled_for: job.nominal,
-                    started_at: started,
+                    started_at: queued,
                     revision: Some(job.desired.revision.clone()),
                 };
                 self.db.call(move |db| db.start_task(&new)).await?
@@ -132,7 +132,20 @@ impl Runner {
             && let Some(entry) = r.get_mut(&job.origin)
         {
             entry.id = Some(id);
+        }
+        let _permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .context("task permits closed")?;
+        let started = Utc::now();
+        self.db.call(move |db| db.mark_started(id, started)).await?;
+        if let Ok(mut r) = self.live.running.lock()
+            && let Some(entry) = r.get_mut(&job.origin)
+        {
             entry.started_at = started;
+            entry.has_slot = true;
         }
         let name = job.origin.name().to_string();
         tracing::info!(origin = %name, task = %id, kind = job.action.kind().as_str(), "task started");

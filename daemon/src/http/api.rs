@@ -66,7 +66,9 @@ pub fn running(task: &RunningTask) -> Value {
         "kind": task.kind,
         "store": task.store,
         "status": "running",
+        "queued_at": time(&task.queued_at),
         "started_at": time(&task.started_at),
+        "waiting_for_slot": !task.has_slot,
         "progress": progress(task),
     });
     if let Some(map) = v.as_object_mut() {
@@ -121,7 +123,30 @@ pub fn status_value(ctx: &Ctx) -> Value {
             "tasks": count(|d| d.tasks.len()),
         },
         "running": live.running_tasks().iter().map(running).collect::<Vec<_>>(),
+        "oneshots": oneshots(live),
     })
+}
+
+/// The declared one-shot tasks in the order they run per store, each with
+/// its condition: `Pending`/`DependencyNotReady` (an object is not ready),
+/// `Queued` (an earlier one-shot on its store goes first), `Started`, `Done`.
+fn oneshots(live: &crate::app::live::Live) -> Vec<Value> {
+    let Some(applied) = live.applied() else {
+        return Vec::new();
+    };
+    let conditions = live.conditions();
+    crate::app::oneshots::declaration_order(&applied)
+        .into_iter()
+        .map(|d| {
+            json!({
+                "name": d.name,
+                "kind": d.action.kind().as_str(),
+                "store": d.action.store(),
+                "declared_at": format!("{}:{}", d.origin.file.display(), d.origin.line),
+                "condition": condition(conditions.get(&(ObjectKind::Task, d.name.clone()))),
+            })
+        })
+        .collect()
 }
 
 #[derive(Serialize)]

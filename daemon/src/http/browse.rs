@@ -1,8 +1,10 @@
 //! Browsing restore points: `/api/v1/stores/{store}/snapshots`, `…/{id}`
 //! (a unique id prefix or `latest`), `…/{id}/tree/{path}` (a directory
 //! listing) and `…/{id}/files/{path}` (one file, streamed, with `Range`,
-//! `ETag` and `Content-Length`). Paths are percent-decoded once and checked
-//! by the engine: no `..`, NUL or empty component can leave the snapshot.
+//! `ETag` and `Content-Length`). Paths are percent-decoded once into raw
+//! bytes ([`SnapPath`]: names need not be UTF-8) and checked before anything
+//! is read: no `..`, NUL or empty component can leave the snapshot. Each
+//! listed entry carries `name_encoded` and `href`, its exact name and URL.
 //! Every data-reading endpoint needs the bearer token when one is set.
 
 // A handler's early answer travels as the `Err` of a `Result<_, Reply>`:
@@ -14,11 +16,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hyper::StatusCode;
 use hyper::header::{HeaderMap, HeaderValue};
+use kloset::ops::browse::Entry;
 use kloset::tree::NodeKind;
 use kloset::{BlobKind, ErrorKind, Repository, Snapshot};
 use serde_json::{Value, json};
 
 use super::Ctx;
+use super::conditional;
+use super::paths::{self, SnapPath};
 use super::response::{Body, Reply, error, json};
 use super::stores::OpenError;
 use crate::config::model::StorageType;
@@ -166,27 +171,44 @@ async fn readable(
 }
 
 /// `GET /api/v1/stores/{store}/snapshots/{id}/tree/{path}`.
-pub async fn tree(ctx: &Ctx, store: &str, spec: &str, path: &str) -> Reply {
+pub async fn tree(ctx: &Ctx, store: &str, spec: &str, path: &SnapPath) -> Reply {
     let (repo, snap) = match readable(ctx, store, spec).await {
         Ok(s) => s,
         Err(reply) => return reply,
     };
-    let p = path.to_string();
+    let id = snap.id.to_string();
+    let p = path.clone();
     let listing = blocking(move || {
-        let node = kloset::ops::restore::find_node(&repo, &snap, &p)?;
+        let node = paths::find_node(&repo, &snap, &p)?;
         if node.kind != NodeKind::Dir {
             return Ok(Err(node.kind));
         }
-        kloset::ops::browse::list_dir(&repo, &snap, &p).map(Ok)
+        paths::entries(&repo, &node).map(Ok)
     })
     .await;
+    let base = format!(
+        "/api/v1/stores/{}/snapshots/{id}",
+        paths::encode(store.as_bytes())
+    );
     match listing {
-        Ok(Ok(entries)) => {
-            let items: Vec<Value> = entries
+        Ok(Ok(nodes)) => {
+            let items: Vec<Value> = nodes
                 .iter()
-                .map(|e| {
+                .map(|n| {
+                    let e = Entry::from(n);
+                    let href = match e.kind {
+                        NodeKind::Dir => {
+                            Some(format!("{base}/tree/{}", path.join(&n.name).encoded()))
+                        }
+                        NodeKind::File => {
+                            Some(format!("{base}/files/{}", path.join(&n.name).encoded()))
+                        }
+                        _ => None,
+                    };
                     json!({
                         "name": e.name,
+                        "name_encoded": paths::encode(&n.name),
+                        "href": href,
                         "type": e.kind,
                         "size": e.size,
                         "mode": format!("{:o}", e.mode & 0o7777),
@@ -197,27 +219,23 @@ pub async fn tree(ctx: &Ctx, store: &str, spec: &str, path: &str) -> Reply {
                 .collect();
             json(
                 StatusCode::OK,
-                &json!({ "path": normalized(path), "entries": items }),
+                &json!({
+                    "path": path.display(),
+                    "href": format!("{base}/tree/{}", path.encoded()),
+                    "entries": items,
+                }),
             )
         }
         Ok(Err(kind)) => error(
             StatusCode::BAD_REQUEST,
             format!(
                 "{} is a {kind:?}, not a directory; files are under …/files/",
-                normalized(path)
+                path.display()
             )
             .to_lowercase(),
         ),
         Err(reply) => reply,
     }
-}
-
-fn normalized(path: &str) -> String {
-    let parts: Vec<&str> = path
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
-    format!("/{}", parts.join("/"))
 }
 
 /// One byte range of a file, inclusive.
@@ -265,19 +283,21 @@ pub fn parse_range(header: Option<&str>, len: u64) -> Result<Option<ByteRange>, 
     Ok(Some(range))
 }
 
-fn header(map: &HeaderMap, name: hyper::header::HeaderName) -> Option<&str> {
-    map.get(name).and_then(|v| v.to_str().ok())
-}
-
 /// `GET /api/v1/stores/{store}/snapshots/{id}/files/{path}`.
-pub async fn file(ctx: &Ctx, store: &str, spec: &str, path: &str, headers: &HeaderMap) -> Reply {
+pub async fn file(
+    ctx: &Ctx,
+    store: &str,
+    spec: &str,
+    path: &SnapPath,
+    headers: &HeaderMap,
+) -> Reply {
     let (repo, snap) = match readable(ctx, store, spec).await {
         Ok(s) => s,
         Err(reply) => return reply,
     };
-    let p = path.to_string();
+    let p = path.clone();
     let r = repo.clone();
-    let node = match blocking(move || kloset::ops::restore::find_node(&r, &snap, &p)).await {
+    let node = match blocking(move || paths::find_node(&r, &snap, &p)).await {
         Ok(n) => n,
         Err(reply) => return reply,
     };
@@ -286,7 +306,7 @@ pub async fn file(ctx: &Ctx, store: &str, spec: &str, path: &str, headers: &Head
             StatusCode::BAD_REQUEST,
             format!(
                 "{} is a {:?}, not a regular file",
-                normalized(path),
+                path.display(),
                 node.kind
             )
             .to_lowercase(),
@@ -304,7 +324,7 @@ pub async fn file(ctx: &Ctx, store: &str, spec: &str, path: &str, headers: &Head
                         StatusCode::UNPROCESSABLE_ENTITY,
                         format!(
                             "a chunk of {} is missing from the store index",
-                            normalized(path)
+                            path.display()
                         ),
                     );
                 }
@@ -319,9 +339,7 @@ pub async fn file(ctx: &Ctx, store: &str, spec: &str, path: &str, headers: &Head
         }
         format!("\"{}\"", &h.finalize().to_hex()[..32])
     };
-    if header(headers, hyper::header::IF_NONE_MATCH)
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
+    if conditional::none_match(headers, &etag) {
         return with_file_headers(
             hyper::Response::builder().status(StatusCode::NOT_MODIFIED),
             &etag,
@@ -331,9 +349,12 @@ pub async fn file(ctx: &Ctx, store: &str, spec: &str, path: &str, headers: &Head
         .body(Body::Full(None))
         .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
     }
-    let if_range_ok = header(headers, hyper::header::IF_RANGE).is_none_or(|v| v.trim() == etag);
+    let if_range_ok = conditional::range_allowed(headers, &etag);
     let range = if if_range_ok {
-        match parse_range(header(headers, hyper::header::RANGE), len) {
+        let range = headers
+            .get(hyper::header::RANGE)
+            .and_then(|v| v.to_str().ok());
+        match parse_range(range, len) {
             Ok(r) => r,
             Err(()) => {
                 let mut reply = error(
@@ -404,7 +425,7 @@ pub async fn file(ctx: &Ctx, store: &str, spec: &str, path: &str, headers: &Head
             format!("bytes {}-{}/{len}", r.start, r.end),
         );
     }
-    let content_type = mime_guess::from_path(path)
+    let content_type = mime_guess::from_path(path.display())
         .first_raw()
         .unwrap_or("application/octet-stream");
     with_file_headers(builder, &etag, path, node.mtime_ns)
@@ -418,11 +439,10 @@ pub async fn file(ctx: &Ctx, store: &str, spec: &str, path: &str, headers: &Head
 fn with_file_headers(
     builder: hyper::http::response::Builder,
     etag: &str,
-    path: &str,
+    path: &SnapPath,
     mtime_ns: i64,
 ) -> hyper::http::response::Builder {
-    let name = path.rsplit('/').find(|p| !p.is_empty()).unwrap_or("file");
-    let encoded = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+    let name = path.name().unwrap_or(b"file");
     let last_modified = chrono::DateTime::from_timestamp(mtime_ns.div_euclid(1_000_000_000), 0)
         .map(|t| t.format("%a, %d %b %Y %H:%M:%S GMT").to_string());
     let mut b = builder
@@ -435,7 +455,7 @@ fn with_file_headers(
         )
         .header(
             hyper::header::CONTENT_DISPOSITION,
-            format!("attachment; filename*=UTF-8''{encoded}"),
+            paths::content_disposition(name),
         );
     if let Some(lm) = last_modified {
         b = b.header(hyper::header::LAST_MODIFIED, lm);
@@ -469,11 +489,9 @@ mod tests {
     }
 
     #[test]
-    fn decoding_and_normalizing() {
+    fn decoding() {
         assert_eq!(decode("a%20b"), Some("a b".into()));
         assert_eq!(decode("%2e%2e"), Some("..".into()));
         assert_eq!(decode("%ff"), None);
-        assert_eq!(normalized("a//./b/"), "/a/b");
-        assert_eq!(normalized(""), "/");
     }
 }

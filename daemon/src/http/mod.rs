@@ -7,9 +7,11 @@
 mod api;
 mod auth;
 mod browse;
+mod conditional;
 mod metrics;
 mod objects;
 mod openapi;
+mod paths;
 mod response;
 mod stores;
 mod text;
@@ -211,6 +213,16 @@ async fn route(ctx: &Ctx, req: &Request<Incoming>) -> Reply {
     if raw.len() >= 5 && raw[..3] == ["api", "v1", "stores"] && raw[4] == "snapshots" {
         return snapshot_routes(ctx, req, &raw).await;
     }
+    if raw.len() >= 6 && raw[..2] == ["ui", "stores"] && raw[3] == "snapshots" && raw[5] == "tree" {
+        // A directory page: its path is raw bytes, like the API's.
+        let (Some(store), Some(id)) = (browse::decode(raw[2]), browse::decode(raw[4])) else {
+            return viewer::bad_request("the store name or snapshot id is not valid UTF-8");
+        };
+        return match paths::SnapPath::decode(&raw[6..].join("/")) {
+            Ok(path) => viewer::tree_page(ctx, &store, &id, &path, req.headers()).await,
+            Err(message) => viewer::bad_request(&message),
+        };
+    }
     let Some(segments) = raw
         .iter()
         .map(|p| browse::decode(p))
@@ -266,12 +278,11 @@ async fn snapshot_routes(ctx: &Ctx, req: &Request<Incoming>, raw: &[&str]) -> Re
             "the snapshot id is not valid UTF-8",
         );
     };
+    // Raw bytes: a name inside a snapshot need not be UTF-8.
     let rest = raw.get(7..).map(|r| r.join("/")).unwrap_or_default();
-    let Some(path) = browse::decode(&rest) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the path is not valid UTF-8 once decoded",
-        );
+    let path = match paths::SnapPath::decode(&rest) {
+        Ok(p) => p,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     match raw.get(6) {
         None => browse::snapshot_detail(ctx, &store, &id).await,

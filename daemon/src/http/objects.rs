@@ -1,7 +1,8 @@
 //! `/api/v1/{resources,stores,sources,destinations}` and `/{name}`: the
 //! applied objects with their integration, location, condition, and for
 //! stores the storage type, snapshot count, sizes and last check result.
-//! Credentials show only where they are read from, never a value.
+//! Credentials show only where they are read from (a file path, lossy for
+//! bytes that are not UTF-8, or an environment variable name), never a value.
 
 use hyper::StatusCode;
 use serde_json::{Value, json};
@@ -10,7 +11,7 @@ use super::Ctx;
 use super::api::condition;
 use super::response::{Reply, error, json};
 use super::stores::OpenError;
-use crate::config::desired::{DesiredState, Endpoint};
+use crate::config::desired::{DesiredState, Endpoint, SecretRef};
 use crate::state::{ObjectKind, TaskFilter, TaskKind};
 
 /// Which object list.
@@ -50,6 +51,16 @@ fn endpoint_json(e: &Endpoint) -> Value {
     })
 }
 
+/// Where a secret is read from, never its value: `{"file": PATH}` (lossy
+/// for bytes that are not UTF-8, so the answer is always valid JSON) or
+/// `{"env": NAME}`.
+fn secret_json(s: &SecretRef) -> Value {
+    match s {
+        SecretRef::File(p) => json!({ "file": p.to_string_lossy() }),
+        SecretRef::Env(name) => json!({ "env": name }),
+    }
+}
+
 fn merge(mut a: Value, b: Value) -> Value {
     if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
         a.extend(b);
@@ -84,7 +95,9 @@ async fn one(
                 "class": r.class,
                 "subclass": r.subclass,
                 "fields": r.fields,
-                "credentials": r.credentials,
+                "credentials": r.credentials.iter()
+                    .map(|(k, v)| (k.clone(), secret_json(v)))
+                    .collect::<serde_json::Map<String, Value>>(),
                 "declared_at": declared(&r.origin),
             })
         }

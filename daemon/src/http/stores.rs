@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use kloset::Repository;
 
 use crate::config::desired::StoreDef;
-use crate::config::diff::fingerprint;
 use crate::tasks::{StoreProblem, open_store};
 
 /// How long a handle's index is trusted before it is reloaded.
@@ -49,7 +48,11 @@ impl StoreCache {
     /// A handle on `def`: cached, reloaded when older than
     /// [`REFRESH_AFTER`] or when `fresh`, opened when new or changed.
     pub async fn get(&self, def: &StoreDef, fresh: bool) -> Result<Arc<Repository>, OpenError> {
-        let print = fingerprint(&serde_json::to_value(def).unwrap_or_default());
+        // Debug, not JSON: a path that is not UTF-8 has no JSON form, and
+        // every such definition would share one fingerprint.
+        let print = blake3::hash(format!("{def:?}").as_bytes())
+            .to_hex()
+            .to_string();
         let cached = self.open.lock().ok().and_then(|open| {
             open.get(&def.name)
                 .filter(|c| c.fingerprint == print)

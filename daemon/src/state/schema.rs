@@ -116,6 +116,16 @@ CREATE TABLE applied_objects (
 ) WITHOUT ROWID;
 "#,
     },
+    Migration {
+        what: "queued_at of task runs: when a run was due or claimed, before it got a task slot",
+        sql: r#"
+-- started_at becomes the moment a run got its max_concurrent_tasks permit;
+-- queued_at is when it was due (schedules) or claimed (one-shots). Runs
+-- recorded before this step waited for no slot as far as anyone knows.
+ALTER TABLE task_runs ADD COLUMN queued_at TEXT;
+UPDATE task_runs SET queued_at = started_at;
+"#,
+    },
 ];
 
 /// The schema version this build creates and understands.

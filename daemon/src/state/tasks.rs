@@ -28,7 +28,9 @@ pub struct NewTask {
     pub store: Option<String>,
     /// The cron time this run is for (schedules); `None` for one-shots.
     pub scheduled_for: Option<DateTime<Utc>>,
-    /// When it started (or was skipped).
+    /// When it was due or claimed (or skipped): its `queued_at`, and its
+    /// `started_at` until [`StateDb::mark_started`] records the moment it
+    /// got a task slot.
     pub started_at: DateTime<Utc>,
     /// The configuration revision it runs under.
     pub revision: Option<String>,
@@ -59,6 +61,11 @@ pub struct TaskRecord {
     pub reason: Option<String>,
     #[serde(serialize_with = "time_serde::opt_time")]
     pub scheduled_for: Option<DateTime<Utc>>,
+    /// When it was due (schedules) or claimed (one-shots); `None` only for
+    /// rows written before `queued_at` existed.
+    #[serde(serialize_with = "time_serde::opt_time")]
+    pub queued_at: Option<DateTime<Utc>>,
+    /// When it got its task slot (`max_concurrent_tasks`) and really began.
     #[serde(serialize_with = "time_serde::time")]
     pub started_at: DateTime<Utc>,
     #[serde(serialize_with = "time_serde::opt_time")]
@@ -107,7 +114,8 @@ pub struct InterruptedCounts {
 }
 
 pub(super) const TASK_COLUMNS: &str = "id, kind, origin_kind, origin_name, store, status, reason, \
-     scheduled_for, started_at, finished_at, duration_ms, stats_json, error, snapshot_id, revision";
+     scheduled_for, started_at, finished_at, duration_ms, stats_json, error, snapshot_id, revision, \
+     queued_at";
 
 pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     Ok(TaskRecord {
@@ -118,6 +126,7 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         status: row.get(5)?,
         reason: row.get(6)?,
         scheduled_for: row.get::<_, Option<DbTime>>(7)?.map(|t| t.0),
+        queued_at: row.get::<_, Option<DbTime>>(15)?.map(|t| t.0),
         started_at: row.get::<_, DbTime>(8)?.0,
         finished_at: row.get::<_, Option<DbTime>>(9)?.map(|t| t.0),
         duration_ms: row.get::<_, Option<DbU64>>(10)?.map(|n| n.0),
@@ -145,8 +154,8 @@ pub(super) fn insert_task(
     let finished_at = (status != TaskStatus::Running).then_some(DbTime(task.started_at));
     conn.prepare_cached(
         "INSERT INTO task_runs (kind, origin_kind, origin_name, store, status, reason, \
-         scheduled_for, started_at, finished_at, revision) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
+         scheduled_for, started_at, finished_at, revision, queued_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?8) RETURNING id",
     )?
     .query_row(
         params![
@@ -169,6 +178,30 @@ impl StateDb {
     /// Records a run that starts now (`running`) and returns its new id.
     pub fn start_task(&mut self, task: &NewTask) -> Result<TaskId> {
         insert_task(&self.conn, task, TaskStatus::Running, None).op("start task")
+    }
+
+    /// Records that run `id` (still `running`) got its task slot at `at`:
+    /// its `started_at` (and so its duration) counts from then; `queued_at`
+    /// keeps when it was due or claimed.
+    pub fn mark_started(&mut self, id: TaskId, at: DateTime<Utc>) -> Result<()> {
+        const OP: &str = "mark task started";
+        let n = self
+            .conn
+            .execute(
+                "UPDATE task_runs SET started_at = ?2 WHERE id = ?1 AND status = 'running'",
+                params![id, DbTime(at)],
+            )
+            .op(OP)?;
+        if n == 0 {
+            return match read_task(&self.conn, id).op(OP)? {
+                None => Err(StateError::TaskNotFound(id)),
+                Some(t) => Err(StateError::TaskNotRunning {
+                    id,
+                    status: t.status,
+                }),
+            };
+        }
+        Ok(())
     }
 
     /// Records a run that did not happen (e.g. the previous one still runs):
@@ -422,6 +455,29 @@ mod tests {
         assert_eq!(json["stats"]["bytes_added"], 42);
         assert_eq!(json["error"], serde_json::Value::Null);
         assert!(json.get("task").is_none());
+    }
+
+    #[test]
+    fn a_run_waiting_for_a_slot_keeps_queued_at_and_starts_later() {
+        let mut db = StateDb::open_in_memory().expect("open");
+        let id = db.start_task(&nightly(0)).expect("start");
+        let queued = db.get_task(id).expect("get").expect("exists");
+        assert_eq!((queued.queued_at, queued.started_at), (Some(at(0)), at(0)));
+        db.mark_started(id, at(30)).expect("slot");
+        let rec = db
+            .finish_task(id, &done(TaskStatus::Succeeded, 40))
+            .expect("finish");
+        assert_eq!((rec.queued_at, rec.started_at), (Some(at(0)), at(30)));
+        assert_eq!(rec.duration_ms, Some(10_000), "the wait is not the run");
+        let json = serde_json::to_value(&rec).expect("json");
+        assert_eq!(json["queued_at"], "2025-06-15T15:06:40.000Z");
+        let err = db.mark_started(id, at(50)).expect_err("finished");
+        assert!(matches!(err, StateError::TaskNotRunning { .. }), "{err:?}");
+        let err = db.mark_started(TaskId(999), at(50)).expect_err("unknown");
+        assert!(
+            matches!(err, StateError::TaskNotFound(TaskId(999))),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! (a directory listing with type, size, mode and time, breadcrumbs; or a
 //! file's details). Files link to the JSON API's download
 //! `/api/v1/stores/NAME/snapshots/ID/files/PATH` (full snapshot id, so a
-//! listing and its downloads always agree). Paths are checked by the engine
-//! (no `..`, NUL or empty part leaves the snapshot); cold stores list their
+//! listing and its downloads always agree). Paths are raw bytes
+//! ([`SnapPath`]): links percent-encode every name byte, so names that are
+//! not UTF-8 are followed and downloaded exactly; no `..`, NUL or empty
+//! part leaves the snapshot. Cold stores list their
 //! snapshots but refuse to be read, like the API. The caller has checked
 //! the bearer token.
 
@@ -13,21 +15,21 @@ use std::sync::Arc;
 
 use hyper::StatusCode;
 use kloset::ops::browse::Entry;
-use kloset::tree::NodeKind;
+use kloset::tree::{Node, NodeKind};
 use kloset::{Repository, Snapshot};
 
 use super::html::{self, Crumb, badge, dash, esc, href, link, name};
 use super::overview::condition;
 use super::{Ctx, Failure, Page, blocking, open, store_def};
 use crate::config::model::StorageType;
+use crate::http::paths::{self, SnapPath};
 use crate::state::ObjectKind;
 
 /// Routes the segments after `/ui/stores/`.
 pub async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Page, Failure> {
     match rest {
         [store] | [store, "snapshots"] => store_page(ctx, store).await,
-        [store, "snapshots", id] => tree(ctx, store, id, &[]).await,
-        [store, "snapshots", id, "tree", path @ ..] => tree(ctx, store, id, path).await,
+        [store, "snapshots", id] => tree(ctx, store, id, &SnapPath::default()).await,
         _ => Err(Failure::not_found(format!(
             "there is no page at /ui/stores/{}",
             rest.join("/")
@@ -168,8 +170,8 @@ async fn snapshot(
     Ok((repo, snap, cold))
 }
 
-/// `/ui/stores/NAME/snapshots/ID/tree/PATH`.
-async fn tree(ctx: &Ctx, store: &str, spec: &str, path: &[&str]) -> Result<Page, Failure> {
+/// `/ui/stores/NAME/snapshots/ID/tree/PATH` (the path as raw bytes).
+pub async fn tree(ctx: &Ctx, store: &str, spec: &str, path: &SnapPath) -> Result<Page, Failure> {
     let (repo, snap, cold) = snapshot(ctx, store, spec).await?;
     if cold {
         return Err(Failure::new(
@@ -178,29 +180,29 @@ async fn tree(ctx: &Ctx, store: &str, spec: &str, path: &[&str]) -> Result<Page,
              restore with a task that sets allow_cold_read = true",
         ));
     }
-    let parts: Vec<&str> = path
-        .iter()
-        .copied()
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
-    let joined = parts.join("/");
-    let (r, s, p) = (repo.clone(), snap.clone(), joined.clone());
+    let (r, s, p) = (repo.clone(), snap.clone(), path.clone());
     let (node, entries) = blocking(move || {
-        let node = kloset::ops::restore::find_node(&r, &s, &p)?;
-        let entries = if node.kind == NodeKind::Dir {
-            kloset::ops::browse::list_dir(&r, &s, &p)?
-        } else {
-            Vec::new()
-        };
+        let node = paths::find_node(&r, &s, &p)?;
+        let entries = paths::entries(&r, &node)?;
         Ok((node, entries))
     })
     .await?;
     let id = snap.id.to_string();
-    let tree_href = |upto: &[&str]| {
-        let mut segs = vec!["ui", "stores", store, "snapshots", id.as_str(), "tree"];
-        segs.extend_from_slice(upto);
-        format!("{}/", href(&segs))
+    let base = href(&["ui", "stores", store, "snapshots", id.as_str()]);
+    let tree_href = |upto: &SnapPath| match upto.encoded() {
+        e if e.is_empty() => format!("{base}/tree/"),
+        e => format!("{base}/tree/{e}/"),
     };
+    let files = href(&[
+        "api",
+        "v1",
+        "stores",
+        store,
+        "snapshots",
+        id.as_str(),
+        "files",
+    ]);
+    let download = |p: &SnapPath| format!("{files}/{}", p.encoded());
     let mut crumbs = vec![
         Crumb::link("/".into(), "Overview".into()),
         Crumb::link(
@@ -208,23 +210,28 @@ async fn tree(ctx: &Ctx, store: &str, spec: &str, path: &[&str]) -> Result<Page,
             format!("store <span class=\"mono\">{}</span>", name(store)),
         ),
         Crumb::link(
-            tree_href(&[]),
+            tree_href(&SnapPath::default()),
             format!(
                 "snapshot <span class=\"mono\">{}</span>",
                 esc(&snap.id.short())
             ),
         ),
     ];
-    for (i, p) in parts.iter().enumerate() {
-        let label = format!("<span class=\"mono\">{}</span>", name(p));
-        crumbs.push(if i + 1 == parts.len() {
+    let depth = path.parts().len();
+    for (i, p) in path.parts().iter().enumerate() {
+        let label = format!(
+            "<span class=\"mono\">{}</span>",
+            name(&String::from_utf8_lossy(p))
+        );
+        crumbs.push(if i + 1 == depth {
             Crumb::here(label)
         } else {
-            Crumb::link(tree_href(&parts[..=i]), label)
+            Crumb::link(tree_href(&path.prefix(i + 1)), label)
         });
     }
+    let shown = path.display();
     let mut body = format!(
-        "<h1>{} <span class=\"mono\">/{}</span></h1>\n<div class=\"card\"><dl class=\"kv\">\
+        "<h1>{} <span class=\"mono\">{}</span></h1>\n<div class=\"card\"><dl class=\"kv\">\
          <dt>Snapshot</dt><dd class=\"mono\">{}</dd><dt>Taken</dt><dd>{} UTC</dd>\
          <dt>Host / source</dt><dd>{} / <span class=\"mono\">{}</span></dd></dl></div>\n",
         match node.kind {
@@ -233,25 +240,12 @@ async fn tree(ctx: &Ctx, store: &str, spec: &str, path: &[&str]) -> Result<Page,
             NodeKind::Symlink => "Symlink",
             _ => "Special file",
         },
-        name(&joined),
+        name(&shown),
         esc(&id),
         html::time_ns(snap.time_ns),
         name(&snap.host),
         name(&snap.source),
     );
-    let download = |upto: &[&str]| {
-        let mut segs = vec![
-            "api",
-            "v1",
-            "stores",
-            store,
-            "snapshots",
-            id.as_str(),
-            "files",
-        ];
-        segs.extend_from_slice(upto);
-        href(&segs)
-    };
     if node.kind != NodeKind::Dir {
         let e = Entry::from(&node);
         let _ = writeln!(
@@ -269,26 +263,26 @@ async fn tree(ctx: &Ctx, store: &str, spec: &str, path: &[&str]) -> Result<Page,
             let _ = writeln!(
                 body,
                 "<p><a class=\"badge run\" download href=\"{}\">Download</a></p>",
-                esc(&download(&parts))
+                esc(&download(path))
             );
         }
     } else {
-        body.push_str(&listing(&entries, &parts, tree_href, download));
+        body.push_str(&listing(&entries, path, tree_href, download));
     }
     Ok(Page {
-        title: format!("/{joined} · {store}"),
+        title: format!("{shown} · {store}"),
         crumbs,
         body,
     })
 }
 
 fn listing(
-    entries: &[Entry],
-    parts: &[&str],
-    tree_href: impl Fn(&[&str]) -> String,
-    download: impl Fn(&[&str]) -> String,
+    entries: &[Node],
+    path: &SnapPath,
+    tree_href: impl Fn(&SnapPath) -> String,
+    download: impl Fn(&SnapPath) -> String,
 ) -> String {
-    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    let mut sorted: Vec<&Node> = entries.iter().collect();
     sorted.sort_by(|a, b| {
         (a.kind != NodeKind::Dir, &a.name).cmp(&(b.kind != NodeKind::Dir, &b.name))
     });
@@ -296,23 +290,27 @@ fn listing(
         "<table class=\"listing\">\n<thead><tr><th>Type</th><th>Name</th><th class=\"num\">Size</th>\
          <th>Mode</th><th>Modified (UTC)</th></tr></thead>\n<tbody>\n",
     );
-    if let Some((_, up)) = parts.split_last() {
+    let depth = path.parts().len();
+    if depth > 0 {
         let _ = writeln!(
             out,
             "<tr><td class=\"kind\">dir</td><td class=\"mono\">{}</td><td></td><td></td><td></td></tr>",
-            link(&tree_href(up), "..")
+            link(&tree_href(&path.prefix(depth - 1)), "..")
         );
     }
     if sorted.is_empty() {
         out.push_str("<tr><td colspan=\"5\" class=\"muted\">This directory is empty.</td></tr>\n");
     }
-    for e in sorted {
-        let mut path = parts.to_vec();
-        path.push(&e.name);
+    for n in sorted {
+        let e = Entry::from(n);
+        let child = path.join(&n.name);
         let shown = name(&e.name);
         let cell = match e.kind {
-            NodeKind::Dir => link(&tree_href(&path), &format!("{shown}/")),
-            NodeKind::File => format!("<a download href=\"{}\">{shown}</a>", esc(&download(&path))),
+            NodeKind::Dir => link(&tree_href(&child), &format!("{shown}/")),
+            NodeKind::File => format!(
+                "<a download href=\"{}\">{shown}</a>",
+                esc(&download(&child))
+            ),
             NodeKind::Symlink => format!(
                 "{shown} <span class=\"muted\">→ {}</span>",
                 e.target.as_deref().map_or_else(String::new, name)

@@ -6,7 +6,8 @@
 //! - `/ui/schedules/NAME`: plots and runs of one schedule ([`schedule`]).
 //! - `/ui/stores/NAME`, `/ui/stores/NAME/snapshots/ID[/tree/PATH]`: the
 //!   restore points, directories and file downloads ([`browse`]); these
-//!   read backed-up data and check the bearer token first.
+//!   read backed-up data and check the bearer token first. A tree path is
+//!   raw bytes ([`tree_page`]), so names that are not UTF-8 can be browsed.
 //!
 //! Every page reads only the live state and the state database's reader;
 //! none waits on a task. Unknown pages get an HTML 404.
@@ -101,6 +102,29 @@ pub async fn page(ctx: &Ctx, segments: &[&str], _query: &str, headers: &HeaderMa
         Ok(p) => reply(StatusCode::OK, &p.title, &p.crumbs, &p.body),
         Err(f) => failure(f),
     }
+}
+
+/// `/ui/stores/NAME/snapshots/ID/tree/PATH`, its path decoded as raw bytes.
+pub async fn tree_page(
+    ctx: &Ctx,
+    store: &str,
+    spec: &str,
+    path: &crate::http::paths::SnapPath,
+    headers: &HeaderMap,
+) -> Reply {
+    let result = match authorize(ctx, headers) {
+        Ok(()) => browse::tree(ctx, store, spec, path).await,
+        Err(f) => Err(f),
+    };
+    match result {
+        Ok(p) => reply(StatusCode::OK, &p.title, &p.crumbs, &p.body),
+        Err(f) => failure(f),
+    }
+}
+
+/// A 400 page.
+pub fn bad_request(message: &str) -> Reply {
+    failure(Failure::new(StatusCode::BAD_REQUEST, message))
 }
 
 /// The bearer-token check of the JSON API, answered as a page.
