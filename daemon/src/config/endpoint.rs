@@ -70,7 +70,20 @@ pub(super) fn endpoint<T>(
                     return None;
                 }
             };
-            let mut e = resource_endpoint(cx, r, &format!("resource.{name}"), i.name, p)?;
+            let mut e = if i.name == "exec" {
+                exec_endpoint(
+                    cx,
+                    l,
+                    object,
+                    role,
+                    Wanted {
+                        integration: Some("exec"),
+                        ..w
+                    },
+                )?
+            } else {
+                resource_endpoint(cx, r, &format!("resource.{name}"), i.name, p)?
+            };
             e.resource = Some(name.to_string());
             Some(e)
         }
@@ -184,7 +197,51 @@ fn location_endpoint<T>(
         }
         _ => loc.trim_end_matches('/').to_string(),
     };
-    Some(bare(i.name, p, location))
+    let mut e = bare(i.name, p, location);
+    if e.integration == "postgresql" {
+        match postgres_url(&e.location) {
+            Ok(options) => e.options = options,
+            Err(msg) => {
+                cx.err(l, object, format!("location {loc:?}: {msg}"));
+                return None;
+            }
+        }
+    }
+    Some(e)
+}
+
+/// `postgresql://[user@]host[:port][/database]` as connection options.
+fn postgres_url(loc: &str) -> Result<Vec<(String, String)>, String> {
+    let rest = loc.split_once("://").map_or(loc, |(_, r)| r);
+    let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
+    let (user, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => {
+            let port: u16 = p
+                .parse()
+                .map_err(|_| format!("port {p:?} is not a number"))?;
+            (h.trim_start_matches('[').trim_end_matches(']'), port)
+        }
+        _ => (hostport, 5432),
+    };
+    if host.is_empty() {
+        return Err("a PostgreSQL location needs a host".into());
+    }
+    if database.contains(['/', '?']) {
+        return Err("write the database name only (no parameters)".into());
+    }
+    let mut options = vec![
+        ("host".to_string(), host.to_string()),
+        ("port".to_string(), port.to_string()),
+        ("user".to_string(), user.unwrap_or("postgres").to_string()),
+    ];
+    if !database.is_empty() {
+        options.push(("database".to_string(), database.to_string()));
+    }
+    Ok(options)
 }
 
 /// Whether `user:password@host…` carries a password.
@@ -369,4 +426,75 @@ fn s3_endpoint(
         }
     }
     Some(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opt<'a>(o: &'a [(String, String)], k: &str) -> Option<&'a str> {
+        o.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn postgresql_locations_become_connection_options() {
+        let o = postgres_url("postgresql://app@db1:5433/shop").expect("full");
+        assert_eq!(
+            (
+                opt(&o, "host"),
+                opt(&o, "port"),
+                opt(&o, "user"),
+                opt(&o, "database")
+            ),
+            (Some("db1"), Some("5433"), Some("app"), Some("shop"))
+        );
+        let o = postgres_url("postgres://db1").expect("host only");
+        assert_eq!(
+            (opt(&o, "port"), opt(&o, "user"), opt(&o, "database")),
+            (Some("5432"), Some("postgres"), None)
+        );
+        let o = postgres_url("postgresql://u@[::1]:6000").expect("v6");
+        assert_eq!(
+            (opt(&o, "host"), opt(&o, "port")),
+            (Some("::1"), Some("6000"))
+        );
+        assert!(postgres_url("postgresql://u@db:x/d").is_err());
+        assert!(postgres_url("postgresql://").is_err());
+        assert!(postgres_url("postgresql://db/a?sslmode=x").is_err());
+    }
+
+    #[test]
+    fn exec_through_a_resource_keeps_its_command_and_locations_never_hold_passwords() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(
+            dir.path().join("a.toml"),
+            r#"
+[resource.dumper]
+class = "command"
+subclass = "exec"
+
+[source.dump]
+resource = "dumper"
+command = ["sh", "-c", "echo hi"]
+file = "hi.txt"
+"#,
+        )
+        .expect("write");
+        let state =
+            crate::config::load_and_validate(dir.path()).unwrap_or_else(|e| panic!("{e:?}"));
+        let e = &state.sources["dump"].endpoint;
+        assert_eq!((e.integration, e.command.len()), ("exec", 3));
+        assert_eq!(e.option("file"), Some("hi.txt"));
+        std::fs::write(
+            dir.path().join("a.toml"),
+            "[source.db]\nlocation = \"postgresql://u:secret@db/x\"\nprotocol = \"pg_dump\"\n",
+        )
+        .expect("write");
+        let errors = crate::config::load_and_validate(dir.path()).expect_err("password");
+        let text = format!("{errors:?}");
+        assert!(
+            text.contains("never holds a password") && !text.contains("secret@"),
+            "{text}"
+        );
+    }
 }

@@ -60,6 +60,10 @@ pub(super) fn run_restore(
         Err(e) => return TaskResult::from_engine(&e),
     };
     let short = snap.id.short();
+    let path = match single_file(&repo, &snap, req.path, &def.endpoint) {
+        Ok(p) => p,
+        Err(e) => return TaskResult::failed(format!("destination {}: {e}", def.name)),
+    };
     let subdir = req.into_snapshot_dir.then_some(short.as_str());
     let target = match restore_target(&def.endpoint, subdir) {
         Ok(t) => t,
@@ -73,24 +77,88 @@ pub(super) fn run_restore(
     };
     let (shown_target, report, verified) = match &target {
         RestoreTarget::Local(dir) => {
-            let report = match restore(&repo, &snap, req.path, dir, &options) {
+            let report = match restore(&repo, &snap, &path, dir, &options) {
                 Ok(r) => r,
-                Err(e) => return TaskResult::from_engine(&e),
+                Err(e) => return restore_failed(&e),
             };
-            let verified = match verify_restore(&repo, &snap, req.path, dir, &progress) {
+            let verified = match verify_restore(&repo, &snap, &path, dir, &progress) {
                 Ok(v) => v,
                 Err(e) => return TaskResult::from_engine(&e),
             };
             (dir.display().to_string(), report, Some(verified))
         }
         RestoreTarget::Exporter(exporter) => {
-            match export(&repo, &snap, req.path, exporter.as_ref(), &options) {
+            match export(&repo, &snap, &path, exporter.as_ref(), &options) {
                 Ok(r) => (exporter.target(), r, None),
-                Err(e) => return TaskResult::from_engine(&e),
+                Err(e) => return restore_failed(&e),
             }
         }
     };
     summarize(&snap.id.to_hex(), &short, &shown_target, report, verified)
+}
+
+/// The engine's refusal to overwrite speaks of `--force`; a task says it
+/// with `overwrite = true`. Other errors pass through.
+fn restore_failed(e: &kloset::Error) -> TaskResult {
+    match e {
+        kloset::Error::AlreadyExists { location, what } => TaskResult::failed(format!(
+            "{location} already holds {}; set `overwrite = true` on the task to replace them",
+            what.split("; use --force")
+                .next()
+                .and_then(|w| w.split("; allow overwriting").next())
+                .unwrap_or(what)
+        )),
+        other => TaskResult::from_engine(other),
+    }
+}
+
+/// Destinations that take one file (a database, a command's stdin): the
+/// file to restore. A file path is taken as is; in a directory, the one
+/// file the integration wants (`NAME.dump` for pg_dump, `cluster.sql` for
+/// pg_dumpall, the only file for exec); anything else is refused before a
+/// byte is written, naming what is there.
+fn single_file(
+    repo: &kloset::Repository,
+    snap: &kloset::Snapshot,
+    path: &str,
+    endpoint: &crate::config::desired::Endpoint,
+) -> Result<String, String> {
+    if !matches!(endpoint.integration, "postgresql" | "exec") {
+        return Ok(path.to_string());
+    }
+    let entries = kloset::ops::browse::list_dir(repo, snap, path).map_err(|e| e.to_string())?;
+    let node = kloset::ops::restore::find_node(repo, snap, path).map_err(|e| e.to_string())?;
+    if node.kind != kloset::tree::NodeKind::Dir {
+        return Ok(path.to_string());
+    }
+    let wanted = |name: &str| match (endpoint.integration, endpoint.protocol) {
+        ("postgresql", "pg_dumpall") => {
+            name == super::super::integrations::postgresql::CLUSTER_FILE
+        }
+        ("postgresql", _) => name.ends_with(".dump"),
+        _ => true,
+    };
+    let files: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.kind == kloset::tree::NodeKind::File)
+        .map(|e| e.name.as_str())
+        .collect();
+    let fitting: Vec<&str> = files.iter().copied().filter(|n| wanted(n)).collect();
+    match fitting.as_slice() {
+        [one] => Ok(format!("{}/{one}", path.trim_end_matches('/'))),
+        _ => Err(format!(
+            "the {} destination takes one file, and {path} in snapshot {} holds {} that fit{}; \
+             name the file with `path = \"/NAME\"` on the task",
+            endpoint.integration,
+            snap.id.short(),
+            fitting.len(),
+            if files.is_empty() {
+                String::new()
+            } else {
+                format!(" (files: {})", files.join(", "))
+            }
+        )),
+    }
 }
 
 fn summarize(
