@@ -14,6 +14,7 @@ use super::model::{InitPolicy, RetentionTable, StorageType, TaskKind};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Origin {
     /// The file.
+    #[serde(serialize_with = "lossy::path")]
     pub file: PathBuf,
     /// 1-based line of its table.
     pub line: usize,
@@ -26,7 +27,7 @@ pub struct Origin {
 #[serde(rename_all = "lowercase")]
 pub enum SecretRef {
     /// A file (e.g. under `$CREDENTIALS_DIRECTORY`).
-    File(PathBuf),
+    File(#[serde(serialize_with = "lossy::path")] PathBuf),
     /// An environment variable.
     Env(String),
 }
@@ -276,7 +277,7 @@ pub enum Listen {
     /// A TCP address.
     Tcp(std::net::SocketAddr),
     /// A Unix socket path.
-    Unix(PathBuf),
+    Unix(#[serde(serialize_with = "lossy::path")] PathBuf),
 }
 
 /// `[daemon]` with defaults applied.
@@ -285,10 +286,12 @@ pub struct DaemonSettings {
     /// HTTP listen address.
     pub listen: Listen,
     /// State directory.
+    #[serde(serialize_with = "lossy::path")]
     pub state_dir: PathBuf,
     /// Tasks at once.
     pub max_concurrent_tasks: u32,
     /// Bearer token file for data-reading endpoints.
+    #[serde(serialize_with = "lossy::opt_path")]
     pub token_file: Option<PathBuf>,
 }
 
@@ -298,6 +301,7 @@ pub struct DesiredState {
     /// Content hash of the directory.
     pub revision: String,
     /// The config directory.
+    #[serde(serialize_with = "lossy::path")]
     pub dir: PathBuf,
     /// Daemon settings.
     pub daemon: DaemonSettings,
@@ -313,6 +317,24 @@ pub struct DesiredState {
     pub schedules: BTreeMap<String, ScheduleDef>,
     /// One-shot tasks by name.
     pub tasks: BTreeMap<String, OneShotDef>,
+}
+
+/// Paths serialise as text, lossily for names that are not UTF-8, so a
+/// definition (and its fingerprint) never fails to serialise.
+mod lossy {
+    pub fn path<S: serde::Serializer>(p: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.to_string_lossy())
+    }
+
+    pub fn opt_path<S: serde::Serializer>(
+        p: &Option<std::path::PathBuf>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match p {
+            Some(p) => path(p, s),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 mod duration_secs {

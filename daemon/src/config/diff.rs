@@ -38,7 +38,10 @@ pub type Fingerprints = BTreeMap<ObjectRef, String>;
 pub type Definitions = BTreeMap<ObjectRef, Value>;
 
 fn definition<T: Serialize>(value: &T) -> Value {
-    let mut json = serde_json::to_value(value).unwrap_or(Value::Null);
+    // Every field serialises (paths lossily), so this cannot fail; a
+    // failure would still be visible as a distinct error value.
+    let mut json = serde_json::to_value(value)
+        .unwrap_or_else(|e| Value::String(format!("unserialisable definition: {e}")));
     if let Some(map) = json.as_object_mut() {
         map.remove("origin");
     }
@@ -182,6 +185,18 @@ pub fn diff(current: &Fingerprints, desired: &Fingerprints) -> Vec<(ObjectRef, C
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_that_are_not_utf8_still_give_distinct_definitions() {
+        use std::os::unix::ffi::OsStrExt;
+        let a = crate::config::desired::SecretRef::File(std::path::PathBuf::from(
+            std::ffi::OsStr::from_bytes(b"/run/creds/caf\xe9"),
+        ));
+        let b = crate::config::desired::SecretRef::File("/run/creds/other".into());
+        let (da, db) = (definition(&a), definition(&b));
+        assert_eq!(da["file"], "/run/creds/caf\u{fffd}");
+        assert_ne!(fingerprint(&da), fingerprint(&db));
+    }
 
     fn state(dir: &std::path::Path) -> DesiredState {
         crate::config::load_and_validate(dir).unwrap_or_else(|e| panic!("{e:?}"))
