@@ -20,6 +20,7 @@ pub(super) fn action(
         TaskKind::Sync => &["store", "to", "tags_filter"],
         TaskKind::Restore => &[
             "store",
+            "source",
             "destination",
             "snapshot",
             "path",
@@ -153,6 +154,16 @@ pub(super) fn action(
                 .as_ref()
                 .is_some_and(|s| raw.destinations.contains_key(s));
             let destination = need(cx, "destination", &t.destination, "destination", exists);
+            if let Some(src) = &t.source
+                && !raw.sources.contains_key(src)
+            {
+                cx.err(
+                    l,
+                    object,
+                    format!("source = {src:?}: no [source.{src}] is declared"),
+                );
+                ok = false;
+            }
             let path = t.path.clone().unwrap_or_else(|| "/".into());
             if path.split('/').any(|c| c == "..") {
                 cx.err(l, object, format!("path = {path:?} must not contain `..`"));
@@ -168,6 +179,7 @@ pub(super) fn action(
                 // per snapshot. A one-shot restore is a real restore into
                 // the destination itself.
                 into_snapshot_dir: object.starts_with("schedule."),
+                source: t.source.clone(),
                 overwrite: t.overwrite.unwrap_or(false),
             }
         }

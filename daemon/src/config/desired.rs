@@ -207,6 +207,8 @@ pub enum Action {
         into_snapshot_dir: bool,
         /// One-shot restores: replace existing files instead of refusing.
         overwrite: bool,
+        /// Only snapshots of this source (`latest` is its latest).
+        source: Option<String>,
     },
     /// Garbage-collect `store`.
     Prune {

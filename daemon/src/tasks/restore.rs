@@ -35,6 +35,8 @@ pub(super) struct RestoreRequest<'a> {
     pub allow_cold_read: bool,
     pub into_snapshot_dir: bool,
     pub overwrite: bool,
+    /// Only this source's snapshots.
+    pub source: Option<&'a str>,
 }
 
 pub(super) fn run_restore(
@@ -55,7 +57,7 @@ pub(super) fn run_restore(
         Ok(r) => r,
         Err(p) => return TaskResult::from_store(&p),
     };
-    let snap = match repo.resolve_snapshot(req.snapshot) {
+    let snap = match pick_snapshot(&repo, req.snapshot, req.source) {
         Ok(s) => s,
         Err(e) => return TaskResult::from_engine(&e),
     };
@@ -95,6 +97,27 @@ pub(super) fn run_restore(
         }
     };
     summarize(&snap.id.to_hex(), &short, &shown_target, report, verified)
+}
+
+/// `latest` or an id prefix, among one source's snapshots when given.
+fn pick_snapshot(
+    repo: &kloset::Repository,
+    spec: &str,
+    source: Option<&str>,
+) -> kloset::Result<kloset::Snapshot> {
+    let Some(source) = source else {
+        return repo.resolve_snapshot(spec);
+    };
+    let (all, _) = repo.snapshots_with_problems()?;
+    let mine: Vec<kloset::Snapshot> = all.into_iter().filter(|s| s.source == source).collect();
+    kloset::snapshot::resolve(&mine, spec)
+        .cloned()
+        .map_err(|e| match e {
+            kloset::Error::NotFound { what } => kloset::Error::NotFound {
+                what: format!("{what} among the snapshots of source {source}"),
+            },
+            other => other,
+        })
 }
 
 /// The engine's refusal to overwrite speaks of `--force`; a task says it

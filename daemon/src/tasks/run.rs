@@ -152,6 +152,7 @@ pub fn execute(state: &DesiredState, action: &Action, progress: Arc<Progress>) -
             allow_cold_read,
             into_snapshot_dir,
             overwrite,
+            source,
             ..
         } => run_restore(
             state,
@@ -163,6 +164,7 @@ pub fn execute(state: &DesiredState, action: &Action, progress: Arc<Progress>) -
                 allow_cold_read: *allow_cold_read,
                 into_snapshot_dir: *into_snapshot_dir,
                 overwrite: *overwrite,
+                source: source.as_deref(),
             },
             progress,
         ),

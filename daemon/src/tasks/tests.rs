@@ -111,6 +111,7 @@ fn restore_action(allow_cold_read: bool) -> Action {
         allow_cold_read,
         into_snapshot_dir: true,
         overwrite: false,
+        source: None,
     }
 }
 
@@ -466,4 +467,54 @@ fn status_names() {
     assert_eq!(RunStatus::Failed.as_str(), "failed");
     assert_eq!(RunStatus::Cancelled.as_str(), "cancelled");
     assert_eq!(StoreReason::WrongPassphrase.as_str(), "WrongPassphrase");
+}
+
+#[test]
+fn a_one_shot_restore_writes_into_the_destination_and_refuses_to_overwrite() {
+    let env = backed_up();
+    let one_shot = |overwrite: bool, source: Option<&str>| Action::Restore {
+        store: "s".into(),
+        destination: "d".into(),
+        snapshot: "latest".into(),
+        path: "/".into(),
+        allow_cold_read: false,
+        into_snapshot_dir: false,
+        overwrite,
+        source: source.map(str::to_string),
+    };
+    let r = env.run(&one_shot(false, Some("src")));
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:?}");
+    let dest = env.root.join("dest");
+    assert_eq!(r.stats["target"], dest.display().to_string());
+    assert_eq!(
+        std::fs::read(dest.join("a.txt")).ok(),
+        Some(b"hello".to_vec())
+    );
+
+    std::fs::write(dest.join("a.txt"), b"edited since").unwrap_or_else(|e| panic!("{e}"));
+    let refused = env.run(&one_shot(false, None));
+    assert_eq!(refused.status, RunStatus::Failed, "{refused:?}");
+    let msg = refused.error.clone().unwrap_or_default();
+    assert!(
+        msg.contains("overwrite = true") && !msg.contains("--force"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read(dest.join("a.txt")).ok(),
+        Some(b"edited since".to_vec()),
+        "a refused restore writes nothing"
+    );
+    let replaced = env.run(&one_shot(true, None));
+    assert_eq!(replaced.status, RunStatus::Succeeded, "{replaced:?}");
+    assert_eq!(
+        std::fs::read(dest.join("a.txt")).ok(),
+        Some(b"hello".to_vec())
+    );
+
+    let other = env.run(&one_shot(true, Some("elsewhere")));
+    assert_eq!(other.status, RunStatus::Failed);
+    assert!(
+        other.error.unwrap_or_default().contains("source elsewhere"),
+        "latest of a source with no snapshots is not found"
+    );
 }
