@@ -202,8 +202,10 @@ fn run_backup(cli: &Cli, repo: &Repository, args: &BackupArgs) -> Result<i32> {
         .def
         .as_ref()
         .map(|d| (d.pre.clone(), d.post.clone(), d.name.clone()));
+    let store = repo.storage().location().to_string();
     if let Some((pre, _, name)) = &hooks {
-        run_hook("pre", pre, &[("KLOSETD_SOURCE", name)], &progress).map_err(|e| anyhow!(e))?;
+        let env = [("KLOSETD_SOURCE", name.as_str()), ("KLOSETD_STORE", &store)];
+        run_hook("pre", pre, &env, &progress).map_err(|e| anyhow!(e))?;
     }
     let result = {
         let _bar = Bar::start("backup", progress.clone(), cli.json);
@@ -217,6 +219,7 @@ fn run_backup(cli: &Cli, repo: &Repository, args: &BackupArgs) -> Result<i32> {
         };
         let env = [
             ("KLOSETD_SOURCE", name.as_str()),
+            ("KLOSETD_STORE", &store),
             ("KLOSETD_STATUS", status),
         ];
         if let Err(e) = run_hook("post", post, &env, &progress) {

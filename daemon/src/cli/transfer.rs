@@ -93,12 +93,16 @@ pub fn restore_target(config: &Path, arg: Option<&str>) -> Result<RestoreTarget>
     })
 }
 
-/// The location of an `s3://` or `sftp://` argument; `None` for paths.
+/// The location of an `s3://` or `sftp://` argument; `None` for paths
+/// (and `fs://`). Any other scheme is refused rather than taken as a path.
 fn url(arg: &str) -> Result<Option<Location>> {
-    if arg.starts_with("s3://") || arg.starts_with("sftp://") {
-        Ok(Some(Location::parse(arg)?))
-    } else {
-        Ok(None)
+    match arg.split_once("://").map(|(scheme, _)| scheme) {
+        Some("s3" | "sftp") => Ok(Some(Location::parse(arg)?)),
+        None | Some("fs") => Ok(None),
+        Some(other) => Err(anyhow!(
+            "{other}:// is not a location the CLI reads or writes directly; \
+             declare it as a source or destination and use @NAME (postgresql and exec work that way)"
+        )),
     }
 }
 

@@ -218,14 +218,23 @@ fn postgres_url(loc: &str) -> Result<Vec<(String, String)>, String> {
         Some((u, h)) => (Some(u), h),
         None => (None, authority),
     };
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => {
-            let port: u16 = p
-                .parse()
-                .map_err(|_| format!("port {p:?} is not a number"))?;
-            (h.trim_start_matches('[').trim_end_matches(']'), port)
+    let parse_port = |p: &str| -> Result<u16, String> {
+        p.parse().map_err(|_| format!("port {p:?} is not a number"))
+    };
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or("an IPv6 host needs its closing `]`")?;
+        match after.strip_prefix(':') {
+            Some(p) => (host, parse_port(p)?),
+            None if after.is_empty() => (host, 5432),
+            None => return Err(format!("unexpected {after:?} after the host")),
         }
-        _ => (hostport, 5432),
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, parse_port(p)?),
+            None => (hostport, 5432),
+        }
     };
     if host.is_empty() {
         return Err("a PostgreSQL location needs a host".into());

@@ -271,10 +271,15 @@ pub fn test_destination(endpoint: &Endpoint) -> Result<&'static str, NotConnecte
             probe_write(&storage).map_err(|e| io_failure(&e))?;
             Ok("Writable")
         }
-        "postgresql" => super::postgresql::test_destination(
-            &super::connectors::pg_connection(endpoint)
-                .map_err(|m| not_connected("SecretUnreadable", m))?,
-        ),
+        "postgresql" => {
+            let mut conn = super::connectors::pg_connection(endpoint)
+                .map_err(|m| not_connected("SecretUnreadable", m))?;
+            // A pg_dumpall restore connects to `postgres` unless told otherwise.
+            if endpoint.protocol == "pg_dumpall" && conn.database.is_none() {
+                conn.database = Some("postgres".into());
+            }
+            super::postgresql::test_destination(&conn)
+        }
         "exec" => executable(endpoint),
         other => Err(unsupported(other, "destination")),
     }
