@@ -182,3 +182,119 @@ store = "local"
     );
     assert_no_secret(&d, PASSWORD, &["/api/v1/sources/shop", "/api/v1/tasks"]);
 }
+
+/// A `postgresql://user@host:port/database` location (its password from
+/// libpq's own `PGPASSFILE`, as a location never holds one) is dumped and
+/// restored like a resource; `pg_dumpall` on a resource without a database
+/// backs up every database and the globals.
+#[test]
+fn a_location_and_the_whole_cluster() {
+    let pg = PgServer::start();
+    pg.admin(
+        "postgres",
+        &format!("CREATE ROLE admin SUPERUSER LOGIN PASSWORD '{PASSWORD}'"),
+    );
+    pg.admin("postgres", &format!("CREATE DATABASE shop OWNER {ROLE}"));
+    pg.admin(
+        "postgres",
+        &format!("CREATE DATABASE shop_copy OWNER {ROLE}"),
+    );
+    pg.sql_as(ROLE, PASSWORD, "shop", FIXTURE);
+    let original = rows(&pg, "shop");
+
+    let setup = Setup::new();
+    let port = pg.port();
+    let pgpass = setup.write("pgpass", &format!("127.0.0.1:{port}:*:{ROLE}:{PASSWORD}\n"));
+    setup.write("admin_password", &format!("{PASSWORD}\n"));
+    setup.write(
+        "10.toml",
+        &format!(
+            r#"{daemon}
+[resource.cluster]
+class = "database"
+subclass = "postgresql"
+host = "127.0.0.1"
+port = {port}
+user = "admin"
+password_file = "admin_password"
+
+[store.local]
+location = {store}
+passphrase_file = "pass"
+
+[source.shop]
+location = "postgresql://{ROLE}@127.0.0.1:{port}/shop"
+protocol = "pg_dump"
+
+[source.cluster]
+resource = "cluster"
+protocol = "pg_dumpall"
+
+[destination.copy]
+location = "postgresql://{ROLE}@127.0.0.1:{port}/shop_copy"
+protocol = "pg_dump"
+
+[task.backup]
+task = "backup"
+source = "shop"
+store = "local"
+
+[task.all]
+task = "backup"
+source = "cluster"
+store = "local"
+"#,
+            daemon = setup.daemon_table(),
+            store = lit(&setup.path("store")),
+        ),
+    );
+    let path = format!(
+        "{}:{}",
+        pg.bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let pgpass = pgpass.display().to_string();
+    let d = setup.start("run", &[("PATH", &path), ("PGPASSFILE", &pgpass)]);
+
+    let backup = wait_succeeded(&d, "backup");
+    assert_eq!(backup["stats"]["files"], 1, "{backup}");
+    assert_eq!(
+        backup["stats"]["source"],
+        format!("postgresql://{ROLE}@127.0.0.1:{port}/shop"),
+        "{backup}"
+    );
+    let id = backup["snapshot_id"].as_str().expect("id").to_string();
+    let tree = d.json(&format!("/api/v1/stores/local/snapshots/{id}/tree"));
+    let names: Vec<&str> = tree["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(names, ["shop.dump"], "{tree}");
+
+    let r = restore_task(&setup, &d, "restore", "local", "copy", Some("/shop.dump"));
+    assert_eq!(r["status"], "succeeded", "{r}\n{}", d.log_text());
+    assert_eq!(rows(&pg, "shop_copy"), original);
+
+    let all = wait_succeeded(&d, "all");
+    let id = all["snapshot_id"].as_str().expect("id").to_string();
+    let tree = d.json(&format!("/api/v1/stores/local/snapshots/{id}/tree"));
+    let mut names: Vec<&str> = tree["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "globals.sql",
+            "postgres.dump",
+            "shop.dump",
+            "shop_copy.dump"
+        ],
+        "{tree}"
+    );
+}

@@ -133,6 +133,124 @@ protocol = "mysqldump"
 }
 
 #[test]
+fn the_postgresql_protocol_and_database_must_agree() {
+    let (code, err) = validate(&format!(
+        r#"{STORE}
+[resource.server]
+class = "database"
+subclass = "postgresql"
+host = "127.0.0.1"
+user = "app"
+password_file = "pw"
+
+[resource.shop]
+class = "database"
+subclass = "postgresql"
+host = "127.0.0.1"
+user = "app"
+database = "shop"
+password_file = "pw"
+
+[source.one_without_db]
+resource = "server"
+protocol = "pg_dump"
+
+[source.all_with_db]
+resource = "shop"
+protocol = "pg_dumpall"
+
+[destination.nowhere]
+resource = "server"
+protocol = "pg_dump"
+
+[source.by_url]
+location = "postgresql://app@127.0.0.1:5433"
+protocol = "pg_dump"
+"#
+    ));
+    assert_eq!(code, 1, "{err}");
+    let line = error_line(&err, "source.one_without_db");
+    assert_at(line, 21);
+    assert!(line.contains("give `database`"), "{line}");
+    assert!(line.contains("pg_dumpall"), "{line}");
+    let line = error_line(&err, "source.all_with_db");
+    assert_at(line, 25);
+    assert!(line.contains("remove `database`"), "{line}");
+    let line = error_line(&err, "destination.nowhere");
+    assert_at(line, 29);
+    assert!(line.contains("restores into one database"), "{line}");
+    let line = error_line(&err, "source.by_url");
+    assert_at(line, 33);
+    assert!(line.contains("give `database`"), "{line}");
+    assert!(err.contains("4 error(s)"), "{err}");
+}
+
+#[test]
+fn a_postgresql_location_is_parsed_into_its_connection() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("pass"), "a passphrase\n").expect("write");
+    std::fs::write(
+        dir.path().join("10.toml"),
+        format!(
+            r#"{STORE}
+[source.shop]
+location = "postgresql://app@db.example:5433/odd%2Fname"
+protocol = "pg_dump"
+
+[source.cluster]
+location = "postgresql://[::1]"
+protocol = "pg_dumpall"
+"#
+        ),
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_klosetd"))
+        .args(["validate", "--json"])
+        .arg(dir.path())
+        .output()
+        .expect("run klosetd validate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let options = |name: &str| -> Vec<(String, String)> {
+        let src = &v["sources"][name];
+        let opts = src["endpoint"]["options"]
+            .as_array()
+            .unwrap_or_else(|| panic!("options of {name}: {src}"));
+        opts.iter()
+            .map(|o| {
+                (
+                    o[0].as_str().expect("key").to_string(),
+                    o[1].as_str().expect("value").to_string(),
+                )
+            })
+            .collect()
+    };
+    let want = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        options("shop"),
+        want(&[
+            ("host", "db.example"),
+            ("port", "5433"),
+            ("user", "app"),
+            ("database", "odd/name"),
+        ])
+    );
+    assert_eq!(
+        options("cluster"),
+        want(&[("host", "::1"), ("port", "5432"), ("user", "postgres")])
+    );
+}
+
+#[test]
 fn an_integration_that_cannot_serve_the_class_or_does_not_exist() {
     let (code, err) = validate(&format!(
         r#"{STORE}

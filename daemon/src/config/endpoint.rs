@@ -75,6 +75,9 @@ pub(super) fn endpoint<T>(
             Some(e)
         }
     }?;
+    if e.integration == "postgresql" && !check_postgresql(cx, l, object, role, &e) {
+        return None;
+    }
     if e.integration != "exec" && w.command.is_some() {
         cx.err(
             l,
@@ -184,7 +187,96 @@ fn location_endpoint<T>(
         }
         _ => loc.trim_end_matches('/').to_string(),
     };
-    Some(bare(i.name, p, location))
+    let mut e = bare(i.name, p, location);
+    if i.name == "postgresql" {
+        match postgresql_url(&e.location) {
+            Ok(options) => e.options = options,
+            Err(msg) => {
+                cx.err(l, object, format!("location {loc:?}: {msg}"));
+                return None;
+            }
+        }
+    }
+    Some(e)
+}
+
+/// The connection options (`host`, `port`, `user`, `database`) of
+/// `postgresql://[user@]host[:port][/database]` (IPv6 hosts in brackets,
+/// the database percent-decoded). The port defaults to 5432, the user to
+/// `postgres`, as for a resource.
+fn postgresql_url(url: &str) -> Result<Vec<(String, String)>, String> {
+    let rest = url
+        .split_once("://")
+        .map(|(_, r)| r)
+        .ok_or("not a postgresql:// URL")?;
+    let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
+    let (user, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (u, h),
+        None => ("postgres", authority),
+    };
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or("an IPv6 host needs its `]`")?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() || user.is_empty() {
+        return Err("give postgresql://user@host[:port][/database]".into());
+    }
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("port {p:?} is not a number"))?,
+        None => 5432,
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
+    };
+    let mut options = vec![
+        ("host".to_string(), host.to_string()),
+        ("port".to_string(), port.to_string()),
+        ("user".to_string(), decode(user)?),
+    ];
+    if !database.is_empty() {
+        options.push(("database".to_string(), decode(database)?));
+    }
+    Ok(options)
+}
+
+/// `pg_dump` backs up one database, `pg_dumpall` the whole cluster: the
+/// protocol and `database` must agree (else a pg_dump source without a
+/// database would silently dump every database). A destination restores
+/// into one database, which it must name.
+fn check_postgresql<T>(
+    cx: &mut Ctx,
+    l: &Located<T>,
+    object: &str,
+    role: Role,
+    e: &Endpoint,
+) -> bool {
+    let has_db = e.option("database").is_some();
+    let problem = match (role, e.protocol, has_db) {
+        (Role::Source, "pg_dump", false) => {
+            "protocol \"pg_dump\" backs up one database: give `database` \
+             (protocol = \"pg_dumpall\" backs up the whole cluster)"
+        }
+        (Role::Source, "pg_dumpall", true) => {
+            "protocol \"pg_dumpall\" backs up the whole cluster: remove `database` \
+             (protocol = \"pg_dump\" backs up one database)"
+        }
+        (Role::Destination, _, false) => {
+            "a PostgreSQL destination restores into one database: give `database`"
+        }
+        _ => return true,
+    };
+    cx.err(l, object, problem);
+    false
 }
 
 /// Whether `user:password@host…` carries a password.
