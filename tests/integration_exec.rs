@@ -61,6 +61,10 @@ integration = "exec"
 command = {bad}
 file = "bad.bin"
 
+[source.missing]
+integration = "exec"
+command = ["/nonexistent/dumper", "--all"]
+
 [destination.out]
 integration = "exec"
 command = {out}
@@ -83,6 +87,13 @@ store = "main"
         ),
     );
     let d = setup.start("run", &[]);
+    let limit = std::time::Duration::from_secs(60);
+    let c = common::e2e::settled_condition(&d, "sources", "gen", limit);
+    assert_eq!((&c["ready"], &c["reason"]), (&true.into(), &"Executable".into()), "{c}");
+    let c = common::e2e::settled_condition(&d, "sources", "missing", limit);
+    assert_eq!((&c["ready"], &c["reason"]), (&false.into(), &"NotFound".into()), "{c}");
+    let c = common::e2e::settled_condition(&d, "destinations", "out", limit);
+    assert_eq!(c["ready"], true, "{c}");
 
     let backup = wait_succeeded(&d, "backup");
     assert_eq!(backup["stats"]["files"], 1, "{backup}");

@@ -172,7 +172,7 @@ fn a_bucket_prefix_is_backed_up_and_restored_into_another_bucket_byte_exact() {
         "10.toml",
         &format!(
             r#"{daemon}
-{a}{b}{st}
+{a}{b}{bt}{st}
 [store.local]
 location = {store}
 passphrase_file = "pass"
@@ -203,6 +203,7 @@ store = "s3"
             daemon = setup.daemon_table(),
             a = resource("bucket_a", &endpoint, "bucket-a", "data/", "s3_secret"),
             b = resource("bucket_b", &endpoint, "bucket-b", "restored/", "s3_secret"),
+            bt = resource("bucket_b_tests", &endpoint, "bucket-b", "tests", "s3_secret"),
             st = resource(
                 "store_bucket",
                 &endpoint,
@@ -267,6 +268,46 @@ store = "s3"
         .filter(|n| n.starts_with(".upload"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A one-shot restore refuses to replace objects, unless told to.
+    let big = s3.root().join("bucket-b/restored/big/twenty-MiB.bin");
+    std::fs::write(&big, b"changed since").expect("tamper");
+    let refused = restore_task(&setup, &d, "again", "local", "b", None);
+    assert_eq!(refused["status"], "failed", "{refused}");
+    let error = refused["error"].as_str().expect("error");
+    assert!(error.contains("exist"), "{error}");
+    assert_eq!(std::fs::read(&big).expect("read"), b"changed since");
+    let forced = wait_task_file(
+        &setup,
+        &d,
+        "forced",
+        "task = \"restore\"\nstore = \"local\"\ndestination = \"b\"\noverwrite = true\n",
+    );
+    assert_eq!(forced["status"], "succeeded", "{forced}");
+    assert!(objects_under(&s3, "bucket-b", "restored") == data);
+
+    // A scheduled restore is a restore test: into PREFIX/<short id>/.
+    write_like_ansible(
+        &setup.conf(),
+        "restore-test.toml",
+        "[destination.b_tests]\nresource = \"bucket_b_tests\"\n\n\
+         [schedule.restore_test]\ntask = \"restore\"\nstore = \"local\"\n\
+         destination = \"b_tests\"\ncron = \"*/2 * * * * *\"\n",
+    );
+    let tested = common::daemon::wait_value("a restore test", Duration::from_secs(60), || {
+        let v = d.try_json("/api/v1/tasks?schedule=restore_test&limit=5")?;
+        common::daemon::tasks(&v)
+            .into_iter()
+            .find(|t| t["status"] != "running")
+    });
+    assert_eq!(tested["status"], "succeeded", "{tested}\n{}", d.log_text());
+    let short = snapshots(&d, "local")[0]["short_id"]
+        .as_str()
+        .expect("short id")
+        .to_string();
+    let in_tests = objects_under(&s3, "bucket-b", &format!("tests/{short}"));
+    assert!(in_tests == data, "the restore test holds the snapshot: {:?}", summary(&in_tests));
+    std::fs::remove_file(setup.conf().join("restore-test.toml")).expect("rm");
 
     // Unchanged objects: the second backup adds (almost) nothing.
     let again = wait_task_file(
