@@ -133,6 +133,33 @@ fn a_remote_directory_is_backed_up_restored_remotely_and_an_sftp_store_checks() 
         &format!(
             r#"{daemon}
 {src}{dst}{rstore}
+[resource.nas]
+class = "filesystem"
+subclass = "nas"
+host = "127.0.0.1"
+port = {port}
+user = "root"
+path = {remote_src}
+key_file = {key}
+known_hosts_file = {kh}
+
+[source.nas_fs]
+resource = "nas"
+integration = "fs"
+
+[source.nas_sftp]
+resource = "nas"
+integration = "sftp"
+
+[task.nas_fs]
+task = "backup"
+source = "nas_fs"
+store = "local"
+
+[task.nas_sftp]
+task = "backup"
+source = "nas_sftp"
+store = "local"
 [store.local]
 location = {local_store}
 passphrase_file = "pass"
@@ -166,6 +193,10 @@ store = "remote"
             rstore = resource("rstore", &sshd, &remote_store, key, kh),
             local_store = lit(&setup.path("store")),
             local = lit(&local),
+            port = sshd.port,
+            remote_src = lit(&remote_src),
+            key = lit(key),
+            kh = lit(kh),
         ),
     );
     let d = setup.start("run", &[]);
@@ -218,6 +249,41 @@ store = "remote"
         std::fs::read(remote_dst.join("top.txt")).expect("read"),
         b"changed since",
         "nothing was written"
+    );
+
+    // A scheduled restore is a restore test: into DEST/<short id>/.
+    common::daemon::write_like_ansible(
+        &setup.conf(),
+        "restore-test.toml",
+        "[schedule.restore_test]\ntask = \"restore\"\nstore = \"local\"\n\
+         destination = \"remote\"\ncron = \"*/2 * * * * *\"\n",
+    );
+    let tested = common::daemon::wait_value("a restore test", Duration::from_secs(60), || {
+        let v = d.try_json("/api/v1/tasks?schedule=restore_test&limit=5")?;
+        common::daemon::tasks(&v)
+            .into_iter()
+            .find(|t| t["status"] != "running")
+    });
+    assert_eq!(tested["status"], "succeeded", "{tested}\n{}", d.log_text());
+    std::fs::remove_file(setup.conf().join("restore-test.toml")).expect("rm");
+    let id = tested["snapshot_id"].as_str().expect("snapshot");
+    let short = &id[..8];
+    let short_dir = remote_dst.join(short);
+    assert!(short_dir.is_dir(), "{short_dir:?}: {tested}");
+    assert_eq!(listing(&short_dir), listing(&remote_src));
+
+    // A NAS read through its mount point and over SFTP: the same tree.
+    let via_fs = wait_succeeded(&d, "nas_fs");
+    let via_sftp = wait_succeeded(&d, "nas_sftp");
+    for key in ["files", "dirs", "bytes"] {
+        assert_eq!(via_fs["stats"][key], via_sftp["stats"][key], "{key}: {via_fs} {via_sftp}");
+    }
+    assert_eq!(via_sftp["stats"]["files"], 7);
+    assert!(
+        via_sftp["stats"]["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("sftp://")),
+        "{via_sftp}"
     );
 
     // A local directory into an SFTP store, then a check reading all data.
