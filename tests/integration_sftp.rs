@@ -276,7 +276,10 @@ store = "remote"
     let via_fs = wait_succeeded(&d, "nas_fs");
     let via_sftp = wait_succeeded(&d, "nas_sftp");
     for key in ["files", "dirs", "bytes"] {
-        assert_eq!(via_fs["stats"][key], via_sftp["stats"][key], "{key}: {via_fs} {via_sftp}");
+        assert_eq!(
+            via_fs["stats"][key], via_sftp["stats"][key],
+            "{key}: {via_fs} {via_sftp}"
+        );
     }
     assert_eq!(via_sftp["stats"]["files"], 7);
     assert!(
@@ -324,14 +327,35 @@ fn an_unknown_host_key_and_a_rejected_key_are_told_apart() {
     std::fs::write(&empty_known_hosts, b"").expect("write");
     let stranger = setup.path("stranger_ed25519");
     keygen(&stranger, "");
+    // A server that accepts connections and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    let _held = std::thread::spawn(move || {
+        let streams: Vec<_> = silent.incoming().flatten().collect();
+        drop(streams);
+    });
+    let silent_resource = resource(
+        "silent",
+        &sshd,
+        &remote,
+        &sshd.client_key,
+        &sshd.known_hosts,
+    );
     setup.write(
         "10.toml",
         &format!(
             r#"{daemon}
 {unknown}{rejected}
+{silent}
 [store.local]
 location = {store}
 passphrase_file = "pass"
+
+[source.silent]
+resource = "silent"
+
+[destination.silent]
+resource = "silent"
 
 [source.unknown_host]
 resource = "unknown"
@@ -356,9 +380,14 @@ store = "local"
                 &empty_known_hosts
             ),
             rejected = resource("rejected", &sshd, &remote, &stranger, &sshd.known_hosts),
+            silent = silent_resource.replace(
+                &format!("port = {}", sshd.port),
+                &format!("port = {silent_port}")
+            ),
             store = lit(&setup.path("store")),
         ),
     );
+    let started = std::time::Instant::now();
     let d = setup.start("run", &[]);
 
     let c = condition(&d, "sources", "unknown_host");
@@ -375,6 +404,14 @@ store = "local"
         assert_eq!(c["ready"], false, "{kind}: {c}");
         assert_eq!(c["reason"], "AuthenticationFailed", "{kind}: {c}");
     }
+
+    for kind in ["sources", "destinations"] {
+        let c = condition(&d, kind, "silent");
+        assert_eq!(c["ready"], false, "{kind}: {c}");
+        assert_eq!(c["reason"], "Unreachable", "{kind}: {c}");
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(40), "the tests took {took:?}");
 
     let backup = wait_finished(&d, "backup");
     assert_eq!(backup["status"], "failed", "{backup}");

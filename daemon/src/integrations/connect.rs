@@ -12,6 +12,7 @@
 //! - sftp: the server is reached, its host key is known, the credentials
 //!   are accepted; a source's directory can be listed; a destination
 //!   directory is made if missing and accepts a probe file, then deleted.
+//!   Each step waits at most [`SFTP_TEST_TIMEOUT_S`].
 //! - postgresql: `psql` connects with the credentials and the user may
 //!   connect to (source) or create in (destination) the database.
 //! - exec: the program is found and executable.
@@ -112,10 +113,22 @@ fn sftp_failure(e: &kloset::sftp::SftpError) -> NotConnected {
     not_connected(e.kind().reason(), e.to_string())
 }
 
+/// How long an SFTP connection test waits for the server at each step
+/// (connect, handshake, each request), instead of the 60 s of transfers.
+pub const SFTP_TEST_TIMEOUT_S: u64 = 10;
+
+/// The backend options of an SFTP endpoint for a connection test.
+fn sftp_test_options(endpoint: &Endpoint) -> Result<Vec<(String, String)>, NotConnected> {
+    let mut options =
+        backend_options(endpoint).map_err(|m| not_connected("SecretUnreadable", m))?;
+    options.push(("sftp_timeout".into(), SFTP_TEST_TIMEOUT_S.to_string()));
+    Ok(options)
+}
+
 fn sftp_config(endpoint: &Endpoint) -> Result<kloset::sftp::SftpConfig, NotConnected> {
     let location = Location::parse(&endpoint.location)
         .map_err(|e| not_connected("InvalidConfig", e.to_string()))?;
-    let options = backend_options(endpoint).map_err(|m| not_connected("SecretUnreadable", m))?;
+    let options = sftp_test_options(endpoint)?;
     kloset::sftp::SftpConfig::from_location(&location, &options)
         .map_err(|e| not_connected("InvalidConfig", e.to_string()))
 }
@@ -290,8 +303,7 @@ pub fn test_destination(endpoint: &Endpoint) -> Result<&'static str, NotConnecte
         "sftp" => {
             let location = Location::parse(&endpoint.location)
                 .map_err(|e| not_connected("InvalidConfig", e.to_string()))?;
-            let options =
-                backend_options(endpoint).map_err(|m| not_connected("SecretUnreadable", m))?;
+            let options = sftp_test_options(endpoint)?;
             // A restore makes the directory too, so the test may.
             let storage = Storage::open(&location, &options, true).map_err(|e| {
                 let reason = kloset::sftp::error_kind(&e).map_or("Unreachable", |k| k.reason());
