@@ -89,9 +89,17 @@ store = "main"
     let d = setup.start("run", &[]);
     let limit = std::time::Duration::from_secs(60);
     let c = common::e2e::settled_condition(&d, "sources", "gen", limit);
-    assert_eq!((&c["ready"], &c["reason"]), (&true.into(), &"Executable".into()), "{c}");
+    assert_eq!(
+        (&c["ready"], &c["reason"]),
+        (&true.into(), &"Executable".into()),
+        "{c}"
+    );
     let c = common::e2e::settled_condition(&d, "sources", "missing", limit);
-    assert_eq!((&c["ready"], &c["reason"]), (&false.into(), &"NotFound".into()), "{c}");
+    assert_eq!(
+        (&c["ready"], &c["reason"]),
+        (&false.into(), &"NotFound".into()),
+        "{c}"
+    );
     let c = common::e2e::settled_condition(&d, "destinations", "out", limit);
     assert_eq!(c["ready"], true, "{c}");
 

@@ -297,6 +297,43 @@ passphrase_file = "pass"
 }
 
 #[test]
+fn exec_keys_belong_to_exec() {
+    let (code, err) = validate(&format!(
+        r#"{STORE}
+[source.escape]
+integration = "exec"
+command = ["sh", "-c", "echo hi"]
+file = "../etc/passwd"
+
+[source.files]
+location = "/srv/data"
+command = ["tar", "c", "."]
+
+[source.named]
+location = "/srv/data"
+file = "data.tar"
+
+[source.nothing]
+integration = "exec"
+command = []
+"#
+    ));
+    assert_eq!(code, 1, "{err}");
+    let line = error_line(&err, "source.escape");
+    assert_at(line, 6);
+    assert!(line.contains("must be one file name"), "{line}");
+    let line = error_line(&err, "source.files");
+    assert_at(line, 11);
+    assert!(line.contains("`command` belongs to the exec integration, not fs"), "{line}");
+    let line = error_line(&err, "source.named");
+    assert_at(line, 15);
+    assert!(line.contains("`file` belongs to the exec integration"), "{line}");
+    let line = error_line(&err, "source.nothing");
+    assert_at(line, 19);
+    assert!(line.contains("command = ["), "{line}");
+}
+
+#[test]
 fn the_same_resources_resolved_are_valid() {
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(dir.path().join("pass"), "a passphrase\n").expect("write");

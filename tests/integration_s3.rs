@@ -203,7 +203,13 @@ store = "s3"
             daemon = setup.daemon_table(),
             a = resource("bucket_a", &endpoint, "bucket-a", "data/", "s3_secret"),
             b = resource("bucket_b", &endpoint, "bucket-b", "restored/", "s3_secret"),
-            bt = resource("bucket_b_tests", &endpoint, "bucket-b", "tests", "s3_secret"),
+            bt = resource(
+                "bucket_b_tests",
+                &endpoint,
+                "bucket-b",
+                "tests",
+                "s3_secret"
+            ),
             st = resource(
                 "store_bucket",
                 &endpoint,
@@ -306,7 +312,11 @@ store = "s3"
         .expect("short id")
         .to_string();
     let in_tests = objects_under(&s3, "bucket-b", &format!("tests/{short}"));
-    assert!(in_tests == data, "the restore test holds the snapshot: {:?}", summary(&in_tests));
+    assert!(
+        in_tests == data,
+        "the restore test holds the snapshot: {:?}",
+        summary(&in_tests)
+    );
     std::fs::remove_file(setup.conf().join("restore-test.toml")).expect("rm");
 
     // Unchanged objects: the second backup adds (almost) nothing.
@@ -392,6 +402,9 @@ fn a_wrong_secret_and_a_closed_port_have_precise_reasons() {
 [source.unknown_key]
 resource = "nokey"
 
+[source.by_location]
+location = "s3://bucket-a/data/"
+
 [source.no_bucket]
 resource = "nobucket"
 [store.local]
@@ -431,8 +444,13 @@ store = "local"
         ),
     );
     let started = Instant::now();
-    let d = setup.start("run", &[]);
+    // A location takes its credentials and endpoint from the environment.
+    let env = s3.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let d = setup.start("run", &env);
     let limit = Duration::from_secs(60);
+    let c = settled_condition(&d, "sources", "by_location", limit);
+    assert_eq!((&c["ready"], &c["reason"]), (&true.into(), &"Listable".into()), "{c}");
     for kind in ["sources", "destinations"] {
         let c = settled_condition(&d, kind, "wrong_secret", limit);
         assert_eq!(c["ready"], false, "{kind}: {c}");
