@@ -324,10 +324,16 @@ command = []
     assert!(line.contains("must be one file name"), "{line}");
     let line = error_line(&err, "source.files");
     assert_at(line, 11);
-    assert!(line.contains("`command` belongs to the exec integration, not fs"), "{line}");
+    assert!(
+        line.contains("`command` belongs to the exec integration, not fs"),
+        "{line}"
+    );
     let line = error_line(&err, "source.named");
     assert_at(line, 15);
-    assert!(line.contains("`file` belongs to the exec integration"), "{line}");
+    assert!(
+        line.contains("`file` belongs to the exec integration"),
+        "{line}"
+    );
     let line = error_line(&err, "source.nothing");
     assert_at(line, 19);
     assert!(line.contains("command = ["), "{line}");

@@ -13,6 +13,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -167,6 +168,7 @@ fn a_bucket_prefix_is_backed_up_and_restored_into_another_bucket_byte_exact() {
     std::fs::create_dir_all(local.join("sub")).expect("mkdir");
     std::fs::write(local.join("sub/file.txt"), b"local file").expect("write");
     std::fs::write(local.join("blob.bin"), rng.bytes(3 * MIB)).expect("write");
+    std::os::unix::fs::symlink("blob.bin", local.join("link")).expect("symlink");
     let endpoint = s3.endpoint();
     setup.write(
         "10.toml",
@@ -337,6 +339,7 @@ store = "s3"
     // An S3 bucket as the store: backup, check with data, restore locally.
     let to_s3 = wait_succeeded(&d, "backup_to_s3");
     assert_eq!(to_s3["stats"]["files"], 2, "{to_s3}");
+    assert_eq!(to_s3["stats"]["errors"], 0, "{to_s3}");
     assert!(
         !objects_under(&s3, "store-bucket", "kloset").is_empty(),
         "the store lives in the bucket"
@@ -361,6 +364,31 @@ store = "s3"
         std::fs::read(local.join("blob.bin")).expect("original")
     );
     assert_eq!(snapshots(&d, "s3").len(), 1);
+    assert_eq!(
+        std::fs::read_link(back.join("link")).expect("the link"),
+        Path::new("blob.bin")
+    );
+
+    // Into a bucket: the files, and the link reported (buckets hold none).
+    write_like_ansible(
+        &setup.conf(),
+        "to-bucket.toml",
+        &format!(
+            "{}[destination.bucket_copy]\nresource = \"copy\"\n",
+            resource("copy", &endpoint, "bucket-b", "copy", "s3_secret")
+        ),
+    );
+    let r = restore_task(&setup, &d, "to_bucket", "s3", "bucket_copy", None);
+    assert_eq!(r["status"], "succeeded", "{r}\n{}", d.log_text());
+    let error = r["error"].as_str().expect("the link is reported");
+    assert!(
+        error.contains("/link") && error.contains("symbolic links"),
+        "{error}"
+    );
+    let copied = objects_under(&s3, "bucket-b", "copy");
+    let keys: Vec<&str> = copied.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["blob.bin", "sub/file.txt"]);
+    assert!(copied["blob.bin"] == std::fs::read(local.join("blob.bin")).expect("read"));
 
     assert_no_secret(
         &d,
@@ -450,7 +478,11 @@ store = "local"
     let d = setup.start("run", &env);
     let limit = Duration::from_secs(60);
     let c = settled_condition(&d, "sources", "by_location", limit);
-    assert_eq!((&c["ready"], &c["reason"]), (&true.into(), &"Listable".into()), "{c}");
+    assert_eq!(
+        (&c["ready"], &c["reason"]),
+        (&true.into(), &"Listable".into()),
+        "{c}"
+    );
     for kind in ["sources", "destinations"] {
         let c = settled_condition(&d, kind, "wrong_secret", limit);
         assert_eq!(c["ready"], false, "{kind}: {c}");
