@@ -58,7 +58,15 @@ fn object_path(storage: &Storage, path: &SourcePath) -> std::io::Result<ObjPath>
         (false, true) => storage.prefix().to_string(),
         (false, false) => format!("{}/{rel}", storage.prefix()),
     };
-    Ok(ObjPath::from(full))
+    // `parse` keeps the key as written; `ObjPath::from` would percent-encode
+    // non-ASCII characters and `%`, `#`, `~`, `*`, … into the key itself, so
+    // such objects would not be found and restores would get other keys.
+    ObjPath::parse(&full).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} cannot be an object key: {e}", path.display()),
+        )
+    })
 }
 
 fn dir_node(name: &[u8], mtime_ns: i64) -> Node {
@@ -138,13 +146,10 @@ impl Importer for BucketImporter {
     fn list(&self, dir: &SourcePath) -> std::io::Result<Vec<Listed>> {
         let store = self.storage.object_store();
         let prefix = object_path(&self.storage, dir)?;
-        let prefix_text = prefix.as_ref().to_string();
+        let listed = (!prefix.as_ref().is_empty()).then(|| prefix.clone());
         let listing = self
             .storage
-            .run(async move {
-                let p = (!prefix_text.is_empty()).then(|| ObjPath::from(prefix_text.as_str()));
-                store.list_with_delimiter(p.as_ref()).await
-            })
+            .run(async move { store.list_with_delimiter(listed.as_ref()).await })
             .map_err(storage_err)?;
         let base = prefix.as_ref().len();
         let name_of = |full: &str| -> Option<Vec<u8>> {
@@ -331,7 +336,8 @@ mod tests {
         let s = Storage::open(&Location::Memory, &Vec::new(), false).expect("open");
         for (key, data) in objects {
             let store = s.object_store();
-            let path = ObjPath::from(*key);
+            // Keys as written, as a real bucket holds them.
+            let path = ObjPath::parse(*key).expect("key");
             let payload = PutPayload::from(Bytes::copy_from_slice(data));
             s.run(async move { store.put(&path, payload).await })
                 .expect("put");
@@ -392,5 +398,90 @@ mod tests {
             .run(async move { store.get(&ObjPath::from("d/big")).await?.bytes().await })
             .expect("get");
         assert_eq!(got.as_ref(), big.as_slice());
+    }
+
+    #[test]
+    fn keys_with_non_ascii_and_reserved_characters_are_used_as_written() {
+        let keys: [&str; 4] = [
+            "p/ünï cödé/grüße.txt",
+            "p/100%.txt",
+            "p/a~b#c*d?.txt",
+            "p/[x]{y}|z^`.txt",
+        ];
+        let objects: Vec<(&str, &[u8])> = keys.iter().map(|k| (*k, k.as_bytes())).collect();
+        let s = memory_with(&objects);
+        let prefixed =
+            Storage::from_object_store(s.object_store(), "p", "memory:p", None).expect("prefix");
+        let imp = BucketImporter::new(prefixed);
+        let mut root = imp.list(&SourcePath::root()).expect("list");
+        root.sort_by(|a, b| a.name.cmp(&b.name));
+        let names: Vec<String> = root
+            .iter()
+            .map(|l| String::from_utf8_lossy(&l.name).into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["100%.txt", "[x]{y}|z^`.txt", "a~b#c*d?.txt", "ünï cödé"]
+        );
+        let inner = imp
+            .list(&SourcePath::root().join("ünï cödé".as_bytes()))
+            .expect("list the non-ASCII prefix");
+        assert_eq!(inner.len(), 1, "the prefix is listed as written");
+        let read = |path: SourcePath, node: &Node| {
+            let mut text = String::new();
+            imp.open(&path, node)
+                .expect("open")
+                .read_to_string(&mut text)
+                .expect("read");
+            text
+        };
+        let node = inner[0].node.as_ref().expect("file");
+        let path = SourcePath::root()
+            .join("ünï cödé".as_bytes())
+            .join("grüße.txt".as_bytes());
+        assert_eq!(read(path, node), keys[0]);
+        for (i, key) in [(0, keys[1]), (2, keys[2]), (1, keys[3])] {
+            let node = root[i].node.as_ref().expect("file");
+            assert_eq!(read(SourcePath::root().join(&root[i].name), node), key);
+        }
+
+        // Restored under another prefix: the same keys, nothing encoded.
+        let out =
+            Storage::from_object_store(s.object_store(), "q", "memory:q", None).expect("prefix");
+        let exp = BucketExporter::new(out);
+        let node = dir_node(b"f", 0);
+        for key in keys {
+            let rel = key.strip_prefix("p/").expect("p/");
+            let path = rel
+                .split('/')
+                .fold(SourcePath::root(), |p, part| p.join(part.as_bytes()));
+            assert!(!exp.exists(&path).expect("exists"));
+            exp.write_file(&path, &node, &mut key.as_bytes())
+                .expect("write");
+            assert!(exp.exists(&path).expect("exists"));
+        }
+        let store = s.object_store();
+        let mut listed: Vec<String> = s
+            .run(async move {
+                use futures::TryStreamExt;
+                let q = ObjPath::parse("q").expect("q");
+                store
+                    .list(Some(&q))
+                    .map_ok(|m| m.location.to_string())
+                    .try_collect()
+                    .await
+            })
+            .expect("list q");
+        listed.sort();
+        let mut want: Vec<String> = keys.iter().map(|k| k.replacen("p/", "q/", 1)).collect();
+        want.sort();
+        assert_eq!(listed, want);
+
+        // A name object storage cannot hold is an error, not a panic.
+        let bad = SourcePath::root().join(b"line\nbreak");
+        let e = exp
+            .write_file(&bad, &node, &mut &b"x"[..])
+            .expect_err("a control character");
+        assert!(e.to_string().contains("cannot be an object key"), "{e}");
     }
 }

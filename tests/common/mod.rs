@@ -8,10 +8,13 @@
 //! - [`cli`]: run the `kloset` binary with a passphrase and extra environment.
 //! - [`rng`]: a tiny deterministic PRNG for fixtures.
 //! - [`postgres`]: run a real PostgreSQL server on a free loopback port.
+//! - [`e2e`]: config directories, task waits and secret checks for the
+//!   integration tests that drive the daemon.
 #![allow(dead_code, unused_imports)]
 
 pub mod cli;
 pub mod daemon;
+pub mod e2e;
 pub mod postgres;
 pub mod rng;
 pub mod s3;

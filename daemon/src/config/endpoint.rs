@@ -88,6 +88,9 @@ pub(super) fn endpoint<T>(
             Some(e)
         }
     }?;
+    if e.integration == "postgresql" && !check_postgresql(cx, l, object, role, &e) {
+        return None;
+    }
     if e.integration != "exec" && w.command.is_some() {
         cx.err(
             l,
@@ -198,8 +201,8 @@ fn location_endpoint<T>(
         _ => loc.trim_end_matches('/').to_string(),
     };
     let mut e = bare(i.name, p, location);
-    if e.integration == "postgresql" {
-        match postgres_url(&e.location) {
+    if i.name == "postgresql" {
+        match postgresql_url(&e.location) {
             Ok(options) => e.options = options,
             Err(msg) => {
                 cx.err(l, object, format!("location {loc:?}: {msg}"));
@@ -210,47 +213,78 @@ fn location_endpoint<T>(
     Some(e)
 }
 
-/// `postgresql://[user@]host[:port][/database]` as connection options.
-fn postgres_url(loc: &str) -> Result<Vec<(String, String)>, String> {
-    let rest = loc.split_once("://").map_or(loc, |(_, r)| r);
+/// The connection options (`host`, `port`, `user`, `database`) of
+/// `postgresql://[user@]host[:port][/database]` (IPv6 hosts in brackets,
+/// the database percent-decoded). The port defaults to 5432, the user to
+/// `postgres`, as for a resource.
+fn postgresql_url(url: &str) -> Result<Vec<(String, String)>, String> {
+    let rest = url
+        .split_once("://")
+        .map(|(_, r)| r)
+        .ok_or("not a postgresql:// URL")?;
     let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
     let (user, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let parse_port = |p: &str| -> Result<u16, String> {
-        p.parse().map_err(|_| format!("port {p:?} is not a number"))
+        Some((u, h)) => (u, h),
+        None => ("postgres", authority),
     };
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or("an IPv6 host needs its closing `]`")?;
-        match after.strip_prefix(':') {
-            Some(p) => (host, parse_port(p)?),
-            None if after.is_empty() => (host, 5432),
-            None => return Err(format!("unexpected {after:?} after the host")),
-        }
+        let (host, after) = v6.split_once(']').ok_or("an IPv6 host needs its `]`")?;
+        (host, after.strip_prefix(':'))
     } else {
         match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, parse_port(p)?),
-            None => (hostport, 5432),
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
         }
     };
-    if host.is_empty() {
-        return Err("a PostgreSQL location needs a host".into());
+    if host.is_empty() || user.is_empty() {
+        return Err("give postgresql://user@host[:port][/database]".into());
     }
     if database.contains(['/', '?']) {
         return Err("write the database name only (no parameters)".into());
     }
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("port {p:?} is not a number"))?,
+        None => 5432,
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
+    };
     let mut options = vec![
         ("host".to_string(), host.to_string()),
         ("port".to_string(), port.to_string()),
-        ("user".to_string(), user.unwrap_or("postgres").to_string()),
+        ("user".to_string(), decode(user)?),
     ];
     if !database.is_empty() {
-        options.push(("database".to_string(), database.to_string()));
+        options.push(("database".to_string(), decode(database)?));
     }
     Ok(options)
+}
+
+/// A `pg_dump` destination restores into one database, which it must
+/// name. (A `pg_dump` source without `database` dumps every database plus
+/// `globals.sql`; `pg_dumpall` connects to `database`, default `postgres`.)
+fn check_postgresql<T>(
+    cx: &mut Ctx,
+    l: &Located<T>,
+    object: &str,
+    role: Role,
+    e: &Endpoint,
+) -> bool {
+    if role == Role::Destination && e.protocol == "pg_dump" && e.option("database").is_none() {
+        cx.err(
+            l,
+            object,
+            "a pg_dump destination restores into one database: give `database` \
+             (protocol = \"pg_dumpall\" restores a whole cluster)",
+        );
+        return false;
+    }
+    true
 }
 
 /// Whether `user:password@host…` carries a password.
@@ -447,7 +481,7 @@ mod tests {
 
     #[test]
     fn postgresql_locations_become_connection_options() {
-        let o = postgres_url("postgresql://app@db1:5433/shop").expect("full");
+        let o = postgresql_url("postgresql://app@db1:5433/shop").expect("full");
         assert_eq!(
             (
                 opt(&o, "host"),
@@ -457,19 +491,19 @@ mod tests {
             ),
             (Some("db1"), Some("5433"), Some("app"), Some("shop"))
         );
-        let o = postgres_url("postgres://db1").expect("host only");
+        let o = postgresql_url("postgres://db1").expect("host only");
         assert_eq!(
             (opt(&o, "port"), opt(&o, "user"), opt(&o, "database")),
             (Some("5432"), Some("postgres"), None)
         );
-        let o = postgres_url("postgresql://u@[::1]:6000").expect("v6");
+        let o = postgresql_url("postgresql://u@[::1]:6000").expect("v6");
         assert_eq!(
             (opt(&o, "host"), opt(&o, "port")),
             (Some("::1"), Some("6000"))
         );
-        assert!(postgres_url("postgresql://u@db:x/d").is_err());
-        assert!(postgres_url("postgresql://").is_err());
-        assert!(postgres_url("postgresql://db/a?sslmode=x").is_err());
+        assert!(postgresql_url("postgresql://u@db:x/d").is_err());
+        assert!(postgresql_url("postgresql://").is_err());
+        assert!(postgresql_url("postgresql://db/a?sslmode=x").is_err());
     }
 
     #[test]

@@ -6,10 +6,13 @@
 //! - fs: a source exists and can be listed or opened; a destination's
 //!   nearest existing parent is a writable directory.
 //! - s3: a source's prefix can be listed; a destination accepts a probe
-//!   object, which is then deleted.
+//!   object, which is then deleted. Tests use short timeouts
+//!   (`connectors::object_storage_for_test`), so a silent endpoint is
+//!   `Unreachable` in seconds.
 //! - sftp: the server is reached, its host key is known, the credentials
 //!   are accepted; a source's directory can be listed; a destination
 //!   directory is made if missing and accepts a probe file, then deleted.
+//!   Each step waits at most [`SFTP_TEST_TIMEOUT_S`].
 //! - postgresql: `psql` connects with the credentials and the user may
 //!   connect to (source) or create in (destination) the database.
 //! - exec: the program is found and executable.
@@ -22,7 +25,7 @@ use kloset::{Location, Storage};
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStoreExt, PutPayload};
 
-use super::connectors::object_storage;
+use super::connectors::object_storage_for_test;
 use crate::config::desired::Endpoint;
 use crate::tasks::store::backend_options;
 
@@ -69,7 +72,7 @@ pub fn test_source(endpoint: &Endpoint) -> Result<&'static str, NotConnected> {
         }
         "s3" => {
             let storage =
-                object_storage(endpoint).map_err(|m| not_connected("InvalidConfig", m))?;
+                object_storage_for_test(endpoint).map_err(|m| not_connected("InvalidConfig", m))?;
             kloset::bucket::BucketImporter::new(storage)
                 .root()
                 .map_err(|e| s3_failure(&endpoint.location, "list", &e))?;
@@ -110,31 +113,63 @@ fn sftp_failure(e: &kloset::sftp::SftpError) -> NotConnected {
     not_connected(e.kind().reason(), e.to_string())
 }
 
+/// How long an SFTP connection test waits for the server at each step
+/// (connect, handshake, each request), instead of the 60 s of transfers.
+pub const SFTP_TEST_TIMEOUT_S: u64 = 10;
+
+/// The backend options of an SFTP endpoint for a connection test.
+fn sftp_test_options(endpoint: &Endpoint) -> Result<Vec<(String, String)>, NotConnected> {
+    let mut options =
+        backend_options(endpoint).map_err(|m| not_connected("SecretUnreadable", m))?;
+    options.push(("sftp_timeout".into(), SFTP_TEST_TIMEOUT_S.to_string()));
+    Ok(options)
+}
+
 fn sftp_config(endpoint: &Endpoint) -> Result<kloset::sftp::SftpConfig, NotConnected> {
     let location = Location::parse(&endpoint.location)
         .map_err(|e| not_connected("InvalidConfig", e.to_string()))?;
-    let options = backend_options(endpoint).map_err(|m| not_connected("SecretUnreadable", m))?;
+    let options = sftp_test_options(endpoint)?;
     kloset::sftp::SftpConfig::from_location(&location, &options)
         .map_err(|e| not_connected("InvalidConfig", e.to_string()))
 }
 
-/// Reasons for S3 failures: object_store's typed errors, refined by the
-/// service's error codes where the type is generic.
+/// S3 error codes meaning the credentials were not accepted (AWS, MinIO,
+/// Ceph, Garage, s3s), whatever the HTTP status.
+const S3_AUTH_CODES: &[&str] = &[
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "NotSignedUp",
+    "InvalidToken",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "InvalidSecurity",
+    "AuthorizationHeaderMalformed",
+];
+
+/// Reasons for S3 failures: the service's error code first (`<Code>…`),
+/// then the HTTP status, then object_store's typed errors; connection
+/// failures are `Unreachable`. An answer from the server is never
+/// `Unreachable`.
 fn s3_failure(location: &str, op: &str, e: &std::io::Error) -> NotConnected {
     let text = e.to_string();
-    let reason = if text.contains("InvalidAccessKeyId")
-        || text.contains("SignatureDoesNotMatch")
-        || text.contains("Unauthenticated")
+    let code = |c: &str| text.contains(&format!("<Code>{c}</Code>"));
+    let reason = if S3_AUTH_CODES.iter().any(|c| code(c))
+        || text.contains("401 Unauthorized")
+        || text.contains("lacked valid authentication credentials")
     {
         "AuthenticationFailed"
-    } else if text.contains("NoSuchBucket") {
+    } else if code("NoSuchBucket") {
         "NotFound"
-    } else if e.kind() == std::io::ErrorKind::PermissionDenied || text.contains("AccessDenied") {
+    } else if code("AccessDenied")
+        || text.contains("403 Forbidden")
+        || e.kind() == std::io::ErrorKind::PermissionDenied
+    {
         "PermissionDenied"
     } else if text.contains("error sending request")
         || text.contains("onnection refused")
         || text.contains("dns error")
         || text.contains("timed out")
+        || text.contains("Server returned non-2xx status code: 5")
     {
         "Unreachable"
     } else {
@@ -182,11 +217,18 @@ fn probe_write(storage: &Storage) -> Result<(), std::io::Error> {
         ".klosetd-probe-{}",
         kloset::id::SnapshotId::random().short()
     );
-    let path = if storage.prefix().is_empty() {
-        ObjPath::from(name)
+    let key = if storage.prefix().is_empty() {
+        name
     } else {
-        ObjPath::from(format!("{}/{name}", storage.prefix()))
+        format!("{}/{name}", storage.prefix())
     };
+    // As written: `ObjPath::from` would percent-encode a non-ASCII prefix.
+    let path = ObjPath::parse(&key).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{key} cannot be an object key: {e}"),
+        )
+    })?;
     storage
         .run(async move {
             store
@@ -254,15 +296,14 @@ pub fn test_destination(endpoint: &Endpoint) -> Result<&'static str, NotConnecte
         }
         "s3" => {
             let storage =
-                object_storage(endpoint).map_err(|m| not_connected("InvalidConfig", m))?;
+                object_storage_for_test(endpoint).map_err(|m| not_connected("InvalidConfig", m))?;
             probe_write(&storage).map_err(|e| s3_failure(&endpoint.location, "write to", &e))?;
             Ok("Writable")
         }
         "sftp" => {
             let location = Location::parse(&endpoint.location)
                 .map_err(|e| not_connected("InvalidConfig", e.to_string()))?;
-            let options =
-                backend_options(endpoint).map_err(|m| not_connected("SecretUnreadable", m))?;
+            let options = sftp_test_options(endpoint)?;
             // A restore makes the directory too, so the test may.
             let storage = Storage::open(&location, &options, true).map_err(|e| {
                 let reason = kloset::sftp::error_kind(&e).map_or("Unreachable", |k| k.reason());
@@ -305,6 +346,53 @@ mod tests {
             options: vec![],
             credentials: vec![],
             command: vec![],
+        }
+    }
+
+    #[test]
+    fn s3_failures_get_the_reason_of_the_service_code() {
+        let answer = |status: &str, code: &str| {
+            format!(
+                "Generic S3 error: Error performing list request: Error performing GET \
+                 http://127.0.0.1:9000/b?list-type=2 in 1ms - Server returned non-2xx status \
+                 code: {status}: <?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}\
+                 </Code><Message>m</Message></Error>"
+            )
+        };
+        let cases = [
+            (
+                answer("403 Forbidden", "SignatureDoesNotMatch"),
+                "AuthenticationFailed",
+            ),
+            (
+                answer("403 Forbidden", "InvalidAccessKeyId"),
+                "AuthenticationFailed",
+            ),
+            (
+                answer("403 Forbidden", "NotSignedUp"),
+                "AuthenticationFailed",
+            ),
+            (
+                answer("400 Bad Request", "ExpiredToken"),
+                "AuthenticationFailed",
+            ),
+            (answer("404 Not Found", "NoSuchBucket"), "NotFound"),
+            (answer("403 Forbidden", "AccessDenied"), "PermissionDenied"),
+            (
+                answer("403 Forbidden", "AllAccessDisabled"),
+                "PermissionDenied",
+            ),
+            (answer("503 Service Unavailable", "SlowDown"), "Unreachable"),
+            (
+                "Generic S3 error: Error performing GET http://127.0.0.1:1/b in 2s, after 10 \
+                 retries - HTTP error: error sending request"
+                    .to_string(),
+                "Unreachable",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = std::io::Error::other(text.clone());
+            assert_eq!(s3_failure("s3://b", "list", &e).reason, want, "{text}");
         }
     }
 

@@ -4,6 +4,8 @@
 //! read here, at use, and never leave the connector.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use kloset::bucket::{BucketExporter, BucketImporter};
 use kloset::command::{CommandExporter, CommandFile, CommandImporter, CommandSpec};
@@ -11,6 +13,8 @@ use kloset::export::Exporter;
 use kloset::import::{FsImporter, Importer};
 use kloset::sftp::{SftpConfig, SftpExporter, SftpImporter};
 use kloset::{Location, Storage};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
 
 use super::postgresql::{self, PgConnection};
 use crate::config::desired::{Endpoint, SourceDef};
@@ -39,6 +43,49 @@ pub fn object_storage(endpoint: &Endpoint) -> Result<Storage, String> {
     let location = Location::parse(&endpoint.location).map_err(|e| e.to_string())?;
     let options = backend_options(endpoint)?;
     Storage::open(&location, &options, false).map_err(|e| e.to_string())
+}
+
+/// How long a connection test's S3 request may take to connect, and in all.
+pub const TEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// See [`TEST_CONNECT_TIMEOUT`].
+pub const TEST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Object storage for a connection test: like [`object_storage`], but with
+/// short timeouts and no retry once [`TEST_REQUEST_TIMEOUT`] has passed, so
+/// an endpoint that accepts connections and never answers is reported
+/// `Unreachable` after about 10 s, not after object_store's default 3 minutes
+/// of retries (backups and restores keep those).
+pub fn object_storage_for_test(endpoint: &Endpoint) -> Result<Storage, String> {
+    let location = Location::parse(&endpoint.location).map_err(|e| e.to_string())?;
+    let Location::S3 { bucket, prefix } = &location else {
+        return object_storage(endpoint);
+    };
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    for (key, value) in backend_options(endpoint)? {
+        let parsed: AmazonS3ConfigKey = key
+            .parse()
+            .map_err(|_| format!("unknown S3 option {key:?}"))?;
+        builder = builder.with_config(parsed, value);
+    }
+    let secs = |d: Duration| format!("{}s", d.as_secs());
+    let s3 = builder
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+            secs(TEST_CONNECT_TIMEOUT),
+        )
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+            secs(TEST_REQUEST_TIMEOUT),
+        )
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: 1,
+            retry_timeout: TEST_REQUEST_TIMEOUT,
+        })
+        .build()
+        .map_err(|e| format!("configuring S3 bucket {bucket}: {e}"))?;
+    Storage::from_object_store(Arc::new(s3), prefix, &location.to_string(), None)
+        .map_err(|e| e.to_string())
 }
 
 /// The importer that reads `source`.

@@ -99,7 +99,8 @@ impl SftpConfig {
 
     /// Settings from an `sftp://` location and `sftp_*` backend options:
     /// `sftp_key_file`, `sftp_key_passphrase`, `sftp_password`,
-    /// `sftp_known_hosts_file`. Other options are errors. Without a key
+    /// `sftp_known_hosts_file`, `sftp_timeout` (whole seconds, replacing
+    /// the default [`SftpConfig::timeout`]). Other options are errors. Without a key
     /// file or password, the first of `~/.ssh/id_ed25519`, `id_ecdsa`,
     /// `id_rsa` that exists is used.
     pub fn from_location(location: &Location, options: &BackendOptions) -> Result<SftpConfig> {
@@ -116,16 +117,25 @@ impl SftpConfig {
         };
         let (mut key_file, mut passphrase, mut password, mut known_hosts) =
             (None, None, None, None);
+        let mut timeout = None;
         for (key, value) in options {
             match key.as_str() {
                 "sftp_key_file" => key_file = Some(PathBuf::from(value)),
                 "sftp_key_passphrase" => passphrase = Some(Zeroizing::new(value.clone())),
                 "sftp_password" => password = Some(Zeroizing::new(value.clone())),
                 "sftp_known_hosts_file" => known_hosts = Some(PathBuf::from(value)),
+                "sftp_timeout" => match value.parse::<u64>() {
+                    Ok(secs) if secs > 0 => timeout = Some(Duration::from_secs(secs)),
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "{location}: sftp_timeout {value:?} is not a positive number of seconds"
+                        )));
+                    }
+                },
                 other => {
                     return Err(Error::InvalidArgument(format!(
                         "unknown SFTP option {other:?} (known: sftp_key_file, \
-                         sftp_key_passphrase, sftp_password, sftp_known_hosts_file)"
+                         sftp_key_passphrase, sftp_password, sftp_known_hosts_file, sftp_timeout)"
                     )));
                 }
             }
@@ -178,6 +188,9 @@ impl SftpConfig {
         config.port = *port;
         if let Some(kh) = known_hosts {
             config.known_hosts = kh;
+        }
+        if let Some(t) = timeout {
+            config.timeout = t;
         }
         Ok(config)
     }
@@ -500,6 +513,14 @@ mod tests {
         assert!(e.to_string().contains("sftp_pasword") && !e.to_string().contains("hunter2"));
         let both = [opts[0].clone(), pw[0].clone()].to_vec();
         assert!(SftpConfig::from_location(&l, &both).is_err());
+        let timeout = [pw[0].clone(), ("sftp_timeout".into(), "7".into())].to_vec();
+        let c = SftpConfig::from_location(&l, &timeout).expect("config");
+        assert_eq!(c.timeout, Duration::from_secs(7));
+        for bad in ["0", "-1", "7s", ""] {
+            let t = [pw[0].clone(), ("sftp_timeout".into(), bad.into())].to_vec();
+            let e = SftpConfig::from_location(&l, &t).expect_err(bad);
+            assert!(e.to_string().contains("sftp_timeout"), "{e}");
+        }
     }
 
     #[test]
