@@ -11,8 +11,8 @@ mod common;
 use std::time::Duration;
 
 use common::daemon::lit;
-use common::e2e::{Setup, assert_no_secret, restore_task, settled_condition, snapshots};
 use common::e2e::wait_succeeded;
+use common::e2e::{Setup, assert_no_secret, restore_task, settled_condition, snapshots};
 use common::postgres::{PASSWORD, PgServer, ROLE};
 
 const FIXTURE: &str = r#"

@@ -500,9 +500,7 @@ store = "local"
     let took = started.elapsed();
     assert!(took < Duration::from_secs(30), "the tests took {took:?}");
 
-    let backup = wait_finished(&d, "backup");
-    assert_eq!(backup["status"], "failed", "{backup}");
-    assert!(backup["snapshot_id"].is_null(), "{backup}");
+    common::e2e::wait_oneshot_waiting_for(&d, "backup", "source.wrong_secret");
 
     let paths = [
         "/api/v1/sources/wrong_secret",

@@ -413,11 +413,7 @@ store = "local"
     let took = started.elapsed();
     assert!(took < Duration::from_secs(40), "the tests took {took:?}");
 
-    let backup = wait_finished(&d, "backup");
-    assert_eq!(backup["status"], "failed", "{backup}");
-    let error = backup["error"].as_str().expect("error");
-    assert!(error.to_lowercase().contains("auth"), "{error}");
-    assert!(backup["snapshot_id"].is_null());
+    common::e2e::wait_oneshot_waiting_for(&d, "backup", "source.rejected_key");
 
     // The private key never shows.
     let private = std::fs::read_to_string(&stranger).expect("key");

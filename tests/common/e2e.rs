@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::daemon::{Daemon, lit, tasks, wait_value};
+use super::daemon::{Daemon, lit, tasks, wait_for, wait_value};
 
 /// The store passphrase written to `conf/pass`.
 pub const PASS: &str = "integration e2e passphrase";
@@ -145,4 +145,34 @@ pub fn restore_task(
         ),
     );
     wait_finished(d, name)
+}
+
+/// Waits until one-shot `name` is pending on `object` (e.g.
+/// `source.bad`), and checks that it never ran: a one-shot starts only
+/// once its objects are ready.
+pub fn wait_oneshot_waiting_for(d: &Daemon, name: &str, object: &str) {
+    wait_for(
+        &format!("one-shot {name} waiting for {object}"),
+        Duration::from_secs(60),
+        || {
+            let s = d.status();
+            let o = s["oneshots"]
+                .as_array()
+                .and_then(|l| l.iter().find(|o| o["name"] == name).cloned())
+                .unwrap_or_default();
+            let c = &o["condition"];
+            if c["reason"] == "DependencyNotReady"
+                && c["message"].as_str().is_some_and(|m| m.contains(object))
+            {
+                Ok(())
+            } else {
+                Err(o.to_string())
+            }
+        },
+    );
+    let runs = d.json(&format!("/api/v1/tasks?task={name}"));
+    assert!(
+        tasks(&runs).is_empty(),
+        "one-shot {name} ran although {object} is not ready: {runs}"
+    );
 }

@@ -352,11 +352,14 @@ fn resource_endpoint(
                 if let Some(v) = value {
                     match resolve_path(&r.file, v) {
                         Ok(p) => {
-                            // Read now, like every secret, so a missing file
-                            // is a validation error with file and line.
-                            let what = key.trim_start_matches("sftp_");
-                            if let Err(msg) = super::desired::SecretRef::File(p.clone()).read() {
-                                cx.err(r, object, format!("{what}: {msg}"));
+                            // The key is a secret: read now, so a missing
+                            // file is a validation error with file and line.
+                            // known_hosts is not: an empty or missing one is
+                            // the connection test's HostKeyUnknown.
+                            if key == "sftp_key_file"
+                                && let Err(msg) = super::desired::SecretRef::File(p.clone()).read()
+                            {
+                                cx.err(r, object, format!("key_file: {msg}"));
                             }
                             e.options.push((key.into(), p.display().to_string()));
                         }
