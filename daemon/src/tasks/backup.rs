@@ -13,7 +13,7 @@ use kloset::ops::backup::{BackupOptions, ParentPolicy, backup_from};
 use serde_json::json;
 
 use super::hooks::run_hook;
-use super::run::{SHOWN, TaskResult};
+use super::run::{TaskResult, first_few};
 use super::store::open_store;
 use crate::config::desired::{DesiredState, StoreDef};
 use crate::integrations::connectors;
@@ -107,22 +107,15 @@ fn backup_with(
     result.snapshot_id = Some(snap.id.to_hex());
     result.bytes_added = Some(s.bytes_added);
     if !snap.errors.is_empty() {
-        let shown: Vec<String> = snap
-            .errors
-            .iter()
-            .take(SHOWN)
-            .map(|e| format!("{}: {}", e.path, e.error))
-            .collect();
         result.partial = true;
         result.error = Some(format!(
-            "partial backup: {} file(s) could not be read ({}{})",
+            "partial backup: {} file(s) could not be read ({})",
             snap.errors.len(),
-            shown.join("; "),
-            if snap.errors.len() > SHOWN {
-                "; ..."
-            } else {
-                ""
-            }
+            first_few(
+                snap.errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.path, e.error))
+            )
         ));
     }
     result

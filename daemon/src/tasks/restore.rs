@@ -20,7 +20,7 @@ use kloset::ops::export::export;
 use kloset::ops::restore::{RestoreOptions, RestoreReport, restore};
 use serde_json::json;
 
-use super::run::{RunStatus, SHOWN, TaskResult, cold_refusal};
+use super::run::{RunStatus, TaskResult, cold_refusal, first_few};
 use super::store::open_store;
 use super::verify::verify_restore;
 use crate::config::desired::{DesiredState, StoreDef};
@@ -218,10 +218,9 @@ fn summarize(
             result.status = RunStatus::Failed;
         }
         result.error = Some(format!(
-            "restore of snapshot {short} into {target} found {} problem(s): {}{}",
+            "restore of snapshot {short} into {target} found {} problem(s): {}",
             problems.len(),
-            problems[..problems.len().min(SHOWN)].join("; "),
-            if problems.len() > SHOWN { "; ..." } else { "" }
+            first_few(problems.iter().cloned())
         ));
     }
     result

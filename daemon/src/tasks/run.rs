@@ -124,7 +124,17 @@ impl TaskResult {
 }
 
 /// How many problems or paths an error message lists.
-pub(super) const SHOWN: usize = 3;
+const SHOWN: usize = 3;
+
+/// The first few of `items`, joined with `; `, and `; ...` when there are more.
+pub(super) fn first_few(items: impl IntoIterator<Item = String>) -> String {
+    let mut items = items.into_iter();
+    let mut shown: Vec<String> = items.by_ref().take(SHOWN).collect();
+    if items.next().is_some() {
+        shown.push("...".into());
+    }
+    shown.join("; ")
+}
 
 /// Runs `action` against `state`, reporting live progress into `progress`
 /// and stopping early once `progress.cancel()` is called.
@@ -222,22 +232,16 @@ fn run_check(
     });
     let mut result = TaskResult::succeeded(stats);
     if !report.is_ok() {
-        let shown: Vec<String> = report
-            .problems
-            .iter()
-            .take(SHOWN)
-            .map(|p| format!("{}: {}", p.object, p.problem))
-            .collect();
         result.status = RunStatus::Failed;
         result.error = Some(format!(
-            "{} problem(s) found: {}{}",
+            "{} problem(s) found: {}",
             report.problems.len(),
-            shown.join("; "),
-            if report.problems.len() > SHOWN {
-                "; ..."
-            } else {
-                ""
-            }
+            first_few(
+                report
+                    .problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.object, p.problem))
+            )
         ));
     }
     result
