@@ -171,7 +171,8 @@ pub struct SourceTable {
     pub file: Option<String>,
     /// A command run before the backup (argv); if it fails, nothing is backed up.
     pub pre: Option<Vec<String>>,
-    /// A command run after the backup, whatever its outcome (argv).
+    /// A command run after the backup, whatever its outcome (argv); not run
+    /// when `pre` failed (no backup started).
     pub post: Option<Vec<String>>,
     /// Integration-specific options.
     #[serde(default)]

@@ -1,6 +1,7 @@
 //! `pre` and `post` hooks of a source: a command run before and after its
 //! backup. A failing `pre` hook stops the backup before anything is read;
-//! `post` runs whatever the outcome (it learns it from `KLOSETD_STATUS`),
+//! `post` runs after every backup that started, whatever its outcome (it
+//! learns it from `KLOSETD_STATUS`; it does not run when `pre` failed),
 //! and its failure fails the task but keeps the snapshot.
 //!
 //! Hooks get no standard input; their output is kept (the last
