@@ -149,11 +149,20 @@ fn single_file(
     if !matches!(endpoint.integration, "postgresql" | "exec") {
         return Ok(path.to_string());
     }
-    let entries = kloset::ops::browse::list_dir(repo, snap, path).map_err(|e| e.to_string())?;
     let node = kloset::ops::restore::find_node(repo, snap, path).map_err(|e| e.to_string())?;
     if node.kind != kloset::tree::NodeKind::Dir {
         return Ok(path.to_string());
     }
+    let names: Vec<(kloset::tree::NodeKind, String)> = match node.subtree {
+        Some(subtree) => repo
+            .load_tree(&subtree)
+            .map_err(|e| e.to_string())?
+            .entries
+            .iter()
+            .map(|n| (n.kind, n.name_lossy()))
+            .collect(),
+        None => Vec::new(),
+    };
     let wanted = |name: &str| match (endpoint.integration, endpoint.protocol) {
         ("postgresql", "pg_dumpall") => {
             name == super::super::integrations::postgresql::CLUSTER_FILE
@@ -161,10 +170,10 @@ fn single_file(
         ("postgresql", _) => name.ends_with(".dump"),
         _ => true,
     };
-    let files: Vec<&str> = entries
+    let files: Vec<&str> = names
         .iter()
-        .filter(|e| e.kind == kloset::tree::NodeKind::File)
-        .map(|e| e.name.as_str())
+        .filter(|(kind, _)| *kind == kloset::tree::NodeKind::File)
+        .map(|(_, name)| name.as_str())
         .collect();
     let fitting: Vec<&str> = files.iter().copied().filter(|n| wanted(n)).collect();
     match fitting.as_slice() {

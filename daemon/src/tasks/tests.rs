@@ -518,3 +518,45 @@ fn a_one_shot_restore_writes_into_the_destination_and_refuses_to_overwrite() {
         "latest of a source with no snapshots is not found"
     );
 }
+
+#[test]
+fn a_command_destination_takes_the_one_file_of_a_directory_or_refuses() {
+    let mut env = backed_up();
+    let out = env.root.join("piped");
+    std::fs::write(
+        env.root.join("conf/20-exec.toml"),
+        format!(
+            "[destination.pipe]\nintegration = \"exec\"\ncommand = [\"sh\", \"-c\", \"cat > '{}'\"]\n",
+            out.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    env.reload();
+    let restore = |path: &str| Action::Restore {
+        store: "s".into(),
+        destination: "pipe".into(),
+        snapshot: "latest".into(),
+        path: path.into(),
+        allow_cold_read: false,
+        into_snapshot_dir: false,
+        overwrite: false,
+        source: None,
+    };
+    // `/` holds one regular file (a.txt) beside a directory: it is taken.
+    let r = env.run(&restore("/"));
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:?}");
+    assert_eq!(std::fs::read(&out).ok(), Some(b"hello".to_vec()));
+    // A second file at the top: refused before the command runs.
+    std::fs::remove_file(&out).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(env.root.join("src/second.txt"), b"2").unwrap_or_else(|e| panic!("{e}"));
+    let b = env.run(&backup_action(None));
+    assert_eq!(b.status, RunStatus::Succeeded, "{b:?}");
+    let r = env.run(&restore("/"));
+    assert_eq!(r.status, RunStatus::Failed, "{r:?}");
+    let msg = r.error.unwrap_or_default();
+    assert!(
+        msg.contains("takes one file") && msg.contains("a.txt, second.txt"),
+        "{msg}"
+    );
+    assert!(!out.exists(), "the command never ran");
+}
