@@ -9,6 +9,8 @@
 //! - every regular file downloaded byte-exact (some with the real `curl`),
 //!   `Content-Length`, `Content-Type`, a stable `ETag` and `304`, `Range`
 //!   (`a-b`, `a-`, `-n`, across chunks, `416`), `HEAD`;
+//! - downloads and listings answered from the store, never from the live
+//!   source (which is swapped for a symlink, then removed);
 //! - a 4 GiB sparse file streamed while the daemon's `VmRSS` is sampled.
 //!
 //! The token, traversal, methods, object endpoints and cold stores are in
@@ -453,6 +455,30 @@ fn browse_snapshots_trees_and_downloads() {
     json_error(&file(tree::ABS_LINK, &[]), 400, "files/ of a symlink");
     json_error(&file("data/no-such-file", &[]), 404, "files/ of nothing");
     assert!(!d.log_text().contains(PASS), "the log shows the passphrase");
+
+    // Downloads and listings read the store, never the live source: the
+    // file is swapped for a symlink to another file, then its directory
+    // is removed, and both still answer what the snapshot holds.
+    let secret = root.join("secret");
+    fs::write(&secret, b"live file, not in any snapshot\n").expect("write");
+    fs::remove_file(root.join("small/a.txt")).expect("rm");
+    std::os::unix::fs::symlink(&secret, root.join("small/a.txt")).expect("link");
+    let small = format!("/api/v1/stores/main/snapshots/{}", runs[1].0);
+    let r = get(&d, &format!("{small}/files/a.txt"), &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body, b"small\n", "the stored content, not the live file");
+    fs::remove_dir_all(root.join("small")).expect("rm");
+    let r = get(&d, &format!("{small}/tree/"), &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: Value = serde_json::from_slice(&r.body).expect("listing json");
+    assert_eq!(v["entries"][0]["name"], "a.txt", "{v}");
+    assert_eq!(v["entries"][0]["type"], "file", "{v}");
+    let r = get(&d, &format!("{small}/files/a.txt"), &[]);
+    assert_eq!(
+        r.body, b"small\n",
+        "the source is gone, the snapshot is not"
+    );
+
     // Deferred so every other check above has run.
     assert!(
         diffs.is_empty(),

@@ -57,6 +57,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    kloset::dirfd::raise_fd_limit();
     let args = Args::parse();
     match args.command {
         Command::Run { config } => {

@@ -25,7 +25,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use serde_bytes::ByteBuf;
 
 use crate::export::Exporter;
-use crate::import::{FileReader, Importer, Listed, SourcePath};
+use crate::import::{Importer, Listed, Opened, SourcePath};
 use crate::repository::now_ns;
 use crate::storage::Storage;
 use crate::tree::{Node, NodeKind};
@@ -143,7 +143,7 @@ impl Importer for BucketImporter {
         Ok(dir_node(b"", self.started_ns))
     }
 
-    fn list(&self, dir: &SourcePath) -> std::io::Result<Vec<Listed>> {
+    fn list(&self, dir: &SourcePath, _listed: &Node) -> std::io::Result<Vec<Listed>> {
         let store = self.storage.object_store();
         let prefix = object_path(&self.storage, dir)?;
         let listed = (!prefix.as_ref().is_empty()).then(|| prefix.clone());
@@ -193,7 +193,7 @@ impl Importer for BucketImporter {
         Ok(out)
     }
 
-    fn open(&self, path: &SourcePath, _node: &Node) -> std::io::Result<FileReader<'_>> {
+    fn open(&self, path: &SourcePath, _listed: &Node) -> std::io::Result<Opened<'_>> {
         let store = self.storage.object_store();
         let location = object_path(&self.storage, path)?;
         let stream = self
@@ -201,11 +201,11 @@ impl Importer for BucketImporter {
             .run(async move { store.get(&location).await })
             .map_err(storage_err)?
             .into_stream();
-        Ok(Box::new(ObjectReader {
+        Ok(Opened::reader(Box::new(ObjectReader {
             storage: &self.storage,
             stream,
             current: Bytes::new(),
-        }))
+        })))
     }
 }
 
@@ -356,7 +356,9 @@ mod tests {
         ]);
         let imp = BucketImporter::new(s);
         assert_eq!(imp.root().expect("root").kind, NodeKind::Dir);
-        let mut root = imp.list(&SourcePath::root()).expect("list");
+        let mut root = imp
+            .list(&SourcePath::root(), &imp.root().expect("root"))
+            .expect("list");
         root.sort_by(|a, b| a.name.cmp(&b.name));
         let names: Vec<String> = root
             .iter()
@@ -367,12 +369,13 @@ mod tests {
         let a = root[0].node.as_ref().expect("file");
         assert_eq!((a.kind, a.size), (NodeKind::File, 1));
         let sub = imp
-            .list(&SourcePath::root().join(b"dir"))
+            .list(&SourcePath::root().join(b"dir"), &imp.root().expect("root"))
             .expect("list dir");
         assert_eq!(sub.len(), 2);
         let mut text = String::new();
         imp.open(&SourcePath::root().join(b"dir").join(b"b.txt"), a)
             .expect("open")
+            .reader
             .read_to_string(&mut text)
             .expect("read");
         assert_eq!(text, "BB");
@@ -413,7 +416,9 @@ mod tests {
         let prefixed =
             Storage::from_object_store(s.object_store(), "p", "memory:p", None).expect("prefix");
         let imp = BucketImporter::new(prefixed);
-        let mut root = imp.list(&SourcePath::root()).expect("list");
+        let mut root = imp
+            .list(&SourcePath::root(), &imp.root().expect("root"))
+            .expect("list");
         root.sort_by(|a, b| a.name.cmp(&b.name));
         let names: Vec<String> = root
             .iter()
@@ -424,13 +429,17 @@ mod tests {
             ["100%.txt", "[x]{y}|z^`.txt", "a~b#c*d?.txt", "ünï cödé"]
         );
         let inner = imp
-            .list(&SourcePath::root().join("ünï cödé".as_bytes()))
+            .list(
+                &SourcePath::root().join("ünï cödé".as_bytes()),
+                &imp.root().expect("root"),
+            )
             .expect("list the non-ASCII prefix");
         assert_eq!(inner.len(), 1, "the prefix is listed as written");
         let read = |path: SourcePath, node: &Node| {
             let mut text = String::new();
             imp.open(&path, node)
                 .expect("open")
+                .reader
                 .read_to_string(&mut text)
                 .expect("read");
             text

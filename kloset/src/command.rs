@@ -27,7 +27,7 @@ use std::os::unix::process::CommandExt;
 use zeroize::Zeroizing;
 
 use crate::export::Exporter;
-use crate::import::{FileReader, Importer, Listed, SourcePath};
+use crate::import::{Importer, Listed, Opened, SourcePath};
 use crate::repository::now_ns;
 use crate::tree::{Node, NodeKind};
 
@@ -412,7 +412,7 @@ impl Importer for CommandImporter {
         Ok(self.node(b"", NodeKind::Dir, 0o700))
     }
 
-    fn list(&self, dir: &SourcePath) -> io::Result<Vec<Listed>> {
+    fn list(&self, dir: &SourcePath, _listed: &Node) -> io::Result<Vec<Listed>> {
         if !dir.is_root() {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -429,7 +429,7 @@ impl Importer for CommandImporter {
             .collect())
     }
 
-    fn open(&self, path: &SourcePath, _node: &Node) -> io::Result<FileReader<'_>> {
+    fn open(&self, path: &SourcePath, _listed: &Node) -> io::Result<Opened<'_>> {
         let file = self
             .files
             .iter()
@@ -440,7 +440,9 @@ impl Importer for CommandImporter {
                     format!("{} holds no file {}", self.origin, path.display()),
                 )
             })?;
-        Ok(Box::new(CommandReader::spawn(&file.command)?))
+        Ok(Opened::reader(Box::new(CommandReader::spawn(
+            &file.command,
+        )?)))
     }
 }
 

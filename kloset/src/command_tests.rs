@@ -192,7 +192,9 @@ fn the_importer_shows_a_root_of_command_outputs() {
     );
     let root = imp.root().expect("root");
     assert_eq!((root.kind, root.mode), (NodeKind::Dir, 0o700));
-    let listed = imp.list(&SourcePath::root()).expect("list");
+    let listed = imp
+        .list(&SourcePath::root(), &imp.root().expect("root"))
+        .expect("list");
     assert_eq!(listed.len(), 1);
     let node = listed[0].node.as_ref().expect("node");
     assert_eq!(
@@ -203,11 +205,15 @@ fn the_importer_shows_a_root_of_command_outputs() {
     let mut s = String::new();
     imp.open(&root_file("a.out"), node)
         .expect("open")
+        .reader
         .read_to_string(&mut s)
         .expect("read");
     assert_eq!(s, "hello");
     assert!(imp.open(&root_file("b"), node).is_err());
-    assert!(imp.list(&root_file("a.out")).is_err());
+    assert!(
+        imp.list(&root_file("a.out"), &imp.root().expect("root"))
+            .is_err()
+    );
 }
 
 #[test]

@@ -1,61 +1,60 @@
-//! Local file metadata to and from tree nodes (Unix).
+//! Local file metadata (`stat`) to tree nodes, and change detection (Unix).
 
-use std::fs::Metadata;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-
+use rustix::fs::{FileType, Stat};
 use serde_bytes::ByteBuf;
 
 use crate::tree::{Node, NodeKind};
 
-/// The node kind of a file type.
-pub fn kind_of(meta: &Metadata) -> NodeKind {
-    let ft = meta.file_type();
-    if ft.is_dir() {
-        NodeKind::Dir
-    } else if ft.is_symlink() {
-        NodeKind::Symlink
-    } else if ft.is_fifo() {
-        NodeKind::Fifo
-    } else if ft.is_char_device() {
-        NodeKind::CharDevice
-    } else if ft.is_block_device() {
-        NodeKind::BlockDevice
-    } else if ft.is_socket() {
-        NodeKind::Socket
-    } else {
-        NodeKind::File
+/// The node kind of a file's `st_mode`.
+pub fn kind_of(mode: u32) -> NodeKind {
+    match FileType::from_raw_mode(mode) {
+        FileType::Directory => NodeKind::Dir,
+        FileType::Symlink => NodeKind::Symlink,
+        FileType::Fifo => NodeKind::Fifo,
+        FileType::CharacterDevice => NodeKind::CharDevice,
+        FileType::BlockDevice => NodeKind::BlockDevice,
+        FileType::Socket => NodeKind::Socket,
+        _ => NodeKind::File,
     }
 }
 
-/// A node with the metadata of `meta` and no content yet.
-pub fn node_from(name: &[u8], meta: &Metadata) -> Node {
-    let kind = kind_of(meta);
+/// A node with the metadata of `st` (from `lstat` or `fstat`) and no
+/// content yet.
+// The integer types of `struct stat` differ between architectures.
+#[allow(clippy::unnecessary_cast)]
+pub fn node_from(name: &[u8], st: &Stat) -> Node {
+    let kind = kind_of(st.st_mode);
+    let ns = |s: i64, n: u64| s.saturating_mul(1_000_000_000).saturating_add(n as i64);
     Node {
         name: ByteBuf::from(name.to_vec()),
         kind,
-        mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        mtime_ns: meta
-            .mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(meta.mtime_nsec()),
-        ctime_ns: meta
-            .ctime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(meta.ctime_nsec()),
-        inode: meta.ino(),
-        device: meta.dev(),
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mtime_ns: ns(st.st_mtime as i64, st.st_mtime_nsec as u64),
+        ctime_ns: ns(st.st_ctime as i64, st.st_ctime_nsec as u64),
+        inode: st.st_ino as u64,
+        device: st.st_dev as u64,
         size: if kind == NodeKind::Dir {
             0
         } else {
-            meta.size()
+            st.st_size as u64
         },
         target: None,
-        rdev: matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice).then(|| meta.rdev()),
+        rdev: matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice)
+            .then_some(st.st_rdev as u64),
         content: Vec::new(),
         subtree: None,
     }
+}
+
+/// Whether `st` is the same file system object as `node` was listed as:
+/// same kind, device and inode.
+#[allow(clippy::unnecessary_cast)]
+pub fn same_object(node: &Node, st: &Stat) -> bool {
+    kind_of(st.st_mode) == node.kind
+        && st.st_dev as u64 == node.device
+        && st.st_ino as u64 == node.inode
 }
 
 /// Whether a file is unchanged since `old` was recorded (same size, times,
@@ -67,14 +66,6 @@ pub fn unchanged(old: &Node, new: &Node) -> bool {
         && old.mtime_ns == new.mtime_ns
         && old.ctime_ns == new.ctime_ns
         && old.inode == new.inode
-}
-
-/// Splits Unix nanoseconds into a `FileTime`.
-pub fn file_time(ns: i64) -> filetime::FileTime {
-    filetime::FileTime::from_unix_time(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    )
 }
 
 /// This machine's host name.
@@ -91,20 +82,23 @@ pub fn hostname() -> String {
 mod tests {
     use super::*;
 
+    fn lstat(p: &std::path::Path) -> Stat {
+        rustix::fs::lstat(p).expect("lstat")
+    }
+
     #[test]
     fn metadata_of_files_dirs_and_links() {
         let d = tempfile::tempdir().expect("tmp");
         let f = d.path().join("f");
         std::fs::write(&f, b"abc").expect("write");
         std::os::unix::fs::symlink("f", d.path().join("l")).expect("link");
-        let file = node_from(b"f", &std::fs::symlink_metadata(&f).expect("meta"));
+        let file = node_from(b"f", &lstat(&f));
         assert_eq!((file.kind, file.size), (NodeKind::File, 3));
-        let dir = node_from(b"d", &std::fs::symlink_metadata(d.path()).expect("meta"));
+        assert!(same_object(&file, &lstat(&f)));
+        let dir = node_from(b"d", &lstat(d.path()));
         assert_eq!((dir.kind, dir.size), (NodeKind::Dir, 0));
-        let link = node_from(
-            b"l",
-            &std::fs::symlink_metadata(d.path().join("l")).expect("meta"),
-        );
+        assert!(!same_object(&file, &lstat(d.path())));
+        let link = node_from(b"l", &lstat(&d.path().join("l")));
         assert_eq!(link.kind, NodeKind::Symlink);
     }
 
@@ -113,7 +107,7 @@ mod tests {
         let d = tempfile::tempdir().expect("tmp");
         let f = d.path().join("f");
         std::fs::write(&f, b"abc").expect("write");
-        let a = node_from(b"f", &std::fs::symlink_metadata(&f).expect("meta"));
+        let a = node_from(b"f", &lstat(&f));
         assert!(unchanged(&a, &a.clone()));
         let mut b = a.clone();
         b.mtime_ns += 1;
@@ -124,12 +118,5 @@ mod tests {
         let mut dir = a.clone();
         dir.kind = NodeKind::Dir;
         assert!(!unchanged(&dir, &dir.clone()), "only files reuse content");
-    }
-
-    #[test]
-    fn file_times_before_the_epoch() {
-        let t = file_time(-1_500_000_000);
-        assert_eq!((t.unix_seconds(), t.nanoseconds()), (-2, 500_000_000));
-        assert_eq!(file_time(1_000_000_001).nanoseconds(), 1);
     }
 }

@@ -26,6 +26,7 @@ pub mod chunker;
 pub mod codec;
 pub mod command;
 pub mod crypto;
+pub mod dirfd;
 pub mod error;
 pub mod export;
 pub mod fetch;

@@ -74,6 +74,12 @@ pub struct Snapshot {
     /// Unreadable files.
     #[serde(default)]
     pub errors: Vec<FileError>,
+    /// The writing host's offset from UTC at `time_ns`, in seconds east of
+    /// UTC; retention's calendar buckets (days, weeks, …) are counted in
+    /// this local time. Absent in snapshots written before it existed
+    /// (read as UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utc_offset_s: Option<i32>,
 }
 
 impl Snapshot {
@@ -190,6 +196,7 @@ mod tests {
             },
             stats: Default::default(),
             errors: vec![],
+            utc_offset_s: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! `kloset`: the command line for Kloset stores (see `klosetd::cli`).
 
 fn main() {
+    kloset::dirfd::raise_fd_limit();
     std::process::exit(klosetd::cli::main());
 }

@@ -51,9 +51,9 @@ pub fn backup_source(config: &Path, arg: &str) -> Result<BackupSource> {
             let path = Path::new(arg.strip_prefix("fs://").unwrap_or(arg));
             let root = std::fs::canonicalize(path)
                 .with_context(|| format!("cannot back up {}", path.display()))?;
-            if !root.is_dir() {
+            if !(root.is_dir() || root.is_file()) {
                 return Err(anyhow!(
-                    "cannot back up {}: not a directory",
+                    "cannot back up {}: neither a directory nor a regular file",
                     root.display()
                 ));
             }

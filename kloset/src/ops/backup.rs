@@ -10,7 +10,6 @@
 //! writer has made every pack and index durable.
 
 use std::ffi::OsStr;
-use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,15 +110,9 @@ impl From<std::io::Error> for FileFailure {
     }
 }
 
-/// Backs up the directory `root` and returns the new snapshot.
+/// Backs up the directory or regular file `root` and returns the new
+/// snapshot (a file is stored as the one entry of its snapshot's root).
 pub fn backup(repo: &Repository, root: &Path, options: &BackupOptions) -> Result<Snapshot> {
-    let root_meta = fs::metadata(root).map_err(|e| Error::io("read", root, e))?;
-    if !root_meta.is_dir() {
-        return Err(Error::InvalidArgument(format!(
-            "{} is not a directory",
-            root.display()
-        )));
-    }
     backup_from(repo, &FsImporter::new(root), options)
 }
 
@@ -173,7 +166,8 @@ pub fn backup_from(
     };
     let pool = super::worker_pool(options.threads, "backup")?;
     let parent_tree = parent.as_ref().map(|p| p.tree);
-    let tree = pool.install(|| ctx.backup_dir(&SourcePath::root(), parent_tree.as_ref()))?;
+    let tree =
+        pool.install(|| ctx.backup_dir(&SourcePath::root(), &root_node, parent_tree.as_ref()))?;
     let tree = tree.ok_or_else(|| {
         Error::io(
             "read directory",
@@ -234,6 +228,7 @@ pub fn backup_from(
             duration_ms: started.elapsed().as_millis() as u64,
         },
         errors,
+        utc_offset_s: Some(local_utc_offset(time_ns)),
     };
     repo.save_snapshot(&snapshot)?;
     Ok(snapshot)
@@ -259,10 +254,27 @@ impl Ctx<'_> {
                     .is_match(Path::new(OsStr::from_bytes(path.name()))))
     }
 
-    /// Stores one directory; `Ok(None)` if it could not be read (recorded).
-    fn backup_dir(&self, dir: &SourcePath, parent: Option<&BlobId>) -> Result<Option<BlobId>> {
+    /// Stores one directory, listed as `node`; `Ok(None)` if it could not
+    /// be read (recorded).
+    fn backup_dir(
+        &self,
+        dir: &SourcePath,
+        node: &Node,
+        parent: Option<&BlobId>,
+    ) -> Result<Option<BlobId>> {
         self.progress.check_cancelled()?;
-        let mut listed = match self.importer.list(dir) {
+        let result = self.backup_listed(dir, node, parent);
+        self.importer.leave(dir);
+        result
+    }
+
+    fn backup_listed(
+        &self,
+        dir: &SourcePath,
+        node: &Node,
+        parent: Option<&BlobId>,
+    ) -> Result<Option<BlobId>> {
+        let mut listed = match self.importer.list(dir, node) {
             Ok(l) => l,
             Err(e) => {
                 self.record(dir, e);
@@ -326,7 +338,7 @@ impl Ctx<'_> {
                 let parent_sub = old
                     .filter(|o| o.kind == NodeKind::Dir)
                     .and_then(|o| o.subtree);
-                match self.backup_dir(path, parent_sub.as_ref())? {
+                match self.backup_dir(path, &node, parent_sub.as_ref())? {
                     Some(id) => node.subtree = Some(id),
                     None => return Ok(None),
                 }
@@ -348,7 +360,13 @@ impl Ctx<'_> {
                     self.progress.add_bytes(node.size);
                 } else {
                     match self.read_file(path, &node) {
-                        Ok((content, size)) => {
+                        Ok((content, size, opened)) => {
+                            if let Some(opened) = opened {
+                                node = Node {
+                                    name: node.name,
+                                    ..opened
+                                };
+                            }
                             node.content = content;
                             node.size = size;
                         }
@@ -374,8 +392,9 @@ impl Ctx<'_> {
         &self,
         path: &SourcePath,
         node: &Node,
-    ) -> std::result::Result<(Vec<BlobId>, u64), FileFailure> {
-        let file = self.importer.open(path, node)?;
+    ) -> std::result::Result<(Vec<BlobId>, u64, Option<Node>), FileFailure> {
+        let opened = self.importer.open(path, node)?;
+        let file = opened.reader;
         let mut chunker = self
             .chunkers
             .lock()
@@ -402,6 +421,16 @@ impl Ctx<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .push(chunker);
         let size = result?;
-        Ok((content, size))
+        Ok((content, size, opened.node))
     }
+}
+
+/// This host's offset from UTC at `time_ns`, in seconds east of UTC.
+pub fn local_utc_offset(time_ns: i64) -> i32 {
+    use chrono::{Local, Offset, TimeZone};
+    Local
+        .timestamp_nanos(time_ns)
+        .offset()
+        .fix()
+        .local_minus_utc()
 }

@@ -18,7 +18,7 @@ use ssh2::{FileStat, FileType};
 use super::conn::{Conn, Pool};
 use super::store::join;
 use super::{SftpConfig, SftpError};
-use crate::import::{FileReader, Importer, Listed, SourcePath};
+use crate::import::{Importer, Listed, Opened, SourcePath};
 use crate::tree::{Node, NodeKind};
 
 /// Read buffer per open file (libssh2 pipelines requests up to its size).
@@ -105,7 +105,7 @@ impl Importer for SftpImporter {
         }
     }
 
-    fn list(&self, dir: &SourcePath) -> std::io::Result<Vec<Listed>> {
+    fn list(&self, dir: &SourcePath, _listed: &Node) -> std::io::Result<Vec<Listed>> {
         let abs = self.abs(dir);
         let conn = self.pool.get().map_err(SftpError::into_io)?;
         let entries = conn
@@ -135,18 +135,18 @@ impl Importer for SftpImporter {
         Ok(out)
     }
 
-    fn open(&self, path: &SourcePath, _node: &Node) -> std::io::Result<FileReader<'_>> {
+    fn open(&self, path: &SourcePath, _listed: &Node) -> std::io::Result<Opened<'_>> {
         let abs = self.abs(path);
         let conn = self.pool.get().map_err(SftpError::into_io)?;
         let file = conn
             .sftp
             .open(FsPath::new(&abs))
             .map_err(|e| conn.err("open", &abs, e).into_io())?;
-        Ok(Box::new(RemoteReader {
+        Ok(Opened::reader(Box::new(RemoteReader {
             file: BufReader::with_capacity(READ_BUFFER, file),
             path: abs,
             conn,
-        }))
+        })))
     }
 }
 
