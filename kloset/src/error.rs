@@ -78,6 +78,8 @@ pub enum Error {
     InvalidArgument(String),
     #[error("the store at {location} is locked by {holder}")]
     Locked { location: String, holder: String },
+    #[error("lost the lock on the store at {location} ({reason}); nothing was committed")]
+    LockLost { location: String, reason: String },
     #[error("cancelled")]
     Cancelled,
     #[error("{0}")]
@@ -107,7 +109,7 @@ impl Error {
             },
             Error::Io { .. } => ErrorKind::Io,
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
-            Error::Locked { .. } => ErrorKind::Locked,
+            Error::Locked { .. } | Error::LockLost { .. } => ErrorKind::Locked,
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Incomplete(_) => ErrorKind::Incomplete,
         }

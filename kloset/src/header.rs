@@ -17,7 +17,13 @@ use crate::id::StoreId;
 /// The `magic` field of every store header.
 pub const MAGIC: &str = "kloset";
 /// The store format version this library writes and the highest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The lock, mark and prune protocol of FORMAT.md §16 (version 2).
+pub const FEATURE_LOCKS_V2: &str = "locks-v2";
+/// Features this library implements; a store that lists another one was
+/// written by a newer kloset whose writers follow rules this one does not
+/// know, so this one refuses to write to it (reading is fine).
+pub const KNOWN_FEATURES: &[&str] = &[FEATURE_LOCKS_V2];
 
 /// The store header, serialized as JSON (object `kloset`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -35,6 +41,10 @@ pub struct Header {
     pub master_key: String,
     /// Hex of the sealed configuration (`ObjectKind::Config`, id = store id).
     pub config: String,
+    /// Protocol features every writer of this store must implement
+    /// (version 2; absent in version 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
     /// BLAKE3 (hex) of this header serialized with `checksum` empty. It
     /// cannot stop a forger (nothing without the key can), but it tells a
     /// damaged header apart from a wrong passphrase, and catches changes
@@ -91,6 +101,8 @@ impl StoreConfig {
 /// A header plus what opening it produced.
 #[derive(Debug)]
 pub struct Opened {
+    /// The header as read.
+    pub header: Header,
     /// The store id.
     pub store_id: StoreId,
     /// Derived keys.
@@ -120,12 +132,14 @@ impl Header {
             kdf,
             master_key: hex::encode(wrapped),
             config: hex::encode(sealed),
+            features: KNOWN_FEATURES.iter().map(|f| f.to_string()).collect(),
             checksum: String::new(),
         };
         header.checksum = header.compute_checksum();
         Ok((
-            header,
+            header.clone(),
             Opened {
+                header,
                 store_id,
                 keys,
                 config: config.clone(),
@@ -196,10 +210,48 @@ impl Header {
             .validate()
             .map_err(|e| Error::corrupt("store config", e.to_string()))?;
         Ok(Opened {
+            header: self.clone(),
             store_id,
             keys,
             config,
         })
+    }
+
+    /// Fails unless this library may write to the store: every feature it
+    /// lists must be known.
+    pub fn check_writable(&self) -> Result<()> {
+        match self
+            .features
+            .iter()
+            .find(|f| !KNOWN_FEATURES.contains(&f.as_str()))
+        {
+            None => Ok(()),
+            Some(f) => Err(Error::UnsupportedVersion {
+                object: format!("the store's write protocol (feature {f:?})"),
+                version: self.version,
+                supported: FORMAT_VERSION,
+            }),
+        }
+    }
+
+    /// Whether the store follows the version 2 lock protocol, which prune
+    /// needs.
+    pub fn has_locks_v2(&self) -> bool {
+        self.version >= 2 && self.features.iter().any(|f| f == FEATURE_LOCKS_V2)
+    }
+
+    /// This header moved to version 2 with every known feature: the same
+    /// store id, keys and configuration.
+    pub fn upgraded(&self) -> Header {
+        let mut h = self.clone();
+        h.version = FORMAT_VERSION;
+        for f in KNOWN_FEATURES {
+            if !h.features.iter().any(|g| g == f) {
+                h.features.push(f.to_string());
+            }
+        }
+        h.checksum = h.compute_checksum();
+        h
     }
 }
 
@@ -266,6 +318,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn version_1_headers_read_and_upgrade_keeping_keys() {
+        let (mut h, _) =
+            Header::create(b"pw", KdfParams::with_cost(64, 1, 1), &config()).expect("create");
+        assert!(h.has_locks_v2());
+        h.version = 1;
+        h.features.clear();
+        h.checksum = h.compute_checksum();
+        let json = String::from_utf8(h.to_json()).expect("utf8");
+        assert!(
+            !json.contains("features"),
+            "a version 1 header has none: {json}"
+        );
+        let v1 = Header::parse(json.as_bytes())
+            .expect("parse")
+            .expect("header");
+        assert!(!v1.has_locks_v2());
+        v1.check_writable().expect("writable");
+        let up = v1.upgraded();
+        let up = Header::parse(&up.to_json())
+            .expect("parse")
+            .expect("header");
+        assert!(up.has_locks_v2());
+        assert_eq!((up.version, &up.store_id), (2, &v1.store_id));
+        up.open(b"pw", "loc").expect("same passphrase, same keys");
+        let mut future = up.clone();
+        future.features.push("teleport".into());
+        future.checksum = future.compute_checksum();
+        let e = future.check_writable().expect_err("unknown feature");
+        assert!(e.to_string().contains("teleport"), "{e}");
     }
 
     #[test]

@@ -130,6 +130,12 @@ define_id!(
     "lock id"
 );
 define_id!(
+    /// Who holds a lock: random, fixed for the life of the holder while its
+    /// lock object is rewritten under new [`LockId`]s.
+    HolderId,
+    "holder id"
+);
+define_id!(
     /// A mark object id (random).
     MarkId,
     "mark id"

@@ -6,7 +6,7 @@
 //! once) is harmless: any copy will do. Entries are compact (pack number,
 //! offset, lengths) to keep memory near 60 bytes per blob.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +63,11 @@ pub struct Index {
     pack_numbers: HashMap<PackId, u32>,
     blobs: HashMap<BlobId, Slot>,
     files: Vec<IndexId>,
+    merged: HashSet<IndexId>,
+    loaded: bool,
+    /// Packs whose copies are used only when there is no other: packs a
+    /// prune marked for deletion.
+    avoid: HashSet<PackId>,
 }
 
 impl Index {
@@ -71,9 +76,12 @@ impl Index {
         Self::default()
     }
 
-    /// Adds every pack of an index object.
+    /// Adds every pack of an index object (once per object id).
     pub fn merge(&mut self, id: Option<IndexId>, packs: &[IndexPack]) {
         if let Some(id) = id {
+            if !self.merged.insert(id) {
+                return;
+            }
             self.files.push(id);
         }
         for p in packs {
@@ -81,21 +89,48 @@ impl Index {
         }
     }
 
-    /// Adds one pack's blobs.
+    /// An empty index that, of several copies of a blob, keeps one outside
+    /// `avoid` when there is one.
+    pub fn avoiding(avoid: HashSet<PackId>) -> Self {
+        Index {
+            avoid,
+            ..Self::default()
+        }
+    }
+
+    /// The packs this index avoids.
+    pub fn avoided(&self) -> &HashSet<PackId> {
+        &self.avoid
+    }
+
+    /// Adds one pack's blobs. The first copy of a blob wins, unless it is
+    /// in an avoided pack and this one is not.
     pub fn add_pack(&mut self, id: PackId, blobs: &[PackEntry]) {
         let next = self.packs.len() as u32;
         let number = *self.pack_numbers.entry(id).or_insert(next);
         if number == next {
             self.packs.push(id);
         }
+        let preferred = !self.avoid.contains(&id);
         for b in blobs {
-            self.blobs.entry(b.id).or_insert(Slot {
+            let slot = Slot {
                 pack: number,
                 kind: b.kind,
                 offset: b.offset,
                 length: b.length,
                 raw_length: b.raw_length,
-            });
+            };
+            match self.blobs.entry(b.id) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(slot);
+                }
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    let current = self.packs[o.get().pack as usize];
+                    if preferred && self.avoid.contains(&current) {
+                        o.insert(slot);
+                    }
+                }
+            }
         }
     }
 
@@ -123,6 +158,17 @@ impl Index {
     /// Every pack the index knows.
     pub fn packs(&self) -> &[PackId] {
         &self.packs
+    }
+
+    /// Records that every index object of the store was read.
+    pub fn mark_loaded(&mut self) {
+        self.loaded = true;
+    }
+
+    /// Whether the store's index objects were read (not just this
+    /// process's own additions).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded
     }
 
     /// Ids of the index objects merged so far.
@@ -191,5 +237,21 @@ mod tests {
         assert_eq!(idx.packs().len(), 2);
         assert_eq!(idx.files().len(), 2);
         assert!(!idx.contains(&BlobId::random()));
+    }
+
+    #[test]
+    fn a_copy_outside_avoided_packs_wins() {
+        let b = BlobId::random();
+        let (marked, kept) = (PackId::random(), PackId::random());
+        let mut idx = Index::avoiding([marked].into_iter().collect());
+        for p in [marked, kept] {
+            idx.add_pack(p, &[entry(b, 3)]);
+        }
+        assert_eq!(idx.get(&b).expect("b").pack, kept);
+        let mut idx = Index::avoiding([marked].into_iter().collect());
+        for p in [kept, marked] {
+            idx.add_pack(p, &[entry(b, 3)]);
+        }
+        assert_eq!(idx.get(&b).expect("b").pack, kept);
     }
 }

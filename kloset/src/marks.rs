@@ -16,18 +16,22 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::crypto::{Keys, ObjectKind};
 use crate::error::Result;
-use crate::id::{MarkId, PackId};
+use crate::id::{HolderId, MarkId, PackId};
 use crate::storage::{Key, MARKS_DIR, Storage};
 
 /// The content of a mark object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MarkFile {
-    /// Structure version.
+    /// Structure version (2 adds `holder`).
     pub v: u32,
-    /// When the mark was made, Unix nanoseconds.
+    /// When the mark was made, Unix nanoseconds, by the prune's clock
+    /// (shown only).
     pub time_ns: i64,
     /// Packs to be deleted unless referenced again.
     pub packs: Vec<PackId>,
+    /// The prune that wrote it (its lock's holder id).
+    #[serde(default)]
+    pub holder: Option<HolderId>,
 }
 
 /// Packs a writer must not deduplicate against.
@@ -43,6 +47,28 @@ pub enum Marked {
 }
 
 impl Marked {
+    /// The marked packs (empty for `All`, which no index can prefer around).
+    pub fn packs(&self) -> HashSet<PackId> {
+        match self {
+            Marked::Packs(set) => set.clone(),
+            Marked::None | Marked::All => HashSet::new(),
+        }
+    }
+
+    /// Adds packs not to deduplicate against (for example packs that the
+    /// index lists but the store does not have).
+    pub fn add(&mut self, packs: impl IntoIterator<Item = PackId>) {
+        let mut packs = packs.into_iter().peekable();
+        if packs.peek().is_none() {
+            return;
+        }
+        match self {
+            Marked::All => {}
+            Marked::Packs(set) => set.extend(packs),
+            Marked::None => *self = Marked::Packs(packs.collect()),
+        }
+    }
+
     /// Whether `pack` may be deleted by a prune in progress.
     pub fn contains(&self, pack: &PackId) -> bool {
         match self {
@@ -86,20 +112,42 @@ pub fn load(storage: &Storage, keys: &Keys) -> Result<Marked> {
     Ok(Marked::Packs(packs))
 }
 
-/// Writes a mark object (for prune and tests).
-pub fn write(storage: &Storage, keys: &Keys, time_ns: i64, packs: Vec<PackId>) -> Result<MarkId> {
+/// Writes a mark object for the prune `holder`.
+pub fn write(
+    storage: &Storage,
+    keys: &Keys,
+    time_ns: i64,
+    packs: Vec<PackId>,
+    holder: Option<HolderId>,
+) -> Result<MarkId> {
     let id = MarkId::random();
     let plain = codec::encode(
         &codec::to_msgpack(&MarkFile {
-            v: 1,
+            v: 2,
             time_ns,
             packs,
+            holder,
         }),
         3,
     );
     let sealed = keys.seal(ObjectKind::Mark, id.as_bytes(), &plain);
     storage.put_new(Key::Mark(id), Bytes::from(sealed))?;
     Ok(id)
+}
+
+/// The names of every object under `marks/` (readable or not).
+pub fn list_names(storage: &Storage) -> Result<Vec<String>> {
+    Ok(storage
+        .list(Some(MARKS_DIR))?
+        .into_iter()
+        .map(|l| l.path)
+        .collect())
+}
+
+/// Deletes a mark object by name. Always safe: a mark only keeps writers
+/// from deduplicating against the packs it lists.
+pub fn delete(storage: &Storage, name: &str) -> Result<()> {
+    storage.delete(name)
 }
 
 #[cfg(test)]
@@ -114,11 +162,11 @@ mod tests {
         let keys = Keys::derive(&MasterKey::generate());
         assert_eq!(load(&storage, &keys).expect("load"), Marked::None);
         let (a, b) = (PackId::random(), PackId::random());
-        write(&storage, &keys, 1, vec![a]).expect("mark");
+        write(&storage, &keys, 1, vec![a], None).expect("mark");
         let marked = load(&storage, &keys).expect("load");
         assert!(marked.contains(&a) && !marked.contains(&b));
         let other_keys = Keys::derive(&MasterKey::generate());
-        write(&storage, &other_keys, 2, vec![b]).expect("foreign mark");
+        write(&storage, &other_keys, 2, vec![b], None).expect("foreign mark");
         assert_eq!(
             load(&storage, &keys).expect("load"),
             Marked::All,

@@ -23,6 +23,9 @@ pub struct Progress {
     /// Errors met so far.
     pub errors: AtomicU64,
     cancelled: AtomicBool,
+    /// What the operation is doing now, for long multi-step operations
+    /// (prune: "waiting for 2 lock holders", "deleting packs").
+    phase: std::sync::Mutex<String>,
 }
 
 /// A point-in-time copy of [`Progress`].
@@ -71,6 +74,16 @@ impl Progress {
     pub fn set_totals(&self, files: u64, bytes: u64) {
         self.total_files.store(files, Ordering::Relaxed);
         self.total_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Sets what the operation is doing now.
+    pub fn set_phase(&self, phase: impl Into<String>) {
+        *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = phase.into();
+    }
+
+    /// What the operation is doing now (empty when it never said).
+    pub fn phase(&self) -> String {
+        self.phase.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Asks the operation to stop at the next safe point.

@@ -5,7 +5,8 @@
 //! its kind and id as associated data, decompressed within the length the
 //! index records, and its keyed hash recomputed and compared with its id.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -13,9 +14,10 @@ use futures::StreamExt;
 use crate::codec;
 use crate::crypto::{KdfParams, Keys, ObjectKind};
 use crate::error::{Error, ErrorKind, Result};
-use crate::header::{FORMAT_VERSION, Header, StoreConfig};
-use crate::id::{BlobId, BlobKind, IndexId, SnapshotId, StoreId};
+use crate::header::{Header, StoreConfig};
+use crate::id::{BlobId, BlobKind, IndexId, PackId, SnapshotId, StoreId};
 use crate::index::{Index, IndexFile};
+use crate::lock::{HeldLock, LockKind, LockTiming};
 use crate::snapshot::{SNAPSHOT_VERSION, Snapshot};
 use crate::storage::{INDEX_DIR, Key, SNAPSHOTS_DIR, Storage};
 use crate::tree::Tree;
@@ -71,9 +73,18 @@ pub struct Repository {
     keys: Arc<Keys>,
     config: StoreConfig,
     store_id: StoreId,
+    header: Header,
     index: RwLock<Index>,
-    index_problems: Vec<IndexProblem>,
+    index_problems: Mutex<Vec<IndexProblem>>,
+    /// Packs whose copies the index uses only when there is no other.
+    avoid: Mutex<HashSet<PackId>>,
+    timing: LockTiming,
 }
+
+/// Attempts at loading the index objects when some vanish between the
+/// listing and the read (a prune superseded them; the superseding object
+/// is written before they are deleted, so listing again finds it).
+const INDEX_LOAD_ATTEMPTS: usize = 5;
 
 /// What a location holds.
 #[derive(Debug)]
@@ -140,7 +151,10 @@ impl Repository {
         }
         let (header, opened) = Header::create(passphrase, options.kdf, &options.config)?;
         storage.put_new(Key::Header, Bytes::from(header.to_json()))?;
-        Ok(Repository::from_opened(storage, opened))
+        let repo = Repository::from_opened(storage, opened);
+        // The index is empty; remember that it was read.
+        repo.refresh_index()?;
+        Ok(repo)
     }
 
     /// Opens an existing store: checks the header, verifies the passphrase,
@@ -162,8 +176,8 @@ impl Repository {
             }
         };
         let opened = header.open(passphrase, storage.location())?;
-        let mut repo = Repository::from_opened(storage, opened);
-        repo.load_index()?;
+        let repo = Repository::from_opened(storage, opened);
+        repo.refresh_index()?;
         Ok(repo)
     }
 
@@ -171,15 +185,18 @@ impl Repository {
     /// derivation): a fresh index, so packs written since this handle was
     /// opened (by a backup running elsewhere) are found.
     pub fn reloaded(&self) -> Result<Repository> {
-        let mut repo = Repository {
+        let repo = Repository {
             storage: self.storage.clone(),
             keys: self.keys.clone(),
             config: self.config.clone(),
             store_id: self.store_id,
+            header: self.header.clone(),
             index: RwLock::new(Index::new()),
-            index_problems: Vec::new(),
+            index_problems: Mutex::new(Vec::new()),
+            avoid: Mutex::new(self.avoid.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+            timing: self.timing,
         };
-        repo.load_index()?;
+        repo.refresh_index()?;
         Ok(repo)
     }
 
@@ -189,49 +206,165 @@ impl Repository {
             keys: Arc::new(opened.keys),
             config: opened.config,
             store_id: opened.store_id,
+            header: opened.header,
             index: RwLock::new(Index::new()),
-            index_problems: Vec::new(),
+            index_problems: Mutex::new(Vec::new()),
+            avoid: Mutex::new(HashSet::new()),
+            timing: LockTiming::from_env(),
         }
     }
 
-    fn load_index(&mut self) -> Result<()> {
-        let listed = self.storage.list(Some(INDEX_DIR))?;
+    /// Brings the in-memory index up to date with the index objects in the
+    /// store: new objects are merged; if one that was merged is gone (a
+    /// prune superseded it), the whole index is read again. Readers of the
+    /// index meanwhile see the old one, never an empty one.
+    pub fn refresh_index(&self) -> Result<()> {
+        for _ in 0..INDEX_LOAD_ATTEMPTS {
+            let listed = self.list_index_objects()?;
+            let present: HashSet<IndexId> = listed.iter().filter_map(|(_, id)| *id).collect();
+            let avoid = self.avoid.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let (known, full) = {
+                let index = self.index();
+                let known: HashSet<IndexId> = index.files().iter().copied().collect();
+                let full = !index.is_loaded()
+                    || *index.avoided() != avoid
+                    || known.iter().any(|id| !present.contains(id));
+                (known, full)
+            };
+            let wanted = if full {
+                listed
+            } else {
+                listed
+                    .into_iter()
+                    .filter(|(_, id)| id.is_none_or(|id| !known.contains(&id)))
+                    .collect()
+            };
+            let Some((files, problems)) = self.load_index_objects(wanted)? else {
+                continue; // an object vanished between listing and reading
+            };
+            let mut all_problems = self
+                .index_problems
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if full {
+                let mut index = Index::avoiding(avoid);
+                for (id, file) in &files {
+                    index.merge(Some(*id), &file.packs);
+                }
+                index.mark_loaded();
+                *self.index_mut() = index;
+                *all_problems = problems;
+            } else {
+                let mut index = self.index_mut();
+                for (id, file) in &files {
+                    index.merge(Some(*id), &file.packs);
+                }
+                all_problems.extend(problems);
+            }
+            return Ok(());
+        }
+        Err(Error::Storage {
+            context: format!("reading the index of {}", self.storage.location()),
+            source: object_store::Error::Generic {
+                store: "kloset",
+                source: "index objects kept vanishing while they were read (a prune rewriting them?); try again".into(),
+            },
+        })
+    }
+
+    /// The index objects in the store: each path, with its id when the
+    /// name is one (a stray name is reported by the loader).
+    fn list_index_objects(&self) -> Result<Vec<(String, Option<IndexId>)>> {
+        Ok(self
+            .storage
+            .list(Some(INDEX_DIR))?
+            .into_iter()
+            .map(|l| {
+                let name = l.path.rsplit('/').next().unwrap_or_default().to_string();
+                (l.path, IndexId::from_hex(&name).ok())
+            })
+            .collect())
+    }
+
+    fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        match self.index.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Every index object with its content, for a prune. Fails if any
+    /// cannot be read: a prune must not decide on a partial index.
+    pub(crate) fn read_index_objects(&self) -> Result<Vec<(IndexId, IndexFile)>> {
+        for _ in 0..INDEX_LOAD_ATTEMPTS {
+            let listed = self.list_index_objects()?;
+            let Some((files, problems)) = self.load_index_objects(listed)? else {
+                continue;
+            };
+            if let Some(p) = problems.first() {
+                return Err(Error::corrupt(
+                    &p.object,
+                    format!(
+                        "{} (and {} more); prune stops and deletes nothing: run check",
+                        p.error,
+                        problems.len() - 1
+                    ),
+                ));
+            }
+            return Ok(files);
+        }
+        Err(Error::Storage {
+            context: format!("reading the index of {}", self.storage.location()),
+            source: object_store::Error::Generic {
+                store: "kloset",
+                source: "index objects kept vanishing while they were read; try again".into(),
+            },
+        })
+    }
+
+    /// Reads and decodes index objects. `Ok(None)` when one was listed but
+    /// is gone now (list again).
+    #[allow(clippy::type_complexity)]
+    fn load_index_objects(
+        &self,
+        listed: Vec<(String, Option<IndexId>)>,
+    ) -> Result<Option<(Vec<(IndexId, IndexFile)>, Vec<IndexProblem>)>> {
         let keys = self.keys.clone();
         let storage = self.storage.clone();
         let results: Vec<(String, Result<IndexFile>, Option<IndexId>)> = self.storage.run(async {
-            futures::stream::iter(listed.into_iter().map(|l| {
+            futures::stream::iter(listed.into_iter().map(|(path, id)| {
                 let keys = keys.clone();
                 let storage = storage.clone();
                 async move {
-                    let name = l.path.rsplit('/').next().unwrap_or_default().to_string();
-                    let id = IndexId::from_hex(&name).ok();
                     let result = match id {
-                        None => Err(Error::corrupt(&l.path, "not a valid index object name")),
-                        Some(id) => match storage.get_async(&l.path).await {
-                            Ok(bytes) => decode_index(&keys, id, &bytes, &l.path),
+                        None => Err(Error::corrupt(&path, "not a valid index object name")),
+                        Some(id) => match storage.get_async(&path).await {
+                            Ok(bytes) => decode_index(&keys, id, &bytes, &path),
                             Err(e) => Err(e),
                         },
                     };
-                    (l.path, result, id)
+                    (path, result, id)
                 }
             }))
             .buffer_unordered(8)
             .collect()
             .await
         });
-        let mut index = Index::new();
+        let mut files = Vec::new();
+        let mut problems = Vec::new();
         for (path, result, id) in results {
-            match result {
-                Ok(file) => index.merge(id, &file.packs),
-                Err(e) if e.is_retryable() => return Err(e),
-                Err(e) => self.index_problems.push(IndexProblem {
+            match (result, id) {
+                (Ok(file), Some(id)) => files.push((id, file)),
+                (Err(e), _) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                (Err(e), _) if e.is_retryable() => return Err(e),
+                (Err(e), _) => problems.push(IndexProblem {
                     object: path,
                     error: e.to_string(),
                 }),
+                (Ok(_), None) => {}
             }
         }
-        self.index = RwLock::new(index);
-        Ok(())
+        Ok(Some((files, problems)))
     }
 
     /// The storage.
@@ -256,12 +389,77 @@ impl Repository {
 
     /// The store format version.
     pub fn format_version(&self) -> u32 {
-        FORMAT_VERSION
+        self.header.version
     }
 
-    /// Index objects that could not be read when the store was opened.
-    pub fn index_problems(&self) -> &[IndexProblem] {
-        &self.index_problems
+    /// The store header as read when the store was opened.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// How long locks on this store live (`KLOSET_LOCK_STALE_AFTER`).
+    pub fn lock_timing(&self) -> LockTiming {
+        self.timing
+    }
+
+    /// The same handle with other lock timing (tests).
+    pub fn with_lock_timing(mut self, timing: LockTiming) -> Repository {
+        self.timing = timing;
+        self
+    }
+
+    /// Takes a shared lock for reading (`operation`: restore, check, …),
+    /// reads the marks, then brings the index up to date preferring copies
+    /// outside marked packs, so that neither a prune that finished before
+    /// the lock nor one running beside it removes what the index points to.
+    pub fn read_lock(&self, operation: &str) -> Result<HeldLock> {
+        let lock = HeldLock::acquire(
+            &self.storage,
+            &self.keys,
+            LockKind::Shared,
+            operation,
+            self.timing,
+        )?;
+        let marked = crate::marks::load(&self.storage, &self.keys)?;
+        self.avoid_packs(marked.packs());
+        self.refresh_index()?;
+        Ok(lock)
+    }
+
+    /// Makes the index prefer copies of blobs outside `packs`; the next
+    /// [`Repository::refresh_index`] rebuilds it when this changes.
+    pub fn avoid_packs(&self, packs: HashSet<PackId>) {
+        *self.avoid.lock().unwrap_or_else(|e| e.into_inner()) = packs;
+    }
+
+    /// The packs that exist in the store.
+    pub fn list_packs(&self) -> Result<HashSet<PackId>> {
+        Ok(self
+            .storage
+            .list(Some(crate::storage::PACKS_DIR))?
+            .into_iter()
+            .filter_map(|l| {
+                let name = l.path.rsplit('/').next()?;
+                PackId::from_hex(name).ok()
+            })
+            .collect())
+    }
+
+    /// Rewrites the store header as version 2 (the lock protocol that
+    /// prune needs), keeping the store id, keys and configuration. Only
+    /// the header changes. See `ops::upgrade` for the checks around it.
+    pub(crate) fn write_upgraded_header(&self) -> Result<Header> {
+        let up = self.header.upgraded();
+        self.storage.put(Key::Header, Bytes::from(up.to_json()))?;
+        Ok(up)
+    }
+
+    /// Index objects that could not be read when the index was loaded.
+    pub fn index_problems(&self) -> Vec<IndexProblem> {
+        self.index_problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Read access to the merged index.
@@ -274,11 +472,7 @@ impl Repository {
 
     /// Adds freshly written packs to the in-memory index.
     pub(crate) fn index_add(&self, id: Option<IndexId>, packs: &[crate::index::IndexPack]) {
-        let mut guard = match self.index.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        guard.merge(id, packs);
+        self.index_mut().merge(id, packs);
     }
 
     /// Reads, authenticates, decompresses and verifies one blob.
@@ -321,13 +515,11 @@ impl Repository {
     }
 
     fn missing_blob(&self, kind: BlobKind, id: &BlobId) -> Error {
-        let hint = if self.index_problems.is_empty() {
+        let problems = self.index_problems().len();
+        let hint = if problems == 0 {
             String::new()
         } else {
-            format!(
-                " ({} index object(s) could not be read; run check)",
-                self.index_problems.len()
-            )
+            format!(" ({problems} index object(s) could not be read; run check)")
         };
         Error::NotFound {
             what: format!("{kind:?} blob {} in the index{hint}", id.short()).to_lowercase(),

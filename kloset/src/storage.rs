@@ -404,13 +404,15 @@ impl Storage {
 
     /// Deletes an object; deleting a missing object is not an error.
     pub fn delete(&self, rel: &str) -> Result<()> {
-        let path = self.full(rel);
-        self.block_on(async {
-            match self.store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(e) => Err(Error::storage(format!("deleting {rel}"), e)),
-            }
-        })
+        self.block_on(self.delete_async(rel))
+    }
+
+    /// [`Storage::delete`] for async callers.
+    pub async fn delete_async(&self, rel: &str) -> Result<()> {
+        match self.store.delete(&self.full(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::storage(format!("deleting {rel}"), e)),
+        }
     }
 
     /// Lists every object under `dir` (recursively), or the whole store.

@@ -8,7 +8,16 @@
 //!
 //! Crash safety: an index object is written only after the packs it lists
 //! are durable, and [`Writer::finish`] returns only after every pack and
-//! index is durable. The caller writes the snapshot header after that.
+//! index is durable. The caller then commits its snapshot through the
+//! returned [`Commit`], which still holds the writer's lock.
+//!
+//! Prune safety (FORMAT.md §16): the writer takes its shared lock, then
+//! reads the marks, then brings the index up to date and lists the packs.
+//! It never deduplicates against a blob whose indexed copy is in a marked
+//! pack or in a pack the listing does not show. It holds its lock until
+//! the snapshot object is written, and commits only while the lock is
+//! provably its own (`HeldLock::ensure_alive` before, `within_fence`
+//! after; a snapshot written too late is deleted again).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +32,7 @@ use crate::crypto::{Keys, ObjectKind};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, BlobKind, IndexId};
 use crate::index::{IndexPack, encode_file};
-use crate::lock::{REFRESH_EVERY, SharedLock};
+use crate::lock::{HeldLock, LockKind};
 use crate::marks::Marked;
 use crate::pack::{FinishedPack, PackBuilder};
 use crate::repository::Repository;
@@ -82,7 +91,7 @@ impl Shared {
 /// Writes blobs into packs and packs into the store.
 pub struct Writer<'r> {
     repo: &'r Repository,
-    lock: SharedLock,
+    lock: Option<HeldLock>,
     marked: Marked,
     current: Mutex<PackBuilder>,
     pending: Mutex<HashSet<BlobId>>,
@@ -101,11 +110,35 @@ impl std::fmt::Debug for Writer<'_> {
 }
 
 impl<'r> Writer<'r> {
-    /// Takes a shared lock, reads the garbage-collection marks, and starts
-    /// the uploader threads.
+    /// A writer for a backup: see [`Writer::for_operation`].
     pub fn new(repo: &'r Repository) -> Result<Self> {
-        let lock = SharedLock::acquire(repo.storage(), repo.keys(), REFRESH_EVERY)?;
-        let marked = crate::marks::load(repo.storage(), repo.keys())?;
+        Self::for_operation(repo, "backup")
+    }
+
+    /// Takes a shared lock for `operation`, reads the garbage-collection
+    /// marks, brings the index up to date, lists the packs, and starts the
+    /// uploader threads.
+    pub fn for_operation(repo: &'r Repository, operation: &str) -> Result<Self> {
+        repo.header().check_writable()?;
+        let lock = HeldLock::acquire(
+            repo.storage(),
+            repo.keys(),
+            LockKind::Shared,
+            operation,
+            repo.lock_timing(),
+        )?;
+        let mut marked = crate::marks::load(repo.storage(), repo.keys())?;
+        repo.avoid_packs(marked.packs());
+        repo.refresh_index()?;
+        let listed = repo.list_packs()?;
+        let missing: Vec<_> = repo
+            .index()
+            .packs()
+            .iter()
+            .filter(|p| !listed.contains(p))
+            .copied()
+            .collect();
+        marked.add(missing);
         let (tx, rx) = bounded::<FinishedPack>(1);
         let shared = Arc::new(Shared::default());
         let mut uploaders = Vec::new();
@@ -125,7 +158,7 @@ impl<'r> Writer<'r> {
         }
         Ok(Writer {
             repo,
-            lock,
+            lock: Some(lock),
             marked,
             current: Mutex::new(PackBuilder::new(repo.config().pack_size as usize)),
             pending: Mutex::new(HashSet::new()),
@@ -215,8 +248,9 @@ impl<'r> Writer<'r> {
 
     /// Uploads what is left, waits for every upload, writes the index, and
     /// adds the new packs to the repository's in-memory index. When this
-    /// returns `Ok`, everything saved is durable and indexed.
-    pub fn finish(mut self) -> Result<()> {
+    /// returns `Ok`, everything saved is durable and indexed, and the
+    /// returned [`Commit`] still holds the lock.
+    pub fn finish(mut self) -> Result<Commit<'r>> {
         let last = std::mem::replace(&mut *lock(&self.current), PackBuilder::new(0));
         let sent = if last.is_empty() {
             Ok(())
@@ -247,9 +281,48 @@ impl<'r> Writer<'r> {
         for (id, packs) in std::mem::take(&mut *lock(&self.shared.written_indexes)) {
             self.repo.index_add(Some(id), &packs);
         }
-        // The caller writes its snapshot next: make sure no prune took our
-        // lock over meanwhile.
-        self.lock.confirm()
+        let held = self.lock.take().ok_or_else(|| {
+            Error::InvalidArgument("the writer's lock was already handed on".into())
+        })?;
+        Ok(Commit {
+            repo: self.repo,
+            lock: held,
+        })
+    }
+}
+
+/// A finished writer's data, durable and indexed, waiting for the snapshot
+/// that refers to it. Holds the writer's lock until then; dropping it
+/// releases the lock and commits nothing.
+#[derive(Debug)]
+pub struct Commit<'r> {
+    repo: &'r Repository,
+    lock: HeldLock,
+}
+
+impl Commit<'_> {
+    /// Writes the snapshot object while the lock is provably ours, then
+    /// releases the lock. If the lock was lost, nothing is written (or what
+    /// was written too late is deleted again) and the error says so.
+    pub fn commit(self, snapshot: &crate::snapshot::Snapshot) -> Result<()> {
+        self.lock.ensure_alive()?;
+        self.repo.save_snapshot(snapshot)?;
+        if let Err(e) = self.lock.within_fence() {
+            // Written after the lock may have been taken over: a prune may
+            // not have seen it. Take it back; the data stays for a retry.
+            let _ = self
+                .repo
+                .storage()
+                .delete(&Key::Snapshot(snapshot.id).path());
+            return Err(e);
+        }
+        drop(self.lock);
+        Ok(())
+    }
+
+    /// The lock (tests).
+    pub fn lock(&self) -> &HeldLock {
+        &self.lock
     }
 }
 
@@ -303,7 +376,13 @@ fn upload_loop(
     }
 }
 
-fn write_index(storage: &Storage, keys: &Keys, level: i32, packs: &[IndexPack]) -> Result<IndexId> {
+/// Writes one index object listing `packs`; returns its id.
+pub(crate) fn write_index(
+    storage: &Storage,
+    keys: &Keys,
+    level: i32,
+    packs: &[IndexPack],
+) -> Result<IndexId> {
     let id = IndexId::random();
     let plain = codec::encode(&encode_file(packs.to_vec()), level);
     let sealed = keys.seal(ObjectKind::Index, id.as_bytes(), &plain);

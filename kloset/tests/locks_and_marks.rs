@@ -1,7 +1,7 @@
-//! Writer locks (shared, refreshed, released; exclusive locks block, stale
-//! ones do not) and garbage-collection marks (writers never deduplicate
-//! against a marked pack).
-
+//! Locks (held, refreshed under new ids with a stable holder, released;
+//! a taken-over lock is noticed and fails the commit; prune locks block no
+//! writer) and garbage-collection marks (writers never deduplicate against
+//! a marked pack).
 mod common;
 
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use kloset::lock::{LockKind, SharedLock, list_locks, write_exclusive};
+use kloset::lock::{HeldLock, LockKind, LockTiming, list_locks};
 use kloset::ops::backup::{BackupOptions, backup};
 use kloset::ops::restore::{RestoreOptions, restore};
 use kloset::repository::now_ns;
@@ -26,14 +26,25 @@ fn new_repo() -> (Arc<dyn ObjectStore>, Repository) {
     (mem, repo)
 }
 
+fn quick() -> LockTiming {
+    LockTiming::with_stale_after(Duration::from_millis(1800))
+}
+
 #[test]
-fn shared_lock_is_held_refreshed_and_released() {
+fn a_lock_is_held_refreshed_under_new_ids_and_released() {
     let (_mem, repo) = new_repo();
-    let lock =
-        SharedLock::acquire(repo.storage(), repo.keys(), Duration::from_millis(300)).expect("lock");
+    let lock = HeldLock::acquire(
+        repo.storage(),
+        repo.keys(),
+        LockKind::Shared,
+        "test",
+        quick(),
+    )
+    .expect("lock");
     let first = list_locks(repo.storage(), repo.keys()).expect("list");
     assert_eq!(first.len(), 1);
-    assert_eq!(first[0].1.kind, LockKind::Shared);
+    assert_eq!(first[0].info.kind, LockKind::Shared);
+    assert_eq!(first[0].info.holder, Some(lock.holder()));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let now = list_locks(repo.storage(), repo.keys()).expect("list");
@@ -41,15 +52,16 @@ fn shared_lock_is_held_refreshed_and_released() {
             !now.is_empty() && now.len() <= 2,
             "the lock is never absent: {now:?}"
         );
-        if now.len() == 1 && now[0].0 != first[0].0 {
-            assert!(now[0].1.refreshed_ns > now[0].1.created_ns);
-            assert_eq!(now[0].1.created_ns, first[0].1.created_ns);
+        if now.len() == 1 && now[0].id != first[0].id {
+            assert_eq!(now[0].info.holder, Some(lock.holder()), "a stable holder");
+            assert!(now[0].info.seq > first[0].info.seq);
+            assert_eq!(now[0].info.created_ns, first[0].info.created_ns);
             break;
         }
         assert!(Instant::now() < deadline, "lock never refreshed");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
-    lock.confirm().expect("still ours");
+    lock.ensure_alive().expect("still ours");
     drop(lock);
     assert!(
         list_locks(repo.storage(), repo.keys())
@@ -60,35 +72,78 @@ fn shared_lock_is_held_refreshed_and_released() {
 }
 
 #[test]
-fn live_exclusive_lock_blocks_writers_and_stale_one_does_not() {
+fn a_refresh_that_finds_its_lock_taken_over_marks_it_lost() {
     let (_mem, repo) = new_repo();
-    let tmp = tempfile::tempdir().expect("tmp");
-    make_tree(tmp.path(), 1, 3, 1000);
-    let stale = now_ns() - Duration::from_secs(31 * 60).as_nanos() as i64;
-    write_exclusive(repo.storage(), repo.keys(), stale).expect("stale lock");
-    backup(&repo, tmp.path(), &BackupOptions::default()).expect("a stale lock never blocks");
-    write_exclusive(repo.storage(), repo.keys(), now_ns()).expect("live lock");
-    let err = backup(&repo, tmp.path(), &BackupOptions::default()).expect_err("blocked");
+    let lock = HeldLock::acquire(
+        repo.storage(),
+        repo.keys(),
+        LockKind::Shared,
+        "test",
+        quick(),
+    )
+    .expect("lock");
+    // A prune takes the holder over: it deletes the holder's object.
+    repo.storage()
+        .delete(&Key::Lock(lock.current()).path())
+        .expect("take over");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lock.within_fence().is_ok() {
+        assert!(Instant::now() < deadline, "never noticed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let err = lock.ensure_alive().expect_err("lost");
     assert_eq!(err.kind(), ErrorKind::Locked);
-    assert!(err.is_retryable());
-    assert!(err.to_string().contains("exclusive"), "{err}");
-    assert_eq!(repo.snapshots().expect("list").len(), 1);
+    assert!(err.to_string().contains("lost the lock"), "{err}");
+    assert!(
+        list_locks(repo.storage(), repo.keys())
+            .expect("list")
+            .is_empty(),
+        "its new object is removed again"
+    );
 }
 
 #[test]
-fn writer_whose_lock_was_taken_over_writes_no_snapshot() {
+fn a_writer_whose_lock_was_taken_over_commits_nothing() {
     let (_mem, repo) = new_repo();
+    let tmp = tempfile::tempdir().expect("tmp");
+    make_tree(tmp.path(), 1, 3, 1000);
+    let template = backup(&repo, tmp.path(), &BackupOptions::default()).expect("backup");
     let writer = Writer::new(&repo).expect("writer");
     writer
         .save_blob(BlobKind::Data, b"some data")
         .expect("save");
-    for (id, _) in list_locks(repo.storage(), repo.keys()).expect("list") {
+    for l in list_locks(repo.storage(), repo.keys()).expect("list") {
         repo.storage()
-            .delete(&Key::Lock(id).path())
+            .delete(&Key::Lock(l.id).path())
             .expect("take over");
     }
-    let err = writer.finish().expect_err("lock lost");
+    let commit = writer.finish().expect("data is durable");
+    let mut snap = template.clone();
+    snap.id = kloset::SnapshotId::random();
+    let err = commit.commit(&snap).expect_err("lock lost");
     assert_eq!(err.kind(), ErrorKind::Locked);
+    assert_eq!(
+        repo.snapshots().expect("list").len(),
+        1,
+        "nothing committed"
+    );
+}
+
+#[test]
+fn prune_and_version_1_locks_do_not_block_writers() {
+    let (_mem, repo) = new_repo();
+    let tmp = tempfile::tempdir().expect("tmp");
+    make_tree(tmp.path(), 1, 3, 1000);
+    let _prune = HeldLock::acquire(
+        repo.storage(),
+        repo.keys(),
+        LockKind::Prune,
+        "prune",
+        quick(),
+    )
+    .expect("prune lock");
+    backup(&repo, tmp.path(), &BackupOptions::default()).expect("a prune never blocks");
+    assert_eq!(repo.snapshots().expect("list").len(), 1);
 }
 
 #[test]
@@ -100,7 +155,14 @@ fn writers_never_reference_marked_packs() {
     let first = backup(&repo, &src, &BackupOptions::default()).expect("first");
     let old_packs: Vec<_> = repo.index().packs().to_vec();
     let old_indexes: Vec<_> = repo.index().files().to_vec();
-    kloset::marks::write(repo.storage(), repo.keys(), now_ns(), old_packs.clone()).expect("mark");
+    kloset::marks::write(
+        repo.storage(),
+        repo.keys(),
+        now_ns(),
+        old_packs.clone(),
+        None,
+    )
+    .expect("mark");
     drop(repo);
 
     let repo = open(mem.clone());

@@ -188,7 +188,7 @@ pub fn backup_from(
         stats.bytes_added.load(Ordering::Relaxed),
         stats.bytes_stored.load(Ordering::Relaxed),
     );
-    writer.finish()?;
+    let commit = writer.finish()?;
     let mut errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
     errors.sort_by(|a, b| a.path.cmp(&b.path));
     if options.all_or_nothing && !errors.is_empty() {
@@ -230,7 +230,7 @@ pub fn backup_from(
         errors,
         utc_offset_s: Some(local_utc_offset(time_ns)),
     };
-    repo.save_snapshot(&snapshot)?;
+    commit.commit(&snapshot)?;
     Ok(snapshot)
 }
 

@@ -82,6 +82,8 @@ impl CheckReport {
 
 /// Runs a check.
 pub fn check(repo: &Repository, options: &CheckOptions) -> Result<CheckReport> {
+    // A reader lock: a prune waits for this check before deleting packs.
+    let _lock = repo.read_lock("check")?;
     let mut report = CheckReport::default();
     let mut damaged: HashMap<BlobId, String> = HashMap::new();
     for p in repo.index_problems() {
@@ -138,15 +140,12 @@ pub fn check(repo: &Repository, options: &CheckOptions) -> Result<CheckReport> {
         ));
     }
 
-    let now = crate::repository::now_ns();
-    for (id, lock) in crate::lock::list_locks(repo.storage(), repo.keys())? {
-        if lock.is_stale(now) {
+    for l in crate::lock::list_locks(repo.storage(), repo.keys())? {
+        if l.info.v < 2 {
             report.warnings.push(format!(
-                "stale {} lock locks/{id} from {} pid {} (last refreshed {}); it blocks nothing and prune will remove it",
-                format!("{:?}", lock.kind).to_lowercase(),
-                lock.host,
-                lock.pid,
-                crate::snapshot::format_time(lock.refreshed_ns)
+                "locks/{} is a version 1 lock ({}): a kloset older than this one is writing, or crashed while writing; prune waits for it or takes it over once it stays unchanged for the stale period",
+                l.id.short(),
+                l.info.describe()
             ));
         }
     }

@@ -37,6 +37,8 @@ pub fn export(
     exporter: &dyn Exporter,
     options: &RestoreOptions,
 ) -> Result<RestoreReport> {
+    // A reader lock: a prune waits for this restore before deleting packs.
+    let _lock = repo.read_lock("restore")?;
     let node = find_node(repo, snapshot, path)?;
     let target = exporter.target();
     let x = ExportCtx {

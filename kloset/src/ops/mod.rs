@@ -4,7 +4,9 @@ pub mod backup;
 pub mod browse;
 pub mod check;
 pub mod export;
+pub mod prune;
 pub mod restore;
+pub mod upgrade;
 
 /// A rayon pool for one operation: `threads` workers (0 = one per core),
 /// named `kloset-OP-N`.

@@ -123,6 +123,8 @@ pub fn restore(
     target: &Path,
     options: &RestoreOptions,
 ) -> Result<RestoreReport> {
+    // A reader lock: a prune waits for this restore before deleting packs.
+    let _lock = repo.read_lock("restore")?;
     let node = find_node(repo, snapshot, path)?;
     let pool = super::worker_pool(options.threads, "restore")?;
     let existing = match DirFd::open_path(target) {
