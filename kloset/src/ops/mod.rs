@@ -4,6 +4,7 @@ pub mod backup;
 pub mod browse;
 pub mod check;
 pub mod export;
+pub mod forget;
 pub mod restore;
 
 /// A rayon pool for one operation: `threads` workers (0 = one per core),
