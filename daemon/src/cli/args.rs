@@ -86,6 +86,8 @@ pub enum StoreCommand {
         /// A snapshot (optional).
         snapshot: Option<String>,
     },
+    /// Forget snapshots by a retention policy (their data goes with prune).
+    Forget(super::forget::ForgetArgs),
 }
 
 /// `create` options.

@@ -110,9 +110,12 @@ fn run_at(cli: &Cli, location: &str, command: &StoreCommand) -> Result<i32> {
     if let StoreCommand::Create(args) = command {
         return create(cli, location, args);
     }
+    if let StoreCommand::Forget(args) = command {
+        return super::forget::run(cli, args, || open_repo(cli, location));
+    }
     let repo = open_repo(cli, location)?;
     match command {
-        StoreCommand::Create(_) => Ok(EXIT_ERROR),
+        StoreCommand::Create(_) | StoreCommand::Forget(_) => Ok(EXIT_ERROR),
         StoreCommand::Backup(args) => run_backup(cli, &repo, args),
         StoreCommand::Ls { target } => ls(cli, &repo, target.as_deref()),
         StoreCommand::Cat { target } => cat(&repo, target),

@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod forget;
 mod named;
 mod output;
 mod passphrase;

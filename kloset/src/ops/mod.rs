@@ -4,6 +4,7 @@ pub mod backup;
 pub mod browse;
 pub mod check;
 pub mod export;
+pub mod forget;
 pub mod prune;
 pub mod restore;
 pub mod upgrade;
