@@ -6,10 +6,11 @@ use std::fmt;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use kloset::repository::CreateOptions;
 use kloset::{Repository, Storage};
@@ -118,39 +119,77 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
 }
 
 /// An object store that fails every write after a budget of writes, like a
-/// process that crashes at that point. Reads keep working.
+/// process that crashes at that point. Reads keep working. Deletes count
+/// as writes once `faulty_deletes` is set.
 #[derive(Debug)]
 pub struct FaultStore {
     inner: Arc<dyn ObjectStore>,
     /// Writes still allowed; negative = unlimited.
-    pub budget: AtomicI64,
+    pub budget: Arc<AtomicI64>,
     /// Writes performed.
-    pub writes: AtomicI64,
+    pub writes: Arc<AtomicI64>,
+    /// Whether deletes are writes too (they are a prune's mutations).
+    pub faulty_deletes: AtomicBool,
+    /// Puts under this prefix wait until `release` is set (a process
+    /// paused at that write); `paused` tells that one is waiting.
+    pub pause_prefix: std::sync::Mutex<Option<String>>,
+    pub paused: AtomicBool,
+    pub release: AtomicBool,
 }
 
 impl FaultStore {
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
         FaultStore {
             inner,
-            budget: AtomicI64::new(-1),
-            writes: AtomicI64::new(0),
+            budget: Arc::new(AtomicI64::new(-1)),
+            writes: Arc::new(AtomicI64::new(0)),
+            faulty_deletes: AtomicBool::new(false),
+            pause_prefix: std::sync::Mutex::new(None),
+            paused: AtomicBool::new(false),
+            release: AtomicBool::new(false),
+        }
+    }
+
+    /// Makes puts under `prefix` wait for [`FaultStore::release`].
+    pub fn pause_puts_under(&self, prefix: &str) {
+        *self.pause_prefix.lock().expect("pause") = Some(prefix.to_string());
+    }
+
+    fn maybe_pause(&self, location: &ObjPath) {
+        let hit = self
+            .pause_prefix
+            .lock()
+            .expect("pause")
+            .as_ref()
+            .is_some_and(|p| location.as_ref().starts_with(p.as_str()));
+        if !hit {
+            return;
+        }
+        self.paused.store(true, Ordering::SeqCst);
+        while !self.release.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 
     fn allow(&self) -> object_store::Result<()> {
-        let left = self.budget.load(Ordering::SeqCst);
-        if left == 0 {
-            return Err(object_store::Error::Generic {
-                store: "fault",
-                source: "injected crash".into(),
-            });
-        }
-        if left > 0 {
-            self.budget.fetch_sub(1, Ordering::SeqCst);
-        }
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        allow_write(&self.budget, &self.writes)
     }
+}
+
+/// Takes one write from the budget, or fails like a crash when none is left.
+fn allow_write(budget: &AtomicI64, writes: &AtomicI64) -> object_store::Result<()> {
+    let left = budget.load(Ordering::SeqCst);
+    if left == 0 {
+        return Err(object_store::Error::Generic {
+            store: "fault",
+            source: "injected crash".into(),
+        });
+    }
+    if left > 0 {
+        budget.fetch_sub(1, Ordering::SeqCst);
+    }
+    writes.fetch_add(1, Ordering::SeqCst);
+    Ok(())
 }
 
 impl fmt::Display for FaultStore {
@@ -167,6 +206,7 @@ impl ObjectStore for FaultStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
+        self.maybe_pause(location);
         self.allow()?;
         self.inner.put_opts(location, payload, opts).await
     }
@@ -200,7 +240,18 @@ impl ObjectStore for FaultStore {
         &self,
         locations: BoxStream<'static, object_store::Result<ObjPath>>,
     ) -> BoxStream<'static, object_store::Result<ObjPath>> {
-        self.inner.delete_stream(locations)
+        if !self.faulty_deletes.load(Ordering::SeqCst) {
+            return self.inner.delete_stream(locations);
+        }
+        let (budget, writes) = (self.budget.clone(), self.writes.clone());
+        let gated = locations
+            .map(move |location| {
+                let location = location?;
+                allow_write(&budget, &writes)?;
+                Ok(location)
+            })
+            .boxed();
+        self.inner.delete_stream(gated)
     }
 
     fn list(

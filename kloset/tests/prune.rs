@@ -1,0 +1,386 @@
+//! Prune through the public library API: it gives space back and keeps
+//! every snapshot whole, beside a writer paused between its index and its
+//! snapshot, after a writer opened the store, and when it is killed at any
+//! of its own writes or deletes.
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::*;
+use kloset::lock::{LockTiming, list_locks};
+use kloset::ops::backup::{BackupOptions, backup};
+use kloset::ops::check::{CheckOptions, check};
+use kloset::ops::prune::{PruneOptions, PruneReport, prune};
+use kloset::ops::restore::{RestoreOptions, restore};
+use kloset::snapshot::Snapshot;
+use kloset::storage::{Key, PACKS_DIR};
+use kloset::{Repository, progress::Progress};
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+
+fn options() -> PruneOptions {
+    PruneOptions {
+        grace: Duration::ZERO,
+        max_wait: Some(Duration::from_secs(120)),
+        ..Default::default()
+    }
+}
+
+fn pack_bytes(repo: &Repository) -> u64 {
+    repo.storage()
+        .list(Some(PACKS_DIR))
+        .expect("list packs")
+        .iter()
+        .map(|l| l.size)
+        .sum()
+}
+
+fn object_names(repo: &Repository) -> Vec<String> {
+    let mut names: Vec<String> = repo
+        .storage()
+        .list(None)
+        .expect("list")
+        .into_iter()
+        .map(|l| l.path)
+        .filter(|p| !p.starts_with("locks/"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn forget(repo: &Repository, snapshot: &Snapshot) {
+    repo.storage()
+        .delete(&Key::Snapshot(snapshot.id).path())
+        .expect("forget");
+}
+
+fn assert_clean(repo: &Repository, context: &str) {
+    let report = check(
+        repo,
+        &CheckOptions {
+            read_data_percent: Some(100.0),
+            ..Default::default()
+        },
+    )
+    .expect("check runs");
+    assert!(report.is_ok(), "{context}: {:?}", report.problems);
+}
+
+fn assert_restores(repo: &Repository, snapshot: &Snapshot, source: &Path, scratch: &Path) {
+    let out = scratch.join(format!("restore-{}", snapshot.id.short()));
+    let _ = std::fs::remove_dir_all(&out);
+    restore(repo, snapshot, "/", &out, &RestoreOptions::default()).expect("restore");
+    assert_same_tree(source, &out);
+    std::fs::remove_dir_all(&out).expect("cleanup");
+}
+
+fn serial() -> BackupOptions {
+    BackupOptions {
+        threads: 1,
+        ..Default::default()
+    }
+}
+
+/// A store with three snapshots: `old` (forgotten by the caller), `mixed`
+/// (half of old's files and new ones, so some packs become partly used)
+/// and `kept`.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    old: std::path::PathBuf,
+    mixed: std::path::PathBuf,
+    kept: std::path::PathBuf,
+    scratch: std::path::PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let old = tmp.path().join("old");
+    let mixed = tmp.path().join("mixed");
+    let kept = tmp.path().join("kept");
+    make_tree(&old, 1, 40, 60_000);
+    make_tree(&kept, 3, 20, 60_000);
+    std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&old)
+        .arg(&mixed)
+        .status()
+        .expect("cp");
+    // Drop every other file of the copy and add new ones.
+    let mut files: Vec<_> = walk_files(&mixed);
+    files.sort();
+    for f in files.iter().step_by(2) {
+        std::fs::remove_file(f).expect("rm");
+    }
+    make_tree(&mixed.join("new"), 2, 10, 60_000);
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir(&scratch).expect("scratch");
+    Fixture {
+        _tmp: tmp,
+        old,
+        mixed,
+        kept,
+        scratch,
+    }
+}
+
+fn walk_files(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Backs the fixture up into a fresh store over `store` and forgets `old`
+/// and `mixed`; returns the snapshot that is kept.
+fn populate(store: Arc<dyn ObjectStore>, f: &Fixture) -> Snapshot {
+    let repo =
+        Repository::create(storage_over(store), PASS, create_options(64 * 1024)).expect("create");
+    let old = backup(&repo, &f.old, &serial()).expect("old");
+    let mixed = backup(&repo, &f.mixed, &serial()).expect("mixed");
+    let kept = backup(&repo, &f.kept, &serial()).expect("kept");
+    forget(&repo, &old);
+    let _ = mixed;
+    kept
+}
+
+#[test]
+fn prune_gives_space_back_and_every_kept_snapshot_restores() {
+    let f = fixture();
+    let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let kept = populate(mem.clone(), &f);
+    let repo = open(mem.clone());
+    let mixed = repo
+        .snapshots()
+        .expect("snapshots")
+        .into_iter()
+        .find(|s| s.id != kept.id)
+        .expect("mixed");
+
+    let before = pack_bytes(&repo);
+    let names = object_names(&repo);
+    let dry = prune(
+        &repo,
+        &PruneOptions {
+            dry_run: true,
+            ..options()
+        },
+    )
+    .expect("dry run");
+    assert!(dry.dry_run);
+    assert!(dry.bytes_freed > 0, "old's own files are garbage: {dry:?}");
+    assert_eq!(object_names(&repo), names, "a dry run changes nothing");
+
+    let report = prune(
+        &repo,
+        &PruneOptions {
+            max_unused: 0.1,
+            ..options()
+        },
+    )
+    .expect("prune");
+    let after = pack_bytes(&repo);
+    assert!(report.packs_deleted > 0, "{report:?}");
+    assert!(
+        report.packs_repacked > 0,
+        "half-used packs repacked: {report:?}"
+    );
+    assert!(
+        after < before,
+        "space given back: {before} -> {after} ({report:?})"
+    );
+    assert_eq!(
+        before - after + report.bytes_repack_written,
+        report.bytes_freed,
+        "the report counts what left the store"
+    );
+    assert!(
+        list_locks(repo.storage(), repo.keys())
+            .expect("locks")
+            .is_empty(),
+        "the prune lock is released"
+    );
+    assert!(
+        !object_names(&repo).iter().any(|n| n.starts_with("marks/")),
+        "the mark is removed"
+    );
+
+    let repo = open(mem.clone());
+    assert_clean(&repo, "after prune");
+    assert_restores(&repo, &kept, &f.kept, &f.scratch);
+    assert_restores(&repo, &mixed, &f.mixed, &f.scratch);
+
+    let again = prune(&repo, &options()).expect("second prune");
+    assert_eq!(
+        (again.packs_deleted, again.packs_repacked),
+        (0, 0),
+        "a second prune finds nothing: {again:?}"
+    );
+    // And the store still takes backups that dedup against what is left.
+    let snap = backup(&repo, &f.old, &serial()).expect("backup after prune");
+    assert_restores(&repo, &snap, &f.old, &f.scratch);
+    assert_clean(&repo, "after a new backup");
+}
+
+/// The writer holds its lock until its snapshot is written: a prune that
+/// runs while the writer is paused between its index and its snapshot
+/// waits for it, and spares the packs the new snapshot needs.
+#[test]
+fn prune_between_a_writers_index_and_its_snapshot_spares_its_packs() {
+    let f = fixture();
+    let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let kept = populate(mem.clone(), &f);
+    let fault = Arc::new(FaultStore::new(mem.clone()));
+    fault.pause_puts_under("snapshots/");
+    let writer_repo = open(fault.clone());
+    let pruner_repo = open(mem.clone());
+    let progress = Arc::new(Progress::new());
+
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| backup(&writer_repo, &f.old, &serial()));
+        assert!(
+            wait_until(|| fault.paused.load(Ordering::SeqCst)),
+            "the writer never reached its snapshot"
+        );
+        let pruner = s.spawn(|| {
+            prune(
+                &pruner_repo,
+                &PruneOptions {
+                    progress: progress.clone(),
+                    ..options()
+                },
+            )
+        });
+        // The new packs are indexed but not yet referenced: the prune
+        // plans to delete them, then must wait for the writer's lock.
+        let waited =
+            wait_until(|| progress.phase().contains("waiting for") || pruner.is_finished());
+        let finished_early = pruner.is_finished();
+        // Release the writer before any assertion, so a failure cannot hang.
+        fault.release.store(true, Ordering::SeqCst);
+        assert!(waited, "the prune neither waited nor finished");
+        assert!(
+            !finished_early,
+            "the prune finished while a writer held its lock"
+        );
+        let snap = writer.join().expect("writer thread").expect("backup");
+        let report: PruneReport = pruner.join().expect("prune thread").expect("prune");
+        assert!(report.packs_spared > 0, "{report:?}");
+        let repo = open(mem.clone());
+        assert_clean(&repo, "after the race");
+        assert_restores(&repo, &snap, &f.old, &f.scratch);
+        assert_restores(&repo, &kept, &f.kept, &f.scratch);
+    });
+}
+
+/// A prune that completes after a writer opened the store but before it
+/// started writing: the writer reloads the index under its lock and does
+/// not deduplicate against the packs the prune deleted.
+#[test]
+fn prune_between_open_and_write_does_not_leave_the_writer_dangling() {
+    let f = fixture();
+    let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    populate(mem.clone(), &f);
+    let writer_repo = open(mem.clone());
+    // Index merged at open, before the prune.
+    assert!(writer_repo.index().packs().len() > 1);
+    let report = prune(&open(mem.clone()), &options()).expect("prune");
+    assert!(report.packs_deleted > 0, "{report:?}");
+    // `old`'s data, which the prune just deleted, is backed up again.
+    let snap = backup(&writer_repo, &f.old, &serial()).expect("backup");
+    let repo = open(mem.clone());
+    assert_clean(&repo, "after the backup");
+    assert_restores(&repo, &snap, &f.old, &f.scratch);
+}
+
+/// A prune killed at each of its writes and deletes leaves a store that
+/// checks clean and restores every snapshot; the next prune (which takes
+/// over the dead one's lock once it is stale) finishes the work.
+#[test]
+fn prune_killed_at_every_mutation_leaves_a_clean_store() {
+    let f = fixture();
+    let quick = LockTiming::with_stale_after(Duration::from_millis(600));
+    let setup = || {
+        let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let kept = populate(mem.clone(), &f);
+        let fault = Arc::new(FaultStore::new(mem.clone()));
+        fault.faulty_deletes.store(true, Ordering::SeqCst);
+        (mem, fault, kept)
+    };
+    let prune_options = || PruneOptions {
+        max_unused: 0.1,
+        ..options()
+    };
+    let (mem, fault, _) = setup();
+    let clean = prune(&open(fault.clone()), &prune_options()).expect("clean prune");
+    let total = fault.writes.load(Ordering::SeqCst);
+    let target = pack_bytes(&open(mem));
+    assert!(
+        clean.packs_repacked > 0 && clean.packs_deleted > 2,
+        "{clean:?}"
+    );
+    assert!(total >= 8, "lock, repack, mark, index, deletes: {total}");
+
+    for crash_after in 0..total {
+        let (mem, fault, kept) = setup();
+        fault.budget.store(crash_after, Ordering::SeqCst);
+        let crashed = prune(&open(fault.clone()), &prune_options());
+        // The last two deletes (the mark, then the lock) are cleanup after
+        // the work is done: failing them leaves the prune successful.
+        assert!(
+            crashed.is_err() || crash_after >= total - 2,
+            "crash after {crash_after} of {total} writes: {crashed:?}"
+        );
+
+        // A restarted process, with a short stale period for the lock the
+        // dead prune left behind.
+        let repo = open(mem.clone()).with_lock_timing(quick);
+        assert_clean(&repo, &format!("crash after {crash_after}"));
+        let snaps = repo.snapshots().expect("snapshots");
+        assert_eq!(snaps.len(), 2, "crash after {crash_after}");
+        assert_restores(&repo, &kept, &f.kept, &f.scratch);
+        let mixed = snaps.iter().find(|s| s.id != kept.id).expect("mixed");
+        assert_restores(&repo, mixed, &f.mixed, &f.scratch);
+
+        let report = prune(&repo, &prune_options())
+            .unwrap_or_else(|e| panic!("crash after {crash_after}: the next prune: {e}"));
+        let repo = open(mem.clone());
+        assert_clean(&repo, &format!("crash after {crash_after}, pruned again"));
+        let left = pack_bytes(&repo);
+        assert!(
+            left <= target + 64 * 1024 * 4,
+            "crash after {crash_after}: the work is finished ({left} vs {target} bytes; {report:?})"
+        );
+        assert!(
+            list_locks(repo.storage(), repo.keys())
+                .expect("locks")
+                .is_empty(),
+            "crash after {crash_after}: no lock left"
+        );
+        let again = prune(&repo, &options()).expect("third prune");
+        assert_eq!(
+            again.packs_deleted, 0,
+            "crash after {crash_after}: {again:?}"
+        );
+    }
+}
+
+/// Waits up to two minutes for `done`; whether it came.
+fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
