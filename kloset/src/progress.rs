@@ -81,6 +81,15 @@ impl Progress {
         *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = phase.into();
     }
 
+    /// Starts a measured step of a multi-step operation: its phase, byte
+    /// counter reset to 0, and `total_bytes` expected (0 = unknown).
+    pub fn start_step(&self, phase: impl Into<String>, total_bytes: u64) {
+        self.set_phase(phase);
+        self.files.store(0, Ordering::Relaxed);
+        self.bytes.store(0, Ordering::Relaxed);
+        self.set_totals(0, total_bytes);
+    }
+
     /// What the operation is doing now (empty when it never said).
     pub fn phase(&self) -> String {
         self.phase.lock().unwrap_or_else(|p| p.into_inner()).clone()

@@ -88,6 +88,12 @@ pub enum StoreCommand {
     },
     /// Forget snapshots by a retention policy (their data goes with prune).
     Forget(super::forget::ForgetArgs),
+    /// Delete data no snapshot references, repacking mostly unused packs.
+    Prune(super::maintenance::PruneArgs),
+    /// List the locks on the store: holder, host, operation, age and state.
+    Locks,
+    /// Upgrade the store to the current format (once no older kloset writes to it).
+    Upgrade(super::maintenance::UpgradeArgs),
 }
 
 /// `create` options.

@@ -123,6 +123,9 @@ fn run_at(cli: &Cli, location: &str, command: &StoreCommand) -> Result<i32> {
         StoreCommand::Check(args) => run_check(cli, &repo, args),
         StoreCommand::Diff { a, b } => diff(cli, &repo, a, b),
         StoreCommand::Info { snapshot } => info(cli, &repo, snapshot.as_deref()),
+        StoreCommand::Prune(args) => super::maintenance::run_prune(cli, &repo, args),
+        StoreCommand::Locks => super::maintenance::run_locks(cli, &repo),
+        StoreCommand::Upgrade(args) => super::maintenance::run_upgrade(cli, &repo, args),
     }
 }
 

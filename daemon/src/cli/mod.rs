@@ -5,6 +5,7 @@
 mod args;
 mod commands;
 mod forget;
+mod maintenance;
 mod named;
 mod output;
 mod passphrase;

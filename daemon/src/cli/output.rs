@@ -104,15 +104,20 @@ impl Bar {
                     bar.set_style(unknown.clone());
                 }
                 bar.set_position(p.bytes);
-                bar.set_message(format!(
-                    "{} files{}",
-                    p.files,
-                    if p.errors > 0 {
-                        format!(", {} errors", p.errors)
-                    } else {
-                        String::new()
-                    }
-                ));
+                let phase = progress.phase();
+                bar.set_message(if phase.is_empty() {
+                    format!(
+                        "{} files{}",
+                        p.files,
+                        if p.errors > 0 {
+                            format!(", {} errors", p.errors)
+                        } else {
+                            String::new()
+                        }
+                    )
+                } else {
+                    phase
+                });
                 bar.tick();
                 std::thread::sleep(Duration::from_millis(120));
             }

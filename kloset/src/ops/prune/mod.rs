@@ -153,15 +153,7 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneReport> {
     repo.refresh_index()?;
     let files = repo.read_index_objects()?;
     let known_files: HashSet<IndexId> = files.iter().map(|(id, _)| *id).collect();
-    let sizes: HashMap<PackId, u64> = repo
-        .storage()
-        .list(Some(PACKS_DIR))?
-        .into_iter()
-        .filter_map(|l| {
-            let id = PackId::from_hex(l.path.rsplit('/').next()?).ok()?;
-            Some((id, l.size))
-        })
-        .collect();
+    let sizes = pack_sizes(repo)?;
     let mut packs: HashMap<PackId, PackInfo> = HashMap::new();
     for (_, file) in files {
         for p in file.packs {
@@ -209,7 +201,13 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneReport> {
         return Ok(report);
     }
 
-    progress.set_phase("repacking mostly unused packs");
+    progress.start_step(
+        format!("repacking {} mostly unused pack(s)", plan.repack.len()),
+        plan.repack
+            .iter()
+            .flat_map(|(_, entries)| entries.iter().map(|e| u64::from(e.length)))
+            .sum(),
+    );
     let repacked = repack::repack(repo, &plan.repack, progress)?;
     report.bytes_repack_written = repacked.bytes_written;
 
@@ -308,17 +306,16 @@ fn sweep_after_mark(
     report.index_deleted = rewrite.deleted;
 
     lock.ensure_alive()?;
-    progress.set_phase(format!("deleting {} pack(s)", last.len()));
-    progress.set_totals(last.len() as u64, last.len() as u64);
-    let sizes: HashMap<PackId, u64> = repo
-        .storage()
-        .list(Some(PACKS_DIR))?
-        .into_iter()
-        .filter_map(|l| Some((PackId::from_hex(l.path.rsplit('/').next()?).ok()?, l.size)))
+    let sizes = pack_sizes(repo)?;
+    let sized: Vec<(PackId, u64)> = last
+        .iter()
+        .map(|p| (*p, sizes.get(p).copied().unwrap_or(0)))
         .collect();
-    sweep::delete_packs(repo, &last, progress, &|| lock.within_fence())?;
+    let total: u64 = sized.iter().map(|(_, size)| size).sum();
+    progress.start_step(format!("deleting {} pack(s)", last.len()), total);
+    sweep::delete_packs(repo, &sized, progress, &|| lock.within_fence())?;
     report.packs_deleted = last.len();
-    report.bytes_freed = last.iter().filter_map(|p| sizes.get(p)).sum();
+    report.bytes_freed = total;
     Ok(())
 }
 
@@ -371,6 +368,16 @@ fn spare_for_new_snapshots(
         }
     }
     Ok(spared)
+}
+
+/// The packs in the store, with their sizes.
+fn pack_sizes(repo: &Repository) -> Result<HashMap<PackId, u64>> {
+    Ok(repo
+        .storage()
+        .list(Some(PACKS_DIR))?
+        .into_iter()
+        .filter_map(|l| Some((PackId::from_hex(l.path.rsplit('/').next()?).ok()?, l.size)))
+        .collect())
 }
 
 /// Every snapshot; an unreadable snapshot object stops the prune, since

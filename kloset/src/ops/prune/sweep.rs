@@ -54,19 +54,23 @@ pub fn rewrite_indexes(repo: &Repository, doomed: &HashSet<PackId>) -> Result<In
     })
 }
 
-/// Deletes the packs, counting them on `progress`; `still_ours` is asked
-/// before every batch (the prune's lock fence).
+/// Deletes the packs (with their sizes), counting their bytes on
+/// `progress`; `still_ours` is asked before every batch (the prune's lock
+/// fence).
 pub fn delete_packs(
     repo: &Repository,
-    packs: &[PackId],
+    packs: &[(PackId, u64)],
     progress: &Progress,
     still_ours: &dyn Fn() -> Result<()>,
 ) -> Result<()> {
     for chunk in packs.chunks(64) {
         progress.check_cancelled()?;
         still_ours()?;
-        delete_all(repo, chunk.iter().map(|p| Key::Pack(*p).path()).collect())?;
-        progress.add_bytes(chunk.len() as u64);
+        delete_all(
+            repo,
+            chunk.iter().map(|(p, _)| Key::Pack(*p).path()).collect(),
+        )?;
+        progress.add_bytes(chunk.iter().map(|(_, size)| size).sum());
     }
     Ok(())
 }
