@@ -147,6 +147,17 @@ impl Header {
         ))
     }
 
+    /// This header as a version 1 store has it (no `features`), with its
+    /// checksum: for tests of `upgrade` and of version 1 stores.
+    #[doc(hidden)]
+    pub fn as_version_1(&self) -> Header {
+        let mut h = self.clone();
+        h.version = 1;
+        h.features.clear();
+        h.checksum = h.compute_checksum();
+        h
+    }
+
     fn compute_checksum(&self) -> String {
         let mut unsummed = self.clone();
         unsummed.checksum = String::new();

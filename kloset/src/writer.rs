@@ -32,7 +32,7 @@ use crate::crypto::{Keys, ObjectKind};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, BlobKind, IndexId};
 use crate::index::{IndexPack, encode_file};
-use crate::lock::{HeldLock, LockKind};
+use crate::lock::{HeldLock, LockFence, LockKind};
 use crate::marks::Marked;
 use crate::pack::{FinishedPack, PackBuilder};
 use crate::repository::Repository;
@@ -148,9 +148,10 @@ impl<'r> Writer<'r> {
             let storage = repo.storage().clone();
             let keys = repo.keys().clone();
             let level = repo.config().compression_level;
+            let fence = lock.fence();
             let handle = std::thread::Builder::new()
                 .name(format!("kloset-upload-{i}"))
-                .spawn(move || upload_loop(rx, shared, storage, keys, level))
+                .spawn(move || upload_loop(rx, shared, storage, keys, level, fence))
                 .map_err(|e| {
                     Error::io("start uploader thread for", repo.storage().location(), e)
                 })?;
@@ -270,6 +271,11 @@ impl<'r> Writer<'r> {
         }
         let rest = std::mem::take(&mut *lock(&self.shared.uploaded));
         if !rest.is_empty() {
+            // As in the uploaders: never index packs a prune that took this
+            // writer over may have deleted.
+            if let Some(held) = &self.lock {
+                held.ensure_alive()?;
+            }
             let id = write_index(
                 self.repo.storage(),
                 self.repo.keys(),
@@ -343,6 +349,7 @@ fn upload_loop(
     storage: Storage,
     keys: Arc<Keys>,
     level: i32,
+    fence: LockFence,
 ) {
     for pack in rx {
         if shared.failed().is_some() {
@@ -368,6 +375,12 @@ fn upload_loop(
             }
         };
         if let Some(batch) = batch {
+            // A holder taken over may have had these packs deleted as
+            // unreferenced: an index must not list them then.
+            if let Err(e) = fence.ensure_alive() {
+                shared.fail(e);
+                continue;
+            }
             match write_index(&storage, &keys, level, &batch) {
                 Ok(id) => lock(&shared.written_indexes).push((id, batch)),
                 Err(e) => shared.fail(e),

@@ -301,6 +301,65 @@ fn prune_between_open_and_write_does_not_leave_the_writer_dangling() {
     assert_restores(&repo, &snap, &f.old, &f.scratch);
 }
 
+/// Index entries for packs that are gone and that no snapshot needs (what
+/// a writer taken over as stale could leave if it paused past the stale
+/// period right after its last lock check) are dropped by the next prune,
+/// which then leaves a store that checks clean. Entries of a gone pack that
+/// a snapshot needs are reported as damage instead, and kept.
+#[test]
+fn prune_drops_index_entries_of_gone_unreferenced_packs() {
+    let f = fixture();
+    let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let repo = Repository::create(storage_over(mem.clone()), PASS, create_options(64 * 1024))
+        .expect("create");
+    let kept = backup(&repo, &f.kept, &serial()).expect("kept");
+    let kept_packs = repo.index().packs().to_vec();
+    let old = backup(&repo, &f.old, &serial()).expect("old");
+    forget(&repo, &old);
+    let old_only: Vec<_> = repo
+        .index()
+        .packs()
+        .iter()
+        .filter(|p| !kept_packs.contains(*p))
+        .copied()
+        .collect();
+    assert!(!old_only.is_empty());
+    for p in &old_only {
+        repo.storage()
+            .delete(&Key::Pack(*p).path())
+            .expect("delete pack");
+    }
+    let repo = open(mem.clone());
+    let report = prune(&repo, &options()).expect("prune");
+    assert_eq!(report.index_entries_dropped, old_only.len(), "{report:?}");
+    assert_eq!(
+        (report.packs_missing, report.unfound_blobs),
+        (0, 0),
+        "{report:?}"
+    );
+    let repo = open(mem.clone());
+    assert_clean(&repo, "after dropping the stale entries");
+    assert_restores(&repo, &kept, &f.kept, &f.scratch);
+
+    // A gone pack that the kept snapshot needs is damage: reported (or,
+    // if it held a tree, the prune stops), and kept in the index, so that
+    // `check` names what it breaks.
+    let needed = *repo.index().packs().iter().next().expect("a pack");
+    repo.storage()
+        .delete(&Key::Pack(needed).path())
+        .expect("delete pack");
+    let repo = open(mem.clone());
+    match prune(&repo, &options()) {
+        Ok(report) => {
+            assert_eq!(report.packs_missing, 1, "{report:?}");
+            assert_eq!(report.index_entries_dropped, 0, "{report:?}");
+        }
+        // The pack held a tree: prune cannot see what it references.
+        Err(e) => assert!(e.to_string().contains("deletes nothing"), "{e}"),
+    }
+    assert!(open(mem.clone()).index().packs().contains(&needed));
+}
+
 /// A prune killed at each of its writes and deletes leaves a store that
 /// checks clean and restores every snapshot; the next prune (which takes
 /// over the dead one's lock once it is stale) finishes the work.

@@ -117,6 +117,12 @@ fn print_prune(r: &PruneReport) {
             r.index_written,
             r.index_deleted,
         );
+        if r.index_entries_dropped > 0 {
+            println!(
+                "dropped the index entries of {} pack(s) that were gone and that no snapshot needs",
+                r.index_entries_dropped
+            );
+        }
         if r.packs_spared > 0 {
             println!(
                 "kept {} pack(s) that snapshots written during the prune need",

@@ -119,6 +119,43 @@ impl HeldLock {
         guard(&self.state).id
     }
 
+    /// Fails unless the lock is still ours by time alone: see
+    /// [`LockFence::within_fence`].
+    pub fn within_fence(&self) -> Result<()> {
+        self.fence().within_fence()
+    }
+
+    /// See [`LockFence::ensure_alive`].
+    pub fn ensure_alive(&self) -> Result<()> {
+        self.fence().ensure_alive()
+    }
+
+    /// A handle other threads can ask whether the lock is still ours.
+    pub fn fence(&self) -> LockFence {
+        LockFence {
+            storage: self.storage.clone(),
+            timing: self.timing,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// Asks whether a [`HeldLock`] is still its holder's, from any thread (a
+/// writer's uploaders ask before every index object they write).
+#[derive(Clone)]
+pub struct LockFence {
+    storage: Storage,
+    timing: LockTiming,
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for LockFence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockFence").finish_non_exhaustive()
+    }
+}
+
+impl LockFence {
     /// Fails unless the lock is still ours by time alone: not marked lost,
     /// and the last successful refresh started less than the fence ago.
     /// Does no I/O, so it can be asked right after a commit.
@@ -138,11 +175,11 @@ impl HeldLock {
         Ok(())
     }
 
-    /// [`HeldLock::within_fence`], and the current lock object still exists
-    /// (it was not taken over).
+    /// [`LockFence::within_fence`], and the current lock object still
+    /// exists (it was not taken over).
     pub fn ensure_alive(&self) -> Result<()> {
         self.within_fence()?;
-        let id = self.current();
+        let id = guard(&self.state).id;
         if !lock_exists(&self.storage, id)? {
             let reason = format!("its object locks/{} was removed by a prune", id.short());
             guard(&self.state).lost = Some(reason.clone());

@@ -34,7 +34,7 @@ use crate::error::{ErrorKind, Result};
 use crate::id::{HolderId, LockId};
 use crate::storage::{Key, LOCKS_DIR, Storage};
 
-pub use held::HeldLock;
+pub use held::{HeldLock, LockFence};
 
 /// Version of lock objects written by this library.
 pub const LOCK_VERSION: u32 = 2;

@@ -109,8 +109,12 @@ pub struct PruneReport {
     pub waited_ms: u64,
     /// Referenced blobs found in no pack (the store is damaged: `check`).
     pub unfound_blobs: usize,
-    /// Packs an index lists that the store does not hold.
+    /// Packs an index lists that the store does not hold, with blobs a
+    /// snapshot references (damage: `check`).
     pub packs_missing: usize,
+    /// Packs an index lists that the store does not hold and no snapshot
+    /// needs: their index entries were dropped.
+    pub index_entries_dropped: usize,
 }
 
 /// Prunes the store. See the module docs for the steps.
@@ -155,9 +159,14 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneReport> {
     let known_files: HashSet<IndexId> = files.iter().map(|(id, _)| *id).collect();
     let sizes = pack_sizes(repo)?;
     let mut packs: HashMap<PackId, PackInfo> = HashMap::new();
+    // Indexed packs the listing does not show, with the blobs listed there.
+    let mut gone: HashMap<PackId, Vec<BlobId>> = HashMap::new();
     for (_, file) in files {
         for p in file.packs {
             let Some(size) = sizes.get(&p.id) else {
+                gone.entry(p.id)
+                    .or_default()
+                    .extend(p.blobs.iter().map(|e| e.id));
                 continue;
             };
             packs.entry(p.id).or_insert(PackInfo {
@@ -167,12 +176,6 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneReport> {
             });
         }
     }
-    report.packs_missing = repo
-        .index()
-        .packs()
-        .iter()
-        .filter(|p| !sizes.contains_key(p))
-        .count();
     let orphans: Vec<(PackId, u64)> = sizes
         .iter()
         .filter(|(id, _)| !packs.contains_key(id))
@@ -192,12 +195,26 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneReport> {
     report.packs_repacked = plan.repack.len();
     report.packs_orphaned = plan.orphans.len();
     report.unfound_blobs = plan.unfound;
+    // A missing pack none of whose blobs a snapshot references is only a
+    // stale index entry (a writer taken over as stale indexed packs a
+    // prune had already deleted): the rewrite drops it. One that holds
+    // referenced blobs is damage, for `check`.
+    let (damaged, stale): (Vec<_>, Vec<_>) = gone
+        .into_iter()
+        .partition(|(_, blobs)| blobs.iter().any(|b| reach.blobs.contains(b)));
+    report.packs_missing = damaged.len();
+    report.index_entries_dropped = stale.len();
+    let stale: Vec<PackId> = stale.into_iter().map(|(p, _)| p).collect();
     let Some(lock) = held else {
         report.bytes_freed = plan.sizes.delete_bytes + plan.sizes.repack_bytes;
         report.packs_deleted = plan.delete.len() + plan.repack.len() + plan.orphans.len();
         return Ok(report);
     };
-    if plan.delete.is_empty() && plan.repack.is_empty() && plan.orphans.is_empty() {
+    if plan.delete.is_empty()
+        && plan.repack.is_empty()
+        && plan.orphans.is_empty()
+        && stale.is_empty()
+    {
         return Ok(report);
     }
 
@@ -216,6 +233,7 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneReport> {
         .iter()
         .chain(plan.repack.iter().map(|(p, _)| p))
         .chain(plan.orphans.iter())
+        .chain(stale.iter())
         .copied()
         .collect();
     lock.ensure_alive()?;
@@ -314,7 +332,7 @@ fn sweep_after_mark(
     let total: u64 = sized.iter().map(|(_, size)| size).sum();
     progress.start_step(format!("deleting {} pack(s)", last.len()), total);
     sweep::delete_packs(repo, &sized, progress, &|| lock.within_fence())?;
-    report.packs_deleted = last.len();
+    report.packs_deleted = last.iter().filter(|p| sizes.contains_key(p)).count();
     report.bytes_freed = total;
     Ok(())
 }
