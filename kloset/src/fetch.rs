@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use futures::{StreamExt, TryStreamExt};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::id::{BlobId, BlobKind, PackId};
 use crate::index::BlobLocation;
 use crate::repository::Repository;
@@ -31,7 +31,26 @@ struct Request {
 }
 
 /// Loads every blob in `ids` (duplicates allowed), all of kind `kind`.
+///
+/// A blob or pack not found is tried once more after the index is brought
+/// up to date: a prune that repacked it wrote the index object naming its
+/// new copy before it deleted the old pack (FORMAT.md §16), so a reader
+/// whose index predates the prune finds the blob again.
 pub fn load_blobs(
+    repo: &Repository,
+    kind: BlobKind,
+    ids: &[BlobId],
+) -> Result<HashMap<BlobId, Vec<u8>>> {
+    match load_blobs_once(repo, kind, ids) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            repo.refresh_index()?;
+            load_blobs_once(repo, kind, ids)
+        }
+        done => done,
+    }
+}
+
+fn load_blobs_once(
     repo: &Repository,
     kind: BlobKind,
     ids: &[BlobId],

@@ -475,8 +475,21 @@ impl Repository {
         self.index_mut().merge(id, packs);
     }
 
-    /// Reads, authenticates, decompresses and verifies one blob.
+    /// Reads, authenticates, decompresses and verifies one blob. Not found
+    /// (in the index or its pack), it is tried once more after the index is
+    /// brought up to date: a prune that moved it wrote the index object
+    /// naming its new copy before it deleted the old pack (FORMAT.md §16).
     pub fn load_blob(&self, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
+        match self.load_blob_once(kind, id) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.refresh_index()?;
+                self.load_blob_once(kind, id)
+            }
+            done => done,
+        }
+    }
+
+    fn load_blob_once(&self, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
         let loc = self
             .index()
             .get(id)
