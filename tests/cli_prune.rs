@@ -215,6 +215,31 @@ fn a_backup_stopped_past_the_stale_period_fails_and_leaves_nothing_referenced() 
     let shown = fx.must(&["locks"]);
     assert!(shown.contains("backup"), "{shown}");
 
+    // Waiting less than the stale period: the error says who holds the
+    // store and since when, and the prune deletes nothing.
+    let not_locks = |objects: Vec<(std::path::PathBuf, String)>| -> Vec<String> {
+        objects
+            .into_iter()
+            .map(|(_, k)| k)
+            .filter(|k| !k.starts_with("locks/"))
+            .collect()
+    };
+    let before_wait = not_locks(fx.objects());
+    let out = fx.run(&["prune", "--grace", "0s", "--max-wait", "1s"]);
+    assert!(!out.success(), "{}", out.describe());
+    let err = out.stderr_str();
+    assert!(
+        err.contains("did not finish within 1s: backup on ")
+            && err.contains(&format!("pid {pid} (since ")),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(
+        not_locks(fx.objects()),
+        before_wait,
+        "a prune that gave up deleted nothing"
+    );
+
     let report = json(&fx.must(&["--json", "prune", "--grace", "0s", "--max-wait", "120s"]));
     let taken = report["taken_over"].as_array().expect("taken_over");
     assert_eq!(taken.len(), 1, "{report}");
