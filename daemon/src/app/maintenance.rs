@@ -60,3 +60,37 @@ impl Maintenance {
         self.counters.lock().map(|c| c.clone()).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn counters_add_up_by_store_and_gates_are_shared_per_store() {
+        let m = Maintenance::default();
+        let prune = Action::Prune {
+            store: "a".into(),
+            max_unused: 0.2,
+            max_repack: 0,
+            grace_ms: 0,
+            allow_cold_read: false,
+        };
+        m.record(&prune, &json!({ "bytes_freed": 10, "packs_repacked": 2 }));
+        m.record(&prune, &json!({ "bytes_freed": 5 }));
+        let backup = Action::Backup {
+            source: "s".into(),
+            store: "b".into(),
+            tags: Vec::new(),
+            retention: None,
+        };
+        m.record(&backup, &json!({ "retention": { "forgotten": 3 } }));
+        m.record(&backup, &json!({}));
+        let c = m.counters();
+        assert_eq!(c["a"].prune_freed_bytes, 15);
+        assert_eq!(c["a"].prune_repacked_packs, 2);
+        assert_eq!(c["b"].retention_forgotten, 3);
+        assert!(Arc::ptr_eq(&m.prune_gate("a"), &m.prune_gate("a")));
+        assert!(!Arc::ptr_eq(&m.prune_gate("a"), &m.prune_gate("b")));
+    }
+}
