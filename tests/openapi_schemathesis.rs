@@ -161,6 +161,7 @@ task = "backup"
 source = "data"
 store = "local"
 tags = ["first"]
+retention = { keep_last = 5 }
 
 [task.archive-first]
 task = "backup"
@@ -178,6 +179,11 @@ read_data = "100%"
 task = "restore"
 store = "local"
 destination = "out"
+
+[task.gc]
+task = "prune"
+store = "local"
+grace = "1s"
 "#;
 
 /// Waits until the one-shot tasks `names` have all succeeded.
@@ -215,7 +221,7 @@ fn the_openapi_document_matches_the_live_daemon() {
     let mut d = Daemon::start(&conf, &root.join("log"), &[]);
     wait_succeeded(&d, &["first", "archive-first"]);
     write_like_ansible(&conf, "10-check-restore.toml", CHECK_AND_RESTORE);
-    wait_succeeded(&d, &["verify", "restore-once"]);
+    wait_succeeded(&d, &["verify", "restore-once", "gc"]);
     d.wait_ready();
 
     let here = workspace().join("tests/schemathesis");

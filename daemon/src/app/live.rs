@@ -82,6 +82,10 @@ pub struct Live {
     pub next_runs: RwLock<BTreeMap<String, Option<DateTime<Utc>>>>,
     /// Running tasks by origin.
     pub running: Mutex<HashMap<Origin, RunningTask>>,
+    /// Prune gates and maintenance counters per store.
+    pub maintenance: super::maintenance::Maintenance,
+    /// Lock holders seen on each store by the lock poller.
+    pub locks: RwLock<BTreeMap<String, super::locks::StoreLocks>>,
 }
 
 impl Live {
@@ -96,6 +100,8 @@ impl Live {
             conditions: RwLock::new(BTreeMap::new()),
             next_runs: RwLock::new(BTreeMap::new()),
             running: Mutex::new(HashMap::new()),
+            maintenance: Default::default(),
+            locks: RwLock::new(BTreeMap::new()),
         }
     }
 

@@ -11,6 +11,8 @@
 //! [`live::Live`] and the state database and never waits on a task.
 
 pub mod live;
+pub mod locks;
+pub mod maintenance;
 pub mod oneshots;
 mod readiness;
 mod reconcile;
@@ -148,6 +150,7 @@ async fn run_async(dir: PathBuf) -> Result<()> {
         );
     }
     let live = Arc::new(Live::new(dir.clone(), settings.clone()));
+    tokio::spawn(locks::poll(live.clone()));
     let http = HttpServer::start(&settings.listen, live.clone(), reader)
         .await
         .with_context(|| format!("serving status on {:?}", settings.listen))?;

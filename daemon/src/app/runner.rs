@@ -133,6 +133,14 @@ impl Runner {
         {
             entry.id = Some(id);
         }
+        // One prune per store at a time in this daemon, waiting without a
+        // permit; backups and other tasks are never held back by it.
+        let gate = matches!(job.action, Action::Prune { .. })
+            .then(|| self.live.maintenance.prune_gate(job.action.store()));
+        let _pruning = match &gate {
+            Some(g) => Some(g.clone().lock_owned().await),
+            None => None,
+        };
         let _permit = self
             .permits
             .clone()
@@ -167,6 +175,7 @@ impl Runner {
             error = result.error.as_deref().unwrap_or(""),
             "task finished"
         );
+        self.live.maintenance.record(&job.action, &result.stats);
         let finished = Utc::now();
         let outcome = Outcome {
             status,

@@ -4,7 +4,15 @@
 use super::desired::Action;
 use super::load::{Located, RawConfig};
 use super::model::{ReadData, TaskKind, TaskTable};
+use super::retention;
 use super::validate::{Ctx, parse_duration};
+
+/// A prune repacks packs with more than this share unused by default.
+const DEFAULT_MAX_UNUSED: f64 = 0.2;
+/// A prune repacks at most this much per run by default.
+const DEFAULT_MAX_REPACK: u64 = 4 << 30;
+/// A prune waits at least this long between marking and deleting by default.
+const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub(super) fn action(
     cx: &mut Ctx,
@@ -27,7 +35,13 @@ pub(super) fn action(
             "allow_cold_read",
             "overwrite",
         ],
-        TaskKind::Prune => &["store"],
+        TaskKind::Prune => &[
+            "store",
+            "max_unused",
+            "max_repack",
+            "grace",
+            "allow_cold_read",
+        ],
     };
     let present = [
         ("source", t.source.is_some()),
@@ -42,6 +56,9 @@ pub(super) fn action(
         ("tags_filter", !t.tags_filter.is_empty()),
         ("allow_cold_read", t.allow_cold_read.is_some()),
         ("overwrite", t.overwrite.is_some()),
+        ("max_unused", t.max_unused.is_some()),
+        ("max_repack", t.max_repack.is_some()),
+        ("grace", t.grace.is_some()),
     ];
     let mut ok = true;
     for (key, set) in present {
@@ -87,8 +104,11 @@ pub(super) fn action(
                 .as_ref()
                 .is_some_and(|s| raw.sources.contains_key(s));
             let source = need(cx, "source", &t.source, "source", exists);
-            if let Some(within) = t.retention.as_ref().and_then(|r| r.keep_within.as_ref()) {
-                parse_duration(cx, l, object, "retention.keep_within", within);
+            if let Some(table) = &t.retention
+                && let Err(e) = retention::policy(table)
+            {
+                cx.err(l, object, e);
+                ok = false;
             }
             Action::Backup {
                 source: source?,
@@ -183,7 +203,41 @@ pub(super) fn action(
                 overwrite: t.overwrite.unwrap_or(false),
             }
         }
-        TaskKind::Prune => Action::Prune { store: store? },
+        TaskKind::Prune => {
+            let max_unused = match t.max_unused.as_ref().map(retention::share) {
+                None => Some(DEFAULT_MAX_UNUSED),
+                Some(Ok(v)) => Some(v),
+                Some(Err(e)) => {
+                    cx.err(l, object, e);
+                    ok = false;
+                    None
+                }
+            };
+            let max_repack = match t.max_repack.as_ref().map(retention::size) {
+                None => Some(DEFAULT_MAX_REPACK),
+                Some(Ok(v)) => Some(v),
+                Some(Err(e)) => {
+                    cx.err(l, object, e);
+                    ok = false;
+                    None
+                }
+            };
+            let grace = match &t.grace {
+                None => Some(DEFAULT_GRACE),
+                Some(g) => {
+                    let d = parse_duration(cx, l, object, "grace", g);
+                    ok &= d.is_some();
+                    d
+                }
+            };
+            Action::Prune {
+                store: store?,
+                max_unused: max_unused?,
+                max_repack: max_repack?,
+                grace_ms: u64::try_from(grace?.as_millis()).unwrap_or(u64::MAX),
+                allow_cold_read: t.allow_cold_read.unwrap_or(false),
+            }
+        }
     };
     ok.then_some(action)
 }

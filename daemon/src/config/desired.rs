@@ -214,6 +214,14 @@ pub enum Action {
     Prune {
         /// Store name.
         store: String,
+        /// Repack packs with more than this share unused (0 to 1).
+        max_unused: f64,
+        /// Repack at most this many bytes per run.
+        max_repack: u64,
+        /// The least time between marking packs and deleting them, ms.
+        grace_ms: u64,
+        /// Opt-in to repack (read packs) on a cold store.
+        allow_cold_read: bool,
     },
 }
 
@@ -236,7 +244,7 @@ impl Action {
             | Action::Check { store, .. }
             | Action::Sync { store, .. }
             | Action::Restore { store, .. }
-            | Action::Prune { store } => store,
+            | Action::Prune { store, .. } => store,
         }
     }
 }

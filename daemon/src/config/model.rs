@@ -239,6 +239,17 @@ pub enum ReadData {
     Text(String),
 }
 
+/// A number or a text: `max_unused = 0.2` or `"20%"`, `max_repack = 1024`
+/// or `"4GiB"`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ShareOrSize {
+    /// Written as a number.
+    Number(f64),
+    /// Written as a text.
+    Text(String),
+}
+
 /// `retention = { keep_last = 7, … }`
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -299,6 +310,12 @@ pub struct TaskTable {
     /// Snapshots to copy (sync): only these tags.
     #[serde(default)]
     pub tags_filter: Vec<String>,
+    /// Prune: repack packs with more than this share unused (`"20%"` or `0.2`).
+    pub max_unused: Option<ShareOrSize>,
+    /// Prune: repack at most this many bytes per run (`"4GiB"`, or bytes).
+    pub max_repack: Option<ShareOrSize>,
+    /// Prune: the least time between marking packs and deleting them.
+    pub grace: Option<String>,
     /// Allow reading data from a cold store (restore, check with read_data).
     pub allow_cold_read: Option<bool>,
     /// Let a one-shot restore replace files that exist in the destination.

@@ -8,6 +8,7 @@ use hyper::StatusCode;
 
 use super::Ctx;
 use super::response::{Reply, with_type};
+use crate::app::maintenance::StoreCounters;
 use crate::state::TaskStatus;
 
 /// Escapes a label value.
@@ -232,9 +233,81 @@ pub async fn metrics(ctx: &Ctx) -> Reply {
         "Tasks running now (or waiting for a permit).",
     );
     let _ = writeln!(out, "klosetd_tasks_running {}", live.running_tasks().len());
+    maintenance(&mut out, live);
     with_type(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",
         out,
     )
+}
+
+/// Reads one counter of a store.
+type Pick = fn(&StoreCounters) -> u64;
+
+/// Prune and retention counters (since the daemon started) and the lock
+/// poller's gauges, by store; every configured store is listed.
+fn maintenance(out: &mut String, live: &crate::app::live::Live) {
+    let counters = live.maintenance.counters();
+    let mut stores: std::collections::BTreeSet<String> = counters.keys().cloned().collect();
+    if let Some(desired) = live.applied() {
+        stores.extend(desired.stores.keys().cloned());
+    }
+    let count = |store: &str, pick: Pick| counters.get(store).map(pick).unwrap_or(0);
+    let rows: [(&str, &str, Pick); 3] = [
+        (
+            "klosetd_prune_freed_bytes_total",
+            "Bytes of packs deleted by prune tasks, by store.",
+            |c| c.prune_freed_bytes,
+        ),
+        (
+            "klosetd_prune_repacked_packs_total",
+            "Packs rewritten by prune tasks, by store.",
+            |c| c.prune_repacked_packs,
+        ),
+        (
+            "klosetd_retention_forgotten_snapshots_total",
+            "Snapshots forgotten by the retention of backup schedules, by store.",
+            |c| c.retention_forgotten,
+        ),
+    ];
+    for (name, help, pick) in rows {
+        header(out, name, "counter", help);
+        for store in &stores {
+            let _ = writeln!(
+                out,
+                "{name}{{store=\"{}\"}} {}",
+                label(store),
+                count(store, pick)
+            );
+        }
+    }
+    let locks = live.locks.read().map(|l| l.clone()).unwrap_or_default();
+    header(
+        out,
+        "klosetd_store_lock_holders",
+        "gauge",
+        "Holders of locks on each store at the latest poll (every minute; stores that could not be opened are absent).",
+    );
+    for (store, l) in &locks {
+        let _ = writeln!(
+            out,
+            "klosetd_store_lock_holders{{store=\"{}\"}} {}",
+            label(store),
+            l.holders
+        );
+    }
+    header(
+        out,
+        "klosetd_store_oldest_lock_age_seconds",
+        "gauge",
+        "Age of the oldest lock holder on each store at the latest poll, by the holder's clock (0 with none).",
+    );
+    for (store, l) in &locks {
+        let _ = writeln!(
+            out,
+            "klosetd_store_oldest_lock_age_seconds{{store=\"{}\"}} {:.3}",
+            label(store),
+            l.oldest_age_s
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! The backup task: run the source's `pre` hook, back the source up through
-//! its importer, run the `post` hook.
+//! its importer, apply the schedule's retention to the snapshot's group
+//! (see `retention`), run the `post` hook.
 //!
 //! Sources that produce dumps (`postgresql`, `exec`) back up all or
 //! nothing: if a dump command fails, no snapshot is written and the task
@@ -16,6 +17,7 @@ use super::hooks::run_hook;
 use super::run::{TaskResult, first_few};
 use super::store::open_store;
 use crate::config::desired::{DesiredState, StoreDef};
+use crate::config::model::RetentionTable;
 use crate::integrations::connectors;
 
 /// Whether a source's integration produces dumps that are useless when partial.
@@ -28,7 +30,7 @@ pub(super) fn run_backup(
     store: &StoreDef,
     source: &str,
     tags: &[String],
-    has_retention: bool,
+    retention: Option<&RetentionTable>,
     progress: Arc<Progress>,
 ) -> TaskResult {
     let Some(def) = state.sources.get(source) else {
@@ -45,7 +47,7 @@ pub(super) fn run_backup(
             TaskResult::failed(format!("{e}; nothing was backed up"))
         };
     }
-    let mut result = backup_with(store, def, tags, has_retention, progress.clone());
+    let mut result = backup_with(store, def, tags, retention, progress.clone());
     let status = result.status.as_str();
     let post_env = [env[0], env[1], ("KLOSETD_STATUS", status)];
     if let Err(e) = run_hook("post", &def.post, &post_env, &progress) {
@@ -62,7 +64,7 @@ fn backup_with(
     store: &StoreDef,
     def: &crate::config::desired::SourceDef,
     tags: &[String],
-    has_retention: bool,
+    retention: Option<&RetentionTable>,
     progress: Arc<Progress>,
 ) -> TaskResult {
     let importer = match connectors::importer(def) {
@@ -100,12 +102,23 @@ fn backup_with(
         "duration_ms": s.duration_ms,
         "errors": snap.errors.len(),
     });
-    if has_retention {
-        stats["retention"] = json!("not applied yet: retention is not implemented");
+    let mut retention_error = None;
+    if let Some(table) = retention {
+        match super::retention::apply(&repo, &snap, table) {
+            Ok(applied) => stats["retention"] = applied,
+            Err(e) => {
+                stats["retention"] = json!({ "applied": false, "error": e });
+                retention_error = Some(format!(
+                    "retention failed: {e}; the snapshot {} was written and is kept",
+                    snap.id.short()
+                ));
+            }
+        }
     }
     let mut result = TaskResult::succeeded(stats);
     result.snapshot_id = Some(snap.id.to_hex());
     result.bytes_added = Some(s.bytes_added);
+
     if !snap.errors.is_empty() {
         result.partial = true;
         result.error = Some(format!(
@@ -117,6 +130,13 @@ fn backup_with(
                     .map(|e| format!("{}: {}", e.path, e.error))
             )
         ));
+    }
+    if let Some(e) = retention_error {
+        result.status = super::RunStatus::Failed;
+        result.error = Some(match result.error.take() {
+            Some(partial) => format!("{partial}; then {e}"),
+            None => e,
+        });
     }
     result
 }

@@ -1,9 +1,12 @@
 //! Task execution for the daemon: store readiness (test connection, detect,
-//! initialise) and running backup, check and restore tasks.
+//! initialise) and running backup (with retention), check, restore and prune
+//! tasks.
 
 pub mod backup;
 pub mod hooks;
+pub mod prune;
 pub mod restore;
+pub mod retention;
 pub mod run;
 pub mod store;
 pub mod verify;

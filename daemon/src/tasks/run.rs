@@ -1,4 +1,4 @@
-//! Runs one task (backup, check, restore; sync and prune are not there yet)
+//! Runs one task (backup, check, restore, prune; sync is not there yet)
 //! synchronously against the desired state; the daemon calls [`execute`]
 //! from `spawn_blocking` and records the [`TaskResult`].
 //!
@@ -20,16 +20,22 @@
 //!   restore-test directories are not removed yet.
 //! - **Cancellation**: a cancelled task is `cancelled`; a cancelled backup
 //!   writes no snapshot.
-//! - **Retention** after a backup is a later issue: `stats.retention` says it
-//!   was not applied; the backup does not fail for it.
+//! - **Retention** after a backup (`retention.rs`) forgets the snapshots of
+//!   the new snapshot's group that the policy does not keep, before the
+//!   `post` hook; `stats.retention` lists the forgotten ids. If it fails,
+//!   the task fails and says that the snapshot was written and is kept.
+//! - **Prune** (`prune.rs`) on a cold store is delete-only unless the task
+//!   sets `allow_cold_read = true` (repacking reads packs).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kloset::ops::check::{CheckOptions, check};
 use kloset::{Error, ErrorKind, Progress};
 use serde_json::json;
 
 use super::backup::run_backup;
+use super::prune::{PruneRequest, run_prune};
 use super::restore::{RestoreRequest, run_restore};
 use super::store::{StoreProblem, StoreReason, open_store};
 use crate::config::desired::{Action, DesiredState, StoreDef};
@@ -149,7 +155,7 @@ pub fn execute(state: &DesiredState, action: &Action, progress: Arc<Progress>) -
             tags,
             retention,
             ..
-        } => run_backup(state, store, source, tags, retention.is_some(), progress),
+        } => run_backup(state, store, source, tags, retention.as_ref(), progress),
         Action::Check {
             read_data,
             allow_cold_read,
@@ -179,7 +185,22 @@ pub fn execute(state: &DesiredState, action: &Action, progress: Arc<Progress>) -
             progress,
         ),
         Action::Sync { .. } => TaskResult::failed("sync is not implemented yet (retention issue)"),
-        Action::Prune { .. } => TaskResult::failed("prune is not implemented yet"),
+        Action::Prune {
+            max_unused,
+            max_repack,
+            grace_ms,
+            allow_cold_read,
+            ..
+        } => run_prune(
+            store,
+            &PruneRequest {
+                max_unused: *max_unused,
+                max_repack: *max_repack,
+                grace: Duration::from_millis(*grace_ms),
+                allow_cold_read: *allow_cold_read,
+            },
+            progress,
+        ),
     }
 }
 

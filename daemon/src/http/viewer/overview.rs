@@ -167,7 +167,7 @@ pub fn action(a: &Action) -> String {
             destination,
             ..
         } => format!("restore {} → {}", store(s), name(destination)),
-        Action::Prune { store: s } => format!("prune {}", store(s)),
+        Action::Prune { store: s, .. } => format!("prune {}", store(s)),
     }
 }
 

@@ -1,0 +1,107 @@
+//! The lock poller: every minute (`KLOSETD_LOCK_POLL_INTERVAL`, a duration,
+//! shortens it for tests) it lists the lock objects of every configured
+//! store it can open and keeps, per store, how many holders there are and
+//! how old the oldest is, for `/metrics`. It only reads: it never takes a
+//! lock, and it costs one listing plus one small read per lock object per
+//! store per poll. Opened stores are kept between polls (no key derivation
+//! each minute) and reopened when the store's declaration changes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kloset::Repository;
+use kloset::lock::list_locks;
+use kloset::repository::now_ns;
+
+use super::live::Live;
+use crate::config::desired::StoreDef;
+use crate::tasks::open_store;
+
+/// The variable that shortens the poll interval (tests).
+pub const POLL_ENV: &str = "KLOSETD_LOCK_POLL_INTERVAL";
+
+/// The default poll interval.
+const DEFAULT_POLL: Duration = Duration::from_secs(60);
+
+/// What the latest poll saw on one store.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StoreLocks {
+    /// Distinct lock holders.
+    pub holders: usize,
+    /// Age of the oldest holder's lock by its own clock (0 with none).
+    pub oldest_age_s: f64,
+}
+
+fn interval() -> Duration {
+    std::env::var(POLL_ENV)
+        .ok()
+        .and_then(|v| humantime::parse_duration(v.trim()).ok())
+        .filter(|d| *d >= Duration::from_millis(100))
+        .unwrap_or(DEFAULT_POLL)
+}
+
+/// Polls forever; spawned once at start.
+pub async fn poll(live: Arc<Live>) {
+    let mut opened: HashMap<String, (String, Arc<Repository>)> = HashMap::new();
+    let mut tick = tokio::time::interval(interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(desired) = live.applied() else {
+            continue;
+        };
+        let stores: Vec<StoreDef> = desired.stores.values().cloned().collect();
+        let known: HashSet<&str> = stores.iter().map(|s| s.name.as_str()).collect();
+        opened.retain(|name, _| known.contains(name.as_str()));
+        let mut seen = BTreeMap::new();
+        for def in stores {
+            let print = format!("{:?}", def.origin);
+            let cached = opened
+                .get(&def.name)
+                .filter(|(p, _)| *p == print)
+                .map(|(_, r)| r.clone());
+            let name = def.name.clone();
+            let polled = tokio::task::spawn_blocking(move || poll_store(&def, cached)).await;
+            match polled {
+                Ok(Ok((repo, locks))) => {
+                    opened.insert(name.clone(), (print, repo));
+                    seen.insert(name, locks);
+                }
+                Ok(Err(e)) => {
+                    opened.remove(&name);
+                    tracing::debug!(store = %name, "lock poll: {e}");
+                }
+                Err(e) => tracing::debug!(store = %name, "lock poll thread: {e}"),
+            }
+        }
+        if let Ok(mut l) = live.locks.write() {
+            *l = seen;
+        }
+    }
+}
+
+fn poll_store(
+    def: &StoreDef,
+    cached: Option<Arc<Repository>>,
+) -> Result<(Arc<Repository>, StoreLocks), String> {
+    let repo = match cached {
+        Some(r) => r,
+        None => Arc::new(open_store(def, false).map_err(|p| p.to_string())?),
+    };
+    let listed = list_locks(repo.storage(), repo.keys()).map_err(|e| e.to_string())?;
+    let now = now_ns();
+    let mut oldest: HashMap<_, i64> = HashMap::new();
+    for l in &listed {
+        let created = oldest.entry(l.info.holder_key()).or_insert(i64::MAX);
+        *created = (*created).min(l.info.created_ns);
+    }
+    let oldest_ns = oldest.values().copied().min();
+    let locks = StoreLocks {
+        holders: oldest.len(),
+        oldest_age_s: oldest_ns
+            .map(|c| now.saturating_sub(c).max(0) as f64 / 1e9)
+            .unwrap_or(0.0),
+    };
+    Ok((repo, locks))
+}
