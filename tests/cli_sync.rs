@@ -266,7 +266,7 @@ impl SyncTo for StoreFixture {
             .env("KLOSET_PASSPHRASE_TO", OTHER)
             .must_at(
                 &self.location,
-                &["--json", "sync", "all", "to", target, "--threads", "2"],
+                ["--json", "sync", "all", "to", target, "--threads", "2"],
             );
         out.stdout_str()
     }
