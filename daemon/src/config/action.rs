@@ -17,7 +17,7 @@ pub(super) fn action(
     let allowed: &[&str] = match kind {
         TaskKind::Backup => &["source", "store", "tags", "retention"],
         TaskKind::Check => &["store", "read_data", "allow_cold_read"],
-        TaskKind::Sync => &["store", "to", "tags_filter"],
+        TaskKind::Sync => &["store", "to", "tags_filter", "allow_cold_read"],
         TaskKind::Restore => &[
             "store",
             "source",
@@ -146,6 +146,7 @@ pub(super) fn action(
                 store: store?,
                 to: to?,
                 tags: t.tags_filter.clone(),
+                allow_cold_read: t.allow_cold_read.unwrap_or(false),
             }
         }
         TaskKind::Restore => {

@@ -188,6 +188,8 @@ pub enum Action {
         to: String,
         /// Only snapshots with these tags (empty: all).
         tags: Vec<String>,
+        /// Opt-in to read data from a cold source store.
+        allow_cold_read: bool,
     },
     /// Restore from `store` into `destination`.
     Restore {

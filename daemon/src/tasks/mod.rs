@@ -6,6 +6,7 @@ pub mod hooks;
 pub mod restore;
 pub mod run;
 pub mod store;
+pub mod sync;
 pub mod verify;
 
 pub use run::{RunStatus, TaskResult, execute};

@@ -178,7 +178,12 @@ pub fn execute(state: &DesiredState, action: &Action, progress: Arc<Progress>) -
             },
             progress,
         ),
-        Action::Sync { .. } => TaskResult::failed("sync is not implemented yet (retention issue)"),
+        Action::Sync {
+            to,
+            tags,
+            allow_cold_read,
+            ..
+        } => super::sync::run_sync(state, store, to, tags, *allow_cold_read, progress),
         Action::Prune { .. } => TaskResult::failed("prune is not implemented yet"),
     }
 }
