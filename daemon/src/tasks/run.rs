@@ -181,9 +181,19 @@ pub fn execute(state: &DesiredState, action: &Action, progress: Arc<Progress>) -
         Action::Sync {
             to,
             tags,
+            sources,
+            latest,
             allow_cold_read,
             ..
-        } => super::sync::run_sync(state, store, to, tags, *allow_cold_read, progress),
+        } => {
+            let filter = kloset::ops::sync::SyncFilter {
+                snapshots: Vec::new(),
+                sources: sources.clone(),
+                tags: tags.clone(),
+                latest: latest.map(|n| n as usize),
+            };
+            super::sync::run_sync(state, store, to, filter, *allow_cold_read, progress)
+        }
         Action::Prune { .. } => TaskResult::failed("prune is not implemented yet"),
     }
 }

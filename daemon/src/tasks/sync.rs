@@ -1,5 +1,6 @@
 //! The daemon's `sync` task: copy the snapshots of `store` (optionally
-//! only those with some tags) into `to`, which has its own passphrase.
+//! filtered by tags, source names and the newest N per source) into `to`,
+//! which has its own passphrase.
 //!
 //! A cold source is refused unless the task sets `allow_cold_read` (sync
 //! reads the source's packs); a cold target is fine, since sync reads only
@@ -21,7 +22,7 @@ pub fn run_sync(
     state: &DesiredState,
     source: &StoreDef,
     to: &str,
-    tags: &[String],
+    filter: SyncFilter,
     allow_cold_read: bool,
     progress: Arc<Progress>,
 ) -> TaskResult {
@@ -40,10 +41,7 @@ pub fn run_sync(
         Err(p) => return TaskResult::from_store(&p),
     };
     let options = SyncOptions {
-        filter: SyncFilter {
-            tags: tags.to_vec(),
-            ..Default::default()
-        },
+        filter,
         threads: 0,
         progress,
         cold_target: target_def.storage_type == StorageType::Cold,

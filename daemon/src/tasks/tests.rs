@@ -574,6 +574,8 @@ fn sync_task_copies_once_into_another_store() {
         store: "s".into(),
         to: "t".into(),
         tags: Vec::new(),
+        sources: Vec::new(),
+        latest: Some(1),
         allow_cold_read: false,
     };
     let r = env.run(&sync);
