@@ -90,6 +90,7 @@ fn snapshot(repo: &Repository, range: std::ops::Range<u64>, source: &str) -> Sna
         stats: SnapshotStats::default(),
         errors: Vec::new(),
         utc_offset_s: None,
+        origin: None,
     };
     commit.commit(&snap).expect("commit");
     snap

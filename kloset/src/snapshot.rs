@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::id::{BlobId, SnapshotId};
+use crate::id::{BlobId, SnapshotId, StoreId};
 use crate::tree::Node;
 
 /// Snapshot structure version.
@@ -80,6 +80,31 @@ pub struct Snapshot {
     /// (read as UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utc_offset_s: Option<i32>,
+    /// Where a snapshot written by sync was copied from (FORMAT.md §12,
+    /// "Snapshots written by sync"). Absent in snapshots made by a backup
+    /// and in snapshots written before sync existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// The snapshot a synced copy was made from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Origin {
+    /// The store the original lives in.
+    pub store: StoreId,
+    /// The original snapshot's id in that store.
+    pub snapshot: SnapshotId,
+}
+
+impl Snapshot {
+    /// The snapshot this one is a copy of, or itself: the identity that
+    /// sync keeps across stores.
+    pub fn original(&self, store: StoreId) -> Origin {
+        self.origin.unwrap_or(Origin {
+            store,
+            snapshot: self.id,
+        })
+    }
 }
 
 impl Snapshot {
@@ -197,6 +222,7 @@ mod tests {
             stats: Default::default(),
             errors: vec![],
             utc_offset_s: None,
+            origin: None,
         }
     }
 

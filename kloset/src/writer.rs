@@ -20,7 +20,7 @@
 //! after; a snapshot written too late is deleted again).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -66,6 +66,7 @@ struct Shared {
     uploaded_blobs: AtomicU64,
     written_indexes: Mutex<Vec<(IndexId, Vec<IndexPack>)>>,
     error: Mutex<Option<Error>>,
+    index_each_pack: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -168,6 +169,16 @@ impl<'r> Writer<'r> {
             uploaders,
             stats: WriterStats::default(),
         })
+    }
+
+    /// Makes every uploaded pack indexed at once: a small index object is
+    /// written right after each pack, so a process killed part-way loses
+    /// at most the packs still in flight, and a rerun deduplicates against
+    /// everything else. [`Writer::finish`] then writes one merged index and
+    /// only after it deletes the per-pack ones it supersedes (FORMAT.md
+    /// §16). Used by sync, whose runs are long and resumable.
+    pub fn index_each_pack(&self) {
+        self.shared.index_each_pack.store(true, Ordering::SeqCst);
     }
 
     /// What was added so far.
@@ -284,7 +295,24 @@ impl<'r> Writer<'r> {
             )?;
             lock(&self.shared.written_indexes).push((id, rest));
         }
-        for (id, packs) in std::mem::take(&mut *lock(&self.shared.written_indexes)) {
+        let mut written = std::mem::take(&mut *lock(&self.shared.written_indexes));
+        if self.shared.index_each_pack.load(Ordering::SeqCst) && written.len() > 1 {
+            // Merge the per-pack indexes: the merged one is durable before
+            // any of those it supersedes is deleted.
+            let all: Vec<IndexPack> = written.iter().flat_map(|(_, p)| p.clone()).collect();
+            let id = write_index(
+                self.repo.storage(),
+                self.repo.keys(),
+                self.repo.config().compression_level,
+                &all,
+            )?;
+            for (old, _) in &written {
+                // Best effort: a leftover only duplicates entries.
+                let _ = self.repo.storage().delete(&Key::Index(*old).path());
+            }
+            written = vec![(id, all)];
+        }
+        for (id, packs) in written {
             self.repo.index_add(Some(id), &packs);
         }
         let held = self.lock.take().ok_or_else(|| {
@@ -367,7 +395,8 @@ fn upload_loop(
                 blobs: pack.entries,
             });
             let total = shared.uploaded_blobs.fetch_add(n, Ordering::Relaxed) + n;
-            if total as usize >= INDEX_FLUSH_BLOBS {
+            if total as usize >= INDEX_FLUSH_BLOBS || shared.index_each_pack.load(Ordering::SeqCst)
+            {
                 shared.uploaded_blobs.store(0, Ordering::Relaxed);
                 Some(std::mem::take(&mut *up))
             } else {

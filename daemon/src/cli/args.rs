@@ -92,6 +92,8 @@ pub enum StoreCommand {
     Prune(super::maintenance::PruneArgs),
     /// List the locks on the store: holder, host, operation, age and state.
     Locks,
+    /// Copy snapshots into another store (SNAP|all to LOCATION|@STORE), re-chunked with its keys.
+    Sync(super::sync::SyncArgs),
     /// Upgrade the store to the current format (once no older kloset writes to it).
     Upgrade(super::maintenance::UpgradeArgs),
 }

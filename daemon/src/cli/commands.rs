@@ -55,13 +55,13 @@ fn version(as_json: bool) {
 
 /// A store location with its backend options, and the passphrase when the
 /// configuration provides it (`@NAME`).
-struct Target {
-    location: Location,
-    options: Vec<(String, String)>,
-    passphrase: Option<zeroize::Zeroizing<Vec<u8>>>,
+pub(super) struct Target {
+    pub(super) location: Location,
+    pub(super) options: Vec<(String, String)>,
+    pub(super) passphrase: Option<zeroize::Zeroizing<Vec<u8>>>,
 }
 
-fn resolve_store(cli: &Cli, s: &str) -> Result<Target> {
+pub(super) fn resolve_store(cli: &Cli, s: &str) -> Result<Target> {
     if let Some(name) = s.strip_prefix('@') {
         let named = super::named::store(&cli.config, name)?;
         return Ok(Target {
@@ -126,6 +126,7 @@ fn run_at(cli: &Cli, location: &str, command: &StoreCommand) -> Result<i32> {
         StoreCommand::Prune(args) => super::maintenance::run_prune(cli, &repo, args),
         StoreCommand::Locks => super::maintenance::run_locks(cli, &repo),
         StoreCommand::Upgrade(args) => super::maintenance::run_upgrade(cli, &repo, args),
+        StoreCommand::Sync(args) => super::sync::run(cli, &repo, args),
     }
 }
 

@@ -9,6 +9,7 @@ mod maintenance;
 mod named;
 mod output;
 mod passphrase;
+mod sync;
 mod transfer;
 
 pub use args::{Cli, normalize};

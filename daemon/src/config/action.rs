@@ -25,7 +25,14 @@ pub(super) fn action(
     let allowed: &[&str] = match kind {
         TaskKind::Backup => &["source", "store", "tags", "retention"],
         TaskKind::Check => &["store", "read_data", "allow_cold_read"],
-        TaskKind::Sync => &["store", "to", "tags_filter"],
+        TaskKind::Sync => &[
+            "store",
+            "to",
+            "tags_filter",
+            "sources_filter",
+            "latest",
+            "allow_cold_read",
+        ],
         TaskKind::Restore => &[
             "store",
             "source",
@@ -54,6 +61,8 @@ pub(super) fn action(
         ("snapshot", t.snapshot.is_some()),
         ("path", t.path.is_some()),
         ("tags_filter", !t.tags_filter.is_empty()),
+        ("sources_filter", !t.sources_filter.is_empty()),
+        ("latest", t.latest.is_some()),
         ("allow_cold_read", t.allow_cold_read.is_some()),
         ("overwrite", t.overwrite.is_some()),
         ("max_unused", t.max_unused.is_some()),
@@ -154,6 +163,10 @@ pub(super) fn action(
         TaskKind::Sync => {
             let exists = t.to.as_ref().is_some_and(|s| raw.stores.contains_key(s));
             let to = need(cx, "to", &t.to, "store", exists);
+            if t.latest == Some(0) {
+                cx.err(l, object, "`latest` must be at least 1");
+                ok = false;
+            }
             if to.is_some() && to == store {
                 cx.err(
                     l,
@@ -166,6 +179,9 @@ pub(super) fn action(
                 store: store?,
                 to: to?,
                 tags: t.tags_filter.clone(),
+                sources: t.sources_filter.clone(),
+                latest: t.latest,
+                allow_cold_read: t.allow_cold_read.unwrap_or(false),
             }
         }
         TaskKind::Restore => {

@@ -188,6 +188,12 @@ pub enum Action {
         to: String,
         /// Only snapshots with these tags (empty: all).
         tags: Vec<String>,
+        /// Only snapshots of these source names (empty: all).
+        sources: Vec<String>,
+        /// Only the newest N snapshots of each source.
+        latest: Option<u32>,
+        /// Opt-in to read data from a cold source store.
+        allow_cold_read: bool,
     },
     /// Restore from `store` into `destination`.
     Restore {

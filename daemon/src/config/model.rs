@@ -316,6 +316,11 @@ pub struct TaskTable {
     pub max_repack: Option<ShareOrSize>,
     /// Prune: the least time between marking packs and deleting them.
     pub grace: Option<String>,
+    /// Snapshots to copy (sync): only these source names.
+    #[serde(default)]
+    pub sources_filter: Vec<String>,
+    /// Snapshots to copy (sync): only the newest N of each source.
+    pub latest: Option<u32>,
     /// Allow reading data from a cold store (restore, check with read_data).
     pub allow_cold_read: Option<bool>,
     /// Let a one-shot restore replace files that exist in the destination.

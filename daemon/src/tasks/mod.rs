@@ -9,6 +9,7 @@ pub mod restore;
 pub mod retention;
 pub mod run;
 pub mod store;
+pub mod sync;
 pub mod verify;
 
 pub use run::{RunStatus, TaskResult, execute};

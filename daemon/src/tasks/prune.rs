@@ -102,6 +102,7 @@ pub(super) fn stats(r: &PruneReport, cold_delete_only: bool) -> serde_json::Valu
         "waited_ms": r.waited_ms,
         "unfound_blobs": r.unfound_blobs,
         "packs_missing": r.packs_missing,
+        "index_entries_dropped": r.index_entries_dropped,
     });
     if cold_delete_only {
         stats["repack_skipped"] = json!(

@@ -184,7 +184,22 @@ pub fn execute(state: &DesiredState, action: &Action, progress: Arc<Progress>) -
             },
             progress,
         ),
-        Action::Sync { .. } => TaskResult::failed("sync is not implemented yet (retention issue)"),
+        Action::Sync {
+            to,
+            tags,
+            sources,
+            latest,
+            allow_cold_read,
+            ..
+        } => {
+            let filter = kloset::ops::sync::SyncFilter {
+                snapshots: Vec::new(),
+                sources: sources.clone(),
+                tags: tags.clone(),
+                latest: latest.map(|n| n as usize),
+            };
+            super::sync::run_sync(state, store, to, filter, *allow_cold_read, progress)
+        }
         Action::Prune {
             max_unused,
             max_repack,

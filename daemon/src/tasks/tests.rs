@@ -443,23 +443,6 @@ fn a_cancelled_backup_writes_no_snapshot() {
     assert_eq!(env.snapshots(), 1);
 }
 
-#[test]
-fn sync_says_it_is_not_implemented() {
-    let env = setup("");
-    let sync = Action::Sync {
-        store: "s".into(),
-        to: "s".into(),
-        tags: Vec::new(),
-    };
-    let r = env.run(&sync);
-    assert_eq!(r.status, RunStatus::Failed);
-    assert!(
-        r.error.unwrap_or_default().contains("not implemented yet"),
-        "{sync:?}"
-    );
-    assert!(!env.store().exists());
-}
-
 mod prune;
 
 #[test]
@@ -560,4 +543,37 @@ fn a_command_destination_takes_the_one_file_of_a_directory_or_refuses() {
         "{msg}"
     );
     assert!(!out.exists(), "the command never ran");
+}
+
+#[test]
+fn sync_task_copies_once_into_another_store() {
+    let mut env = setup("");
+    let r = env.run(&backup_action(None));
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:?}");
+    let conf = env.root.join("conf/20-target.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[store.t]\nlocation = \"{}/target\"\npassphrase_file = \"pass\"\n",
+            env.root.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    env.reload();
+    let sync = Action::Sync {
+        store: "s".into(),
+        to: "t".into(),
+        tags: Vec::new(),
+        sources: Vec::new(),
+        latest: Some(1),
+        allow_cold_read: false,
+    };
+    let r = env.run(&sync);
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:?}");
+    assert_eq!(r.stats["snapshots_copied"], 1, "{r:?}");
+    assert!(r.bytes_added.unwrap_or(0) > 0);
+    let again = env.run(&sync);
+    assert_eq!(again.status, RunStatus::Succeeded, "{again:?}");
+    assert_eq!(again.stats["snapshots_copied"], 0, "{again:?}");
+    assert_eq!(again.stats["snapshots_skipped"], 1, "{again:?}");
 }

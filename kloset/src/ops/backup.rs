@@ -122,8 +122,30 @@ pub fn backup_from(
     importer: &dyn Importer,
     options: &BackupOptions,
 ) -> Result<Snapshot> {
+    backup_with(repo, importer, options, None)
+}
+
+/// What a copy made by sync keeps of its original instead of taking it
+/// from the backup: identity, time, host and recorded errors.
+pub(crate) struct CopyOf<'a> {
+    /// The original snapshot.
+    pub original: &'a Snapshot,
+    /// Its identity (recorded as the copy's origin).
+    pub origin: crate::snapshot::Origin,
+    /// Called with the writer before anything is stored.
+    pub prepare: &'a (dyn Fn(&Writer<'_>) + Sync),
+}
+
+/// The backup, or a sync's copy when `copy` is given: then the parent is
+/// none and the snapshot header repeats the original's.
+pub(crate) fn backup_with(
+    repo: &Repository,
+    importer: &dyn Importer,
+    options: &BackupOptions,
+    copy: Option<&CopyOf<'_>>,
+) -> Result<Snapshot> {
     let started = Instant::now();
-    let time_ns = now_ns();
+    let time_ns = copy.map_or_else(now_ns, |c| c.original.time_ns);
     let origin = importer.origin();
     let mut root_node = importer
         .root()
@@ -136,6 +158,7 @@ pub fn backup_from(
     let source = options.source.clone().unwrap_or_else(|| origin.clone());
     let host = options.host.clone().unwrap_or_else(hostname);
     let parent = match &options.parent {
+        _ if copy.is_some() => None,
         ParentPolicy::None => None,
         ParentPolicy::Snapshot(id) => Some(repo.resolve_snapshot(&id.to_hex())?),
         ParentPolicy::Latest => {
@@ -152,10 +175,14 @@ pub fn backup_from(
             .map_err(|e| Error::InvalidArgument(format!("bad exclude pattern {pattern:?}: {e}")))?;
         excludes.add(glob);
     }
+    let writer = Writer::for_operation(repo, if copy.is_some() { "sync" } else { "backup" })?;
+    if let Some(c) = copy {
+        (c.prepare)(&writer);
+    }
     let ctx = Ctx {
         repo,
         importer,
-        writer: Writer::new(repo)?,
+        writer,
         excludes: excludes
             .build()
             .map_err(|e| Error::InvalidArgument(format!("bad exclude patterns: {e}")))?,
@@ -206,6 +233,11 @@ pub fn backup_from(
     }
     root_node.name = serde_bytes::ByteBuf::new();
     root_node.subtree = Some(tree);
+    if let Some(c) = copy {
+        let mut kept = c.original.errors.clone();
+        kept.extend(errors);
+        errors = kept;
+    }
     let snapshot = Snapshot {
         v: SNAPSHOT_VERSION,
         id: SnapshotId::random(),
@@ -229,6 +261,18 @@ pub fn backup_from(
         },
         errors,
         utc_offset_s: Some(local_utc_offset(time_ns)),
+        origin: None,
+    };
+    let snapshot = match copy {
+        None => snapshot,
+        Some(c) => Snapshot {
+            host: c.original.host.clone(),
+            source: c.original.source.clone(),
+            tags: c.original.tags.clone(),
+            utc_offset_s: c.original.utc_offset_s,
+            origin: Some(c.origin),
+            ..snapshot
+        },
     };
     commit.commit(&snapshot)?;
     Ok(snapshot)

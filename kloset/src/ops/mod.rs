@@ -7,6 +7,7 @@ pub mod export;
 pub mod forget;
 pub mod prune;
 pub mod restore;
+pub mod sync;
 pub mod upgrade;
 
 /// A rayon pool for one operation: `threads` workers (0 = one per core),

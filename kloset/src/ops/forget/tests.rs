@@ -49,6 +49,7 @@ pub(super) fn snap(
         stats: Default::default(),
         errors: vec![],
         utc_offset_s,
+        origin: None,
     }
 }
 

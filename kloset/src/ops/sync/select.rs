@@ -1,0 +1,62 @@
+//! Which source snapshots a sync copies: the filters, and the identity
+//! check that skips snapshots the target already holds a copy of.
+
+use std::collections::HashSet;
+
+use crate::error::Result;
+use crate::snapshot::{Origin, Snapshot, resolve};
+
+/// Which snapshots to copy. Every filter given must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncFilter {
+    /// Snapshot specs (`latest` or hex id prefixes); empty = all.
+    pub snapshots: Vec<String>,
+    /// Source names; empty = any.
+    pub sources: Vec<String>,
+    /// Tags; a snapshot must carry at least one of them. Empty = any.
+    pub tags: Vec<String>,
+    /// Only the newest N snapshots (after the other filters) of each
+    /// source name.
+    pub latest: Option<usize>,
+}
+
+/// The snapshots of `all` (sorted by time) that `filter` selects, oldest
+/// first.
+pub fn select(all: &[Snapshot], filter: &SyncFilter) -> Result<Vec<Snapshot>> {
+    let named: Option<HashSet<_>> = if filter.snapshots.is_empty() {
+        None
+    } else {
+        let mut ids = HashSet::new();
+        for spec in &filter.snapshots {
+            ids.insert(resolve(all, spec)?.id);
+        }
+        Some(ids)
+    };
+    let mut picked: Vec<Snapshot> = all
+        .iter()
+        .filter(|s| named.as_ref().is_none_or(|n| n.contains(&s.id)))
+        .filter(|s| filter.sources.is_empty() || filter.sources.contains(&s.source))
+        .filter(|s| filter.tags.is_empty() || filter.tags.iter().any(|t| s.has_tag(t)))
+        .cloned()
+        .collect();
+    if let Some(n) = filter.latest {
+        let mut kept = Vec::new();
+        let mut seen: std::collections::HashMap<String, usize> = Default::default();
+        for s in picked.into_iter().rev() {
+            let c = seen.entry(s.source.clone()).or_default();
+            if *c < n {
+                *c += 1;
+                kept.push(s);
+            }
+        }
+        kept.reverse();
+        picked = kept;
+    }
+    Ok(picked)
+}
+
+/// The identities of the snapshots a store holds: each snapshot's origin,
+/// or the snapshot itself when it was not made by sync.
+pub fn identities(store: crate::StoreId, snapshots: &[Snapshot]) -> HashSet<Origin> {
+    snapshots.iter().map(|s| s.original(store)).collect()
+}
