@@ -1,4 +1,4 @@
-//! Runs one task (backup, check, restore, prune; sync is not there yet)
+//! Runs one task (backup, check, sync, restore, prune)
 //! synchronously against the desired state; the daemon calls [`execute`]
 //! from `spawn_blocking` and records the [`TaskResult`].
 //!
