@@ -298,7 +298,11 @@ impl<'r> Writer<'r> {
         let mut written = std::mem::take(&mut *lock(&self.shared.written_indexes));
         if self.shared.index_each_pack.load(Ordering::SeqCst) && written.len() > 1 {
             // Merge the per-pack indexes: the merged one is durable before
-            // any of those it supersedes is deleted.
+            // any of those it supersedes is deleted, and written only while
+            // the lock is ours, like every index object.
+            if let Some(held) = &self.lock {
+                held.ensure_alive()?;
+            }
             let all: Vec<IndexPack> = written.iter().flat_map(|(_, p)| p.clone()).collect();
             let id = write_index(
                 self.repo.storage(),
