@@ -6,7 +6,9 @@
 //! - a one-shot prune task then gives space back (the store shrinks) and
 //!   the newest kept snapshot still restores bit-exact, the other checks;
 //! - `/metrics` shows the prune and retention counters and the lock
-//!   poller's gauges.
+//!   poller's gauges;
+//! - scheduled prunes and scheduled backups of one store run side by side,
+//!   and every kept snapshot restores afterwards.
 //!
 //! Timing: `KLOSET_LOCK_STALE_AFTER` and `KLOSETD_LOCK_POLL_INTERVAL`
 //! shorten the lock periods, the prune task sets `grace = "1s"`.
@@ -18,7 +20,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::cli::Kloset;
-use common::daemon::{Daemon, LIMIT, lit, wait_for, write_like_ansible};
+use common::daemon::{Daemon, LIMIT, lit, time, wait_for, write_like_ansible};
 use common::rng::SplitMix64;
 use serde_json::Value;
 
@@ -222,4 +224,86 @@ fn retention_keeps_two_and_a_prune_gives_space_back() {
             ok.then_some(()).ok_or(text)
         },
     );
+}
+
+/// Scheduled backups and scheduled prunes of one store in one daemon run
+/// side by side (at least one prune overlaps a backup in time); afterwards
+/// every kept snapshot restores and the store checks clean with data.
+#[test]
+fn prunes_and_backups_of_one_store_run_side_by_side() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().canonicalize().expect("canonical");
+    for dir in ["src", "store", "conf"] {
+        fs::create_dir_all(root.join(dir)).expect("mkdir");
+    }
+    fs::write(root.join("pass"), format!("{PASS}\n")).expect("pass");
+    write_data(&root, 1);
+    let conf = root.join("conf");
+    write_like_ansible(
+        &conf,
+        "10-all.toml",
+        &format!(
+            "{}[schedule.often]\ntask = \"backup\"\nsource = \"src\"\nstore = \"main\"\n\
+             cron = \"* * * * * *\"\nretention = {{ keep_last = 2 }}\n\n\
+             [schedule.gc]\ntask = \"prune\"\nstore = \"main\"\ncron = \"*/2 * * * * *\"\n\
+             max_unused = \"10%\"\ngrace = \"1s\"\n",
+            base(&root)
+        ),
+    );
+    let d = Daemon::start(
+        &conf,
+        &root.join("klosetd.log"),
+        &[("KLOSET_LOCK_STALE_AFTER", "5s")],
+    );
+    let overlapping = |d: &Daemon| -> usize {
+        let backups = d.tasks("schedule=often&status=succeeded&limit=200");
+        let prunes = d.tasks("schedule=gc&status=succeeded&limit=200");
+        let span = |t: &Value| Some((time(&t["started_at"])?, time(&t["finished_at"])?));
+        prunes
+            .iter()
+            .filter_map(span)
+            .filter(|(ps, pe)| {
+                backups
+                    .iter()
+                    .filter_map(span)
+                    .any(|(bs, be)| bs < *pe && *ps < be)
+            })
+            .count()
+    };
+    let mut runs = 0;
+    wait_for("three prunes, one beside a backup", LIMIT * 2, || {
+        for kind in ["often", "gc"] {
+            if let Some(failed) = d.tasks(&format!("schedule={kind}&status=failed")).first() {
+                panic!("a scheduled {kind} run failed: {failed}\n{}", d.log_text());
+            }
+        }
+        let done = d.tasks("schedule=often&status=succeeded&limit=200").len();
+        if done > runs {
+            runs = done;
+            write_data(&root, 100 + runs as u64);
+        }
+        let prunes = d.tasks("schedule=gc&status=succeeded&limit=200").len();
+        let beside = overlapping(&d);
+        (prunes >= 3 && beside >= 1)
+            .then_some(())
+            .ok_or(format!("{prunes} prune(s), {beside} beside a backup"))
+    });
+    // Stop both schedules and let what runs finish.
+    write_like_ansible(&conf, "10-all.toml", &base(&root));
+    wait_for("no run left", LIMIT, || {
+        let running = d.tasks("status=running");
+        running
+            .is_empty()
+            .then_some(())
+            .ok_or(format!("{running:?}"))
+    });
+    let cli = Kloset::new().passphrase(PASS);
+    let store = root.join("store");
+    let ids = snapshot_ids(&cli, &store);
+    assert!(!ids.is_empty());
+    for id in &ids {
+        let out = root.join(format!("out-{id}"));
+        cli.must_at(&store, ["restore", "-to", out.to_str().expect("utf8"), id]);
+    }
+    cli.must_at(&store, ["check", "--read-data=100"]);
 }
