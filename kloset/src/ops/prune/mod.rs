@@ -97,7 +97,7 @@ pub struct PruneReport {
     /// Packs kept after all because a snapshot written during the prune
     /// needs them.
     pub packs_spared: usize,
-    /// Index objects written and deleted by the rewrite.
+    /// Index objects written (for repacked blobs and by the rewrite).
     pub index_written: usize,
     /// Index objects deleted.
     pub index_deleted: usize,
@@ -227,6 +227,7 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneReport> {
     );
     let repacked = repack::repack(repo, &plan.repack, progress)?;
     report.bytes_repack_written = repacked.bytes_written;
+    report.index_written = repacked.index_written;
 
     let doomed: Vec<PackId> = plan
         .delete
@@ -320,7 +321,7 @@ fn sweep_after_mark(
     lock.ensure_alive()?;
     progress.set_phase("rewriting the index");
     let rewrite = sweep::rewrite_indexes(repo, &last_set)?;
-    report.index_written = rewrite.written;
+    report.index_written += rewrite.written;
     report.index_deleted = rewrite.deleted;
 
     lock.ensure_alive()?;

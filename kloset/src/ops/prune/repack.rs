@@ -29,6 +29,8 @@ pub struct Repacked {
     pub packs: Vec<IndexPack>,
     /// Bytes written (new packs).
     pub bytes_written: u64,
+    /// Index objects written for them.
+    pub index_written: usize,
 }
 
 /// Copies `blobs` of each pack into new packs and indexes them.
@@ -65,7 +67,7 @@ pub fn repack(
     if !builder.is_empty() {
         out.bytes_written += upload(repo, builder, &mut out.packs)?;
     }
-    write_indexes(repo, &out.packs)?;
+    out.index_written = write_indexes(repo, &out.packs)?;
     Ok(out)
 }
 
