@@ -103,16 +103,17 @@ pub fn plan(
     // Most referenced bytes first, then by id for a stable choice.
     order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
     let mut chosen: HashSet<BlobId> = HashSet::new();
-    // (pack, chosen blobs, chosen bytes, blob bytes)
-    let mut tally: Vec<(PackInfo, Vec<PackEntry>, u64, u64)> = Vec::new();
+    // (pack, positions of its chosen blobs, chosen bytes, blob bytes);
+    // positions, not entries, to keep 4 bytes a live blob rather than 48.
+    let mut tally: Vec<(PackInfo, Vec<u32>, u64, u64)> = Vec::new();
     for (_, pack) in order {
         let mut mine = Vec::new();
         let mut kept = 0u64;
         let mut total = 0u64;
-        for e in &pack.blobs {
+        for (at, e) in pack.blobs.iter().enumerate() {
             total += u64::from(e.length);
             if referenced.contains(&e.id) && chosen.insert(e.id) {
-                mine.push(*e);
+                mine.push(at as u32);
                 kept += u64::from(e.length);
             }
         }
@@ -148,7 +149,8 @@ pub fn plan(
         } else if repack.contains(&i) {
             out.sizes.repack_bytes += pack.size;
             out.sizes.repack_copy_bytes += kept;
-            out.repack.push((pack.id, mine.clone()));
+            let entries = mine.iter().map(|&at| pack.blobs[at as usize]).collect();
+            out.repack.push((pack.id, entries));
             true
         } else {
             out.keep.push(pack.id);
