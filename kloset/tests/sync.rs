@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{PASS, RecordingStore, assert_same_tree, create_options, make_tree, storage_over};
+use common::{FaultStore, PASS, assert_same_tree, create_options, make_tree, storage_over};
 use kloset::Repository;
 use kloset::ops::backup::{BackupOptions, backup};
 use kloset::ops::restore::{RestoreOptions, restore};
@@ -181,7 +181,7 @@ fn a_cold_target_has_no_pack_read() {
     let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     Repository::create(storage_over(mem.clone()), OTHER, create_options(64 * 1024))
         .expect("create");
-    let recording = Arc::new(RecordingStore::new(mem.clone()));
+    let recording = Arc::new(FaultStore::new(mem.clone()));
     let dst = Repository::open(storage_over(recording.clone()), OTHER).expect("open");
     let cold = SyncOptions {
         cold_target: true,

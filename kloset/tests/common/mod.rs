@@ -135,6 +135,8 @@ pub struct FaultStore {
     pub pause_prefix: std::sync::Mutex<Option<String>>,
     pub paused: AtomicBool,
     pub release: AtomicBool,
+    /// Paths of every `get` and ranged read, in order.
+    pub reads: std::sync::Mutex<Vec<String>>,
 }
 
 impl FaultStore {
@@ -147,7 +149,20 @@ impl FaultStore {
             pause_prefix: std::sync::Mutex::new(None),
             paused: AtomicBool::new(false),
             release: AtomicBool::new(false),
+            reads: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Paths read so far.
+    pub fn reads(&self) -> Vec<String> {
+        self.reads.lock().expect("reads").clone()
+    }
+
+    fn record_read(&self, location: &ObjPath) {
+        self.reads
+            .lock()
+            .expect("reads")
+            .push(location.as_ref().to_string());
     }
 
     /// Makes puts under `prefix` wait for [`FaultStore::release`].
@@ -225,6 +240,7 @@ impl ObjectStore for FaultStore {
         location: &ObjPath,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
+        self.record_read(location);
         self.inner.get_opts(location, options).await
     }
 
@@ -233,6 +249,7 @@ impl ObjectStore for FaultStore {
         location: &ObjPath,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
+        self.record_read(location);
         self.inner.get_ranges(location, ranges).await
     }
 
@@ -295,120 +312,4 @@ pub fn storage_over(store: Arc<dyn ObjectStore>) -> Storage {
 /// Opens a repository on `store`.
 pub fn open(store: Arc<dyn ObjectStore>) -> Repository {
     Repository::open(storage_over(store), PASS).expect("open")
-}
-
-// ---------------------------------------------------------------------------
-// Read recording (added for the sync tests; kept apart from the helpers
-// above): an object store that records the path of every read.
-// ---------------------------------------------------------------------------
-
-/// An object store that records the path of every `get` and ranged read.
-#[derive(Debug)]
-pub struct RecordingStore {
-    inner: Arc<dyn ObjectStore>,
-    /// Paths read, in order.
-    pub reads: std::sync::Mutex<Vec<String>>,
-}
-
-impl RecordingStore {
-    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        RecordingStore {
-            inner,
-            reads: std::sync::Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Paths read so far.
-    pub fn reads(&self) -> Vec<String> {
-        self.reads.lock().expect("reads").clone()
-    }
-
-    fn record(&self, location: &ObjPath) {
-        self.reads
-            .lock()
-            .expect("reads")
-            .push(location.as_ref().to_string());
-    }
-}
-
-impl fmt::Display for RecordingStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RecordingStore({})", self.inner)
-    }
-}
-
-#[async_trait]
-impl ObjectStore for RecordingStore {
-    async fn put_opts(
-        &self,
-        location: &ObjPath,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &ObjPath,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &ObjPath,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.record(location);
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &ObjPath,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        self.record(location);
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<ObjPath>>,
-    ) -> BoxStream<'static, object_store::Result<ObjPath>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(
-        &self,
-        prefix: Option<&ObjPath>,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&ObjPath>,
-        offset: &ObjPath,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list_with_offset(prefix, offset)
-    }
-
-    async fn list_with_delimiter(
-        &self,
-        prefix: Option<&ObjPath>,
-    ) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &ObjPath,
-        to: &ObjPath,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
 }
