@@ -3,14 +3,17 @@
 //! store it can open and keeps, per store, how many holders there are and
 //! how old the oldest is, for `/metrics`. It only reads: it never takes a
 //! lock, and it costs one listing plus one small read per lock object per
-//! store per poll. Opened stores are kept between polls (no key derivation
-//! each minute) and reopened when the store's declaration changes.
+//! store per poll. The storage handle and keys of each opened store are
+//! kept between polls (no key derivation each minute; the index the open
+//! read is dropped at once) and the store is reopened when its declaration
+//! changes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kloset::Repository;
+use kloset::Storage;
+use kloset::crypto::Keys;
 use kloset::lock::list_locks;
 use kloset::repository::now_ns;
 
@@ -43,7 +46,7 @@ fn interval() -> Duration {
 
 /// Polls forever; spawned once at start.
 pub async fn poll(live: Arc<Live>) {
-    let mut opened: HashMap<String, (String, Arc<Repository>)> = HashMap::new();
+    let mut opened: HashMap<String, (String, Handle)> = HashMap::new();
     let mut tick = tokio::time::interval(interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -64,8 +67,8 @@ pub async fn poll(live: Arc<Live>) {
             let name = def.name.clone();
             let polled = tokio::task::spawn_blocking(move || poll_store(&def, cached)).await;
             match polled {
-                Ok(Ok((repo, locks))) => {
-                    opened.insert(name.clone(), (print, repo));
+                Ok(Ok((handle, locks))) => {
+                    opened.insert(name.clone(), (print, handle));
                     seen.insert(name, locks);
                 }
                 Ok(Err(e)) => {
@@ -81,15 +84,18 @@ pub async fn poll(live: Arc<Live>) {
     }
 }
 
-fn poll_store(
-    def: &StoreDef,
-    cached: Option<Arc<Repository>>,
-) -> Result<(Arc<Repository>, StoreLocks), String> {
-    let repo = match cached {
-        Some(r) => r,
-        None => Arc::new(open_store(def, false).map_err(|p| p.to_string())?),
+/// What listing a store's locks needs: its storage and its keys.
+type Handle = (Storage, Arc<Keys>);
+
+fn poll_store(def: &StoreDef, cached: Option<Handle>) -> Result<(Handle, StoreLocks), String> {
+    let (storage, keys) = match cached {
+        Some(h) => h,
+        None => {
+            let repo = open_store(def, false).map_err(|p| p.to_string())?;
+            (repo.storage().clone(), repo.keys().clone())
+        }
     };
-    let listed = list_locks(repo.storage(), repo.keys()).map_err(|e| e.to_string())?;
+    let listed = list_locks(&storage, &keys).map_err(|e| e.to_string())?;
     let now = now_ns();
     let mut oldest: HashMap<_, i64> = HashMap::new();
     for l in &listed {
@@ -103,5 +109,5 @@ fn poll_store(
             .map(|c| now.saturating_sub(c).max(0) as f64 / 1e9)
             .unwrap_or(0.0),
     };
-    Ok((repo, locks))
+    Ok(((storage, keys), locks))
 }
