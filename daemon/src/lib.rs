@@ -9,4 +9,5 @@ pub mod integrations;
 pub mod plan;
 pub mod scheduler;
 pub mod state;
+pub mod status;
 pub mod tasks;

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::app::live::short;
 use crate::config::ConfigError;
 use crate::config::diff::{Change, ObjectRef, definitions, diff, field_changes, fingerprint};
 use crate::state::{DB_FILE_NAME, StateDb};
+use crate::status::short;
 
 /// One planned change.
 #[derive(Debug, Serialize)]
@@ -70,6 +70,7 @@ pub fn plan(dir: &Path, state_dir: Option<&Path>) -> Result<Plan, PlanError> {
         .map(|(o, d)| (o.clone(), fingerprint(d)))
         .collect();
     let changes = diff(&old_prints, &new_prints)
+        .changes
         .into_iter()
         .map(|(object, change)| {
             let fields = match (change, applied.get(&object), new.get(&object)) {
@@ -135,10 +136,7 @@ fn applied_state(db_path: &Path) -> Result<(Applied, Option<String>, Option<Stri
         .into_iter()
         .map(|o| {
             (
-                ObjectRef {
-                    kind: o.kind,
-                    name: o.name,
-                },
+                ObjectRef::new(o.kind, o.name),
                 (o.fingerprint, o.definition),
             )
         })

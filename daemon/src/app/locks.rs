@@ -17,8 +17,8 @@ use kloset::crypto::Keys;
 use kloset::lock::list_locks;
 use kloset::repository::now_ns;
 
-use super::live::Live;
 use crate::config::desired::StoreDef;
+use crate::status::{Live, StoreLocks};
 use crate::tasks::open_store;
 
 /// The variable that shortens the poll interval (tests).
@@ -26,15 +26,6 @@ pub const POLL_ENV: &str = "KLOSETD_LOCK_POLL_INTERVAL";
 
 /// The default poll interval.
 const DEFAULT_POLL: Duration = Duration::from_secs(60);
-
-/// What the latest poll saw on one store.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct StoreLocks {
-    /// Distinct lock holders.
-    pub holders: usize,
-    /// Age of the oldest holder's lock by its own clock (0 with none).
-    pub oldest_age_s: f64,
-}
 
 fn interval() -> Duration {
     std::env::var(POLL_ENV)
@@ -78,9 +69,7 @@ pub async fn poll(live: Arc<Live>) {
                 Err(e) => tracing::debug!(store = %name, "lock poll thread: {e}"),
             }
         }
-        if let Ok(mut l) = live.locks.write() {
-            *l = seen;
-        }
+        live.locks_observed(seen);
     }
 }
 

@@ -1,24 +1,31 @@
 //! The daemon: reconcile the config directory into running schedules and
-//! tasks, and serve status.
+//! tasks, and keep the live status that the HTTP endpoint serves.
 //!
 //! One async loop owns everything that changes: it reloads on file events
-//! ([`watch`]), SIGHUP and a periodic resync ([`reconcile`]); fires due
-//! runs ([`schedules`], [`runner`]); tests object readiness with backoff
-//! ([`readiness`]); starts one-shot tasks once their objects are ready, in
-//! declaration order per store ([`oneshots`]); pings the systemd watchdog
-//! ([`systemd`]); and on SIGTERM or SIGINT cancels running tasks (no partial snapshot is ever
-//! written) and exits within [`SHUTDOWN_DEADLINE`]. The HTTP endpoint reads
-//! [`live::Live`] and the state database and never waits on a task.
+//! ([`watch`]), SIGHUP and a periodic resync, and applies a valid new
+//! revision as a whole ([`apply`]: a failed apply is retried with backoff
+//! and shown); fires due runs ([`schedules`], [`runner`]); tests object
+//! readiness with backoff ([`readiness`], [`conditions`]); starts one-shot
+//! tasks once their objects are ready, in declaration order per store
+//! ([`oneshots`]); pings the systemd watchdog ([`systemd`]); and on SIGTERM
+//! or SIGINT cancels running tasks (no partial snapshot is ever written)
+//! and exits within [`SHUTDOWN_DEADLINE`].
+//!
+//! Time comes from an injected [`Clock`]: the loop sleeps at most a second
+//! at a time and looks at the clock again ([`Daemon::tick`] does whatever
+//! is due), so tests drive it with a `ManualClock` and no sleeps.
 
-pub mod live;
+mod apply;
+mod conditions;
+mod gates;
 pub mod locks;
-pub mod maintenance;
 pub mod oneshots;
 mod readiness;
-mod reconcile;
 pub mod runner;
 mod schedules;
 mod systemd;
+#[cfg(test)]
+mod tests;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -26,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -34,12 +41,11 @@ use tokio::task::JoinSet;
 use crate::config::DesiredState;
 use crate::config::diff::Fingerprints;
 use crate::http::HttpServer;
-use crate::scheduler::sleep_until_hint;
+use crate::scheduler::{Clock, ScheduleTable, SystemClock, sleep_until_hint};
 use crate::state::{INTERRUPTED_ERROR, StateHandle};
-use live::Live;
+use crate::status::{Live, short};
 use readiness::Readiness;
 use runner::Runner;
-use schedules::ScheduleTable;
 
 /// How long running tasks get to stop after SIGTERM.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
@@ -66,7 +72,8 @@ pub enum Trigger {
     Start,
     /// A file event.
     Watch,
-    /// SIGHUP (`systemctl reload`): also retries objects that are not ready.
+    /// SIGHUP (`systemctl reload`): also retries objects that are not
+    /// ready, and a failed apply, now.
     Signal,
     /// The periodic resync.
     Resync,
@@ -83,26 +90,81 @@ impl Trigger {
     }
 }
 
+/// The configuration running now, with its objects' fingerprints (what
+/// the next diff is taken against).
+#[derive(Debug)]
+struct Applied {
+    desired: Arc<DesiredState>,
+    prints: Fingerprints,
+}
+
+/// A valid revision whose apply failed, waiting for its retry.
+#[derive(Debug)]
+struct PendingApply {
+    desired: Arc<DesiredState>,
+    failures: u32,
+    retry_at: DateTime<Utc>,
+}
+
 /// Everything the daemon loop owns.
 pub(crate) struct Daemon {
     dir: PathBuf,
     /// The state directory opened at start (changing it needs a restart).
     state_dir: PathBuf,
+    clock: Arc<dyn Clock>,
     live: Arc<Live>,
     db: StateHandle,
     runner: Runner,
     schedules: ScheduleTable,
     readiness: Readiness,
-    applied: Option<Arc<DesiredState>>,
-    applied_prints: Fingerprints,
+    applied: Option<Applied>,
+    pending: Option<PendingApply>,
     max_tasks: u32,
     tasks: JoinSet<()>,
     /// Notified when a one-shot run ends (the next one may start).
     oneshot_done: Arc<tokio::sync::Notify>,
-    http: HttpServer,
+    /// The status endpoint (`None` in in-process tests).
+    http: Option<HttpServer>,
+}
+
+impl Daemon {
+    /// A daemon on `dir` that has applied nothing yet.
+    fn new(
+        dir: PathBuf,
+        settings: &crate::config::desired::DaemonSettings,
+        db: StateHandle,
+        clock: Arc<dyn Clock>,
+    ) -> Daemon {
+        let live = Arc::new(Live::new(dir.clone(), settings.clone(), clock.now()));
+        let max_tasks = settings.max_concurrent_tasks.max(1);
+        let runner = Runner {
+            db: db.clone(),
+            permits: Arc::new(Semaphore::new(max_tasks as usize)),
+            live: live.clone(),
+            clock: clock.clone(),
+            gates: Default::default(),
+        };
+        Daemon {
+            dir,
+            state_dir: settings.state_dir.clone(),
+            readiness: Readiness::new(clock.clone()),
+            clock,
+            live,
+            db,
+            runner,
+            schedules: ScheduleTable::default(),
+            applied: None,
+            pending: None,
+            max_tasks,
+            tasks: JoinSet::new(),
+            oneshot_done: Arc::new(tokio::sync::Notify::new()),
+            http: None,
+        }
+    }
 }
 
 async fn run_async(dir: PathBuf) -> Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // Watch before the first read, so no change can slip in between.
     let mut watcher = watch::ConfigWatcher::new(&dir)?;
     let first = {
@@ -124,24 +186,14 @@ async fn run_async(dir: PathBuf) -> Result<()> {
             first.fallback_daemon.clone()
         }
     };
-    let state_dir = settings.state_dir.clone();
-    let db_path = state_dir.join(crate::state::DB_FILE_NAME);
-    let db = {
-        let path = db_path.clone();
-        tokio::task::spawn_blocking(move || StateHandle::open(&path))
-            .await
-            .context("opening the state database")??
-    };
+    let db_path = settings.state_dir.join(crate::state::DB_FILE_NAME);
+    let db = open_db(&db_path, "opening the state database").await?;
     // The endpoint reads through its own connection (WAL: readers never
     // wait for the daemon's writes).
-    let reader = {
-        let path = db_path.clone();
-        tokio::task::spawn_blocking(move || StateHandle::open(&path))
-            .await
-            .context("opening the state database for reading")??
-    };
+    let reader = open_db(&db_path, "opening the state database for reading").await?;
+    let now = clock.now();
     let interrupted = db
-        .call(|db| db.mark_interrupted_running(INTERRUPTED_ERROR, Utc::now()))
+        .call(move |db| db.mark_interrupted_running(INTERRUPTED_ERROR, now))
         .await?;
     if interrupted.tasks > 0 {
         tracing::warn!(
@@ -149,42 +201,31 @@ async fn run_async(dir: PathBuf) -> Result<()> {
             "runs left running by a previous process were marked failed ({INTERRUPTED_ERROR})"
         );
     }
-    let live = Arc::new(Live::new(dir.clone(), settings.clone()));
-    tokio::spawn(locks::poll(live.clone()));
-    let http = HttpServer::start(&settings.listen, live.clone(), reader)
-        .await
-        .with_context(|| format!("serving status on {:?}", settings.listen))?;
-    let max_tasks = settings.max_concurrent_tasks.max(1);
-    let runner = Runner {
-        db: db.clone(),
-        permits: Arc::new(Semaphore::new(max_tasks as usize)),
-        live: live.clone(),
-    };
-    let mut daemon = Daemon {
-        dir: dir.clone(),
-        state_dir: state_dir.clone(),
-        live,
-        db,
-        runner,
-        schedules: ScheduleTable::default(),
-        readiness: Readiness::default(),
-        applied: None,
-        applied_prints: Fingerprints::new(),
-        max_tasks,
-        tasks: JoinSet::new(),
-        oneshot_done: Arc::new(tokio::sync::Notify::new()),
-        http,
-    };
+    let mut daemon = Daemon::new(dir.clone(), &settings, db, clock);
+    tokio::spawn(locks::poll(daemon.live.clone()));
+    daemon.http = Some(
+        HttpServer::start(&settings.listen, daemon.live.clone(), reader)
+            .await
+            .with_context(|| format!("serving status on {:?}", settings.listen))?,
+    );
     daemon.handle_attempt(first, Trigger::Start).await;
     systemd::ready(&daemon.one_line_status());
     tracing::info!(
         config = %dir.display(),
-        state = %state_dir.display(),
+        state = %settings.state_dir.display(),
         "klosetd started"
     );
     daemon.serve(&mut watcher).await?;
     daemon.shutdown().await;
     Ok(())
+}
+
+async fn open_db(path: &Path, what: &'static str) -> Result<StateHandle> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || StateHandle::open(&path))
+        .await
+        .context(what)?
+        .context(what)
 }
 
 impl Daemon {
@@ -199,18 +240,8 @@ impl Daemon {
         let mut watchdog =
             tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
         loop {
-            let now = Utc::now();
-            let next = self.poll_schedules(now).await;
-            while let Some(done) = self.tasks.try_join_next() {
-                if let Err(e) = done {
-                    tracing::error!("a task panicked: {e}");
-                }
-            }
+            let next = self.tick().await;
             let oneshot_done = self.oneshot_done.clone();
-            let retry_at = self
-                .readiness
-                .next_retry()
-                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
@@ -222,13 +253,38 @@ impl Daemon {
                 _ = watcher.changed() => self.reload(Trigger::Watch, watcher).await,
                 _ = resync.tick() => self.reload(Trigger::Resync, watcher).await,
                 Some(tested) = self.readiness.next_result() => self.on_tested(tested).await,
-                _ = tokio::time::sleep_until(retry_at) => self.retry_due(),
                 _ = oneshot_done.notified() => self.start_oneshots().await,
                 _ = watchdog.tick(), if watchdog_every.is_some() => systemd::watchdog(),
-                _ = tokio::time::sleep(sleep_until_hint(Utc::now(), next)) => {}
+                _ = tokio::time::sleep(sleep_until_hint(self.clock.now(), next)) => {}
             }
         }
         Ok(())
+    }
+
+    /// Does everything that is due by the clock: reaps finished tasks,
+    /// retries a failed apply, starts readiness retries, fires due runs.
+    /// Returns when something is due next.
+    async fn tick(&mut self) -> Option<DateTime<Utc>> {
+        while let Some(done) = self.tasks.try_join_next() {
+            if let Err(e) = done {
+                self.live.fault(
+                    crate::status::Fault::TaskBookkeeping,
+                    format!("a task panicked: {e}"),
+                );
+            }
+        }
+        let now = self.clock.now();
+        self.retry_apply_if_due(now).await;
+        self.retry_due(now);
+        let next = self.poll_schedules(now).await;
+        [
+            next,
+            self.readiness.next_retry(),
+            self.pending.as_ref().map(|p| p.retry_at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     async fn shutdown(&mut self) {
@@ -251,7 +307,9 @@ impl Daemon {
                 "tasks did not stop within {SHUTDOWN_DEADLINE:?}; exiting anyway (a cancelled task never writes a snapshot)"
             );
         }
-        self.http.stop();
+        if let Some(http) = &self.http {
+            http.stop();
+        }
     }
 
     /// One line for `systemctl status`.
@@ -261,7 +319,7 @@ impl Daemon {
         let revision = config
             .applied_revision
             .as_deref()
-            .map(live::short)
+            .map(short)
             .unwrap_or("none");
         if problems.is_empty() {
             format!(

@@ -13,22 +13,19 @@
 //!   has not started yet; a finished one (whatever its outcome) or one
 //!   already handled for its content no longer holds anything back.
 //! - A started one-shot is `Started`, a handled one `Done` (its outcome is
-//!   in its task run). Conditions of tasks no longer declared are removed.
+//!   in its task run). Conditions of tasks no longer declared are removed by
+//!   the apply that removes them (from its diff).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use chrono::Utc;
-
 use super::Daemon;
-use super::live::ObjectKey;
-use super::reconcile::{dependencies, schedule_condition};
-use super::runner::{Job, state_kind};
+use super::conditions::{dependencies, same_condition, schedule_condition};
+use super::runner::Job;
 use crate::config::DesiredState;
 use crate::config::desired::OneShotDef;
-use crate::state::{
-    Claim, Condition, ConditionRecord, NewTask, ObjectKind, OneshotRecord, OneshotState, Origin,
-};
+use crate::state::{Claim, Condition, NewTask, ObjectKind, OneshotRecord, OneshotState, Origin};
+use crate::status::{Fault, ObjectKey};
 
 /// The one-shots of `desired` in the order they run per store: by file,
 /// then line (then name, for two tables on one line of generated files).
@@ -58,30 +55,24 @@ fn condition(ready: bool, reason: &str, message: String, desired: &DesiredState)
     }
 }
 
-fn same(old: Option<&ConditionRecord>, new: &Condition) -> bool {
-    old.is_some_and(|r| {
-        r.ready == new.ready
-            && r.reason == new.reason
-            && r.message == new.message
-            && r.revision == new.revision
-    })
-}
-
 impl Daemon {
     /// Starts the one-shot tasks that may start now (see the module rules)
     /// and records every one-shot's condition.
     pub(super) async fn start_oneshots(&mut self) {
-        let Some(desired) = self.applied.clone() else {
+        let Some(desired) = self.applied.as_ref().map(|a| a.desired.clone()) else {
             return;
         };
         let claims: HashMap<(String, String), OneshotRecord> =
             match self.db.call(|db| db.oneshots()).await {
-                Ok(list) => list
-                    .into_iter()
-                    .map(|r| ((r.name.clone(), r.content_hash.clone()), r))
-                    .collect(),
+                Ok(list) => {
+                    self.live.fault_cleared(Fault::OneShots);
+                    list.into_iter()
+                        .map(|r| ((r.name.clone(), r.content_hash.clone()), r))
+                        .collect()
+                }
                 Err(e) => {
-                    tracing::error!("reading the one-shot claims failed: {e}");
+                    self.live
+                        .fault(Fault::OneShots, format!("reading the one-shot claims: {e}"));
                     return;
                 }
             };
@@ -147,18 +138,12 @@ impl Daemon {
             {
                 tracing::info!(task = %def.name, "one-shot task already handled for this content; not run again");
             }
-            if !same(old, &wanted) {
+            if !same_condition(old, &wanted) {
                 updates.push((key, wanted));
             }
         }
-        if !updates.is_empty() {
-            self.write_conditions(updates).await;
-        }
-        for (kind, name) in conditions.keys() {
-            if *kind == ObjectKind::Task && !desired.tasks.contains_key(name) {
-                self.forget_condition((*kind, name.clone())).await;
-            }
-        }
+        let written = self.write_conditions(updates).await;
+        self.conditions_fault(written);
     }
 
     /// Claims `def` and starts its run; its condition, or `None` when it
@@ -170,19 +155,12 @@ impl Daemon {
     ) -> Option<Condition> {
         let name = &def.name;
         let origin = Origin::Task(name.clone());
-        let kind = match state_kind(&def.action) {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::error!(task = %name, "{e:#}");
-                return None;
-            }
-        };
         let new = NewTask {
-            kind,
+            kind: def.action.kind(),
             origin: origin.clone(),
             store: Some(def.action.store().to_string()),
             scheduled_for: None,
-            started_at: Utc::now(),
+            started_at: self.clock.now(),
             revision: Some(desired.revision.clone()),
         };
         let (n, hash) = (name.clone(), def.origin.hash.clone());
@@ -208,7 +186,9 @@ impl Daemon {
                             done.notify_one();
                         });
                     }
-                    Err(e) => tracing::error!(task = %name, "cannot start: {e:#}"),
+                    Err(e) => self
+                        .live
+                        .fault(Fault::OneShots, format!("task.{name}: cannot start: {e:#}")),
                 }
                 Some(condition(
                     true,
@@ -237,7 +217,10 @@ impl Daemon {
                 ))
             }
             Err(e) => {
-                tracing::error!(task = %name, "claiming the one-shot task failed: {e}");
+                self.live.fault(
+                    Fault::OneShots,
+                    format!("task.{name}: claiming the one-shot task: {e}"),
+                );
                 None
             }
         }

@@ -1,20 +1,22 @@
 //! Readiness of stores, sources and destinations: each is tested off the
 //! runtime (a store is opened with its passphrase, or initialised when
 //! empty and `init = "auto"`); a failure is retried with exponential
-//! backoff. Results carry the fingerprint of the definition they tested, so
-//! a result for a definition that changed meanwhile is dropped.
+//! backoff, timed by the daemon's clock. Results carry the fingerprint of
+//! the definition they tested, so a result for a definition that changed
+//! meanwhile is dropped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
-use super::live::ObjectKey;
 use crate::config::DesiredState;
 use crate::integrations::connect::{test_destination, test_source};
+use crate::scheduler::Clock;
 use crate::state::{Condition, ObjectKind};
+use crate::status::ObjectKey;
 use crate::tasks::open_store_detailed;
 
 /// First retry delay after a failed test.
@@ -36,31 +38,37 @@ pub struct Tested {
 /// Tests in flight and retries planned.
 #[derive(Debug)]
 pub struct Readiness {
+    clock: Arc<dyn Clock>,
     sender: mpsc::UnboundedSender<Tested>,
     receiver: mpsc::UnboundedReceiver<Tested>,
     in_flight: HashMap<ObjectKey, String>,
-    retries: BTreeMap<ObjectKey, (Instant, u32)>,
+    retries: BTreeMap<ObjectKey, (DateTime<Utc>, u32)>,
 }
 
-impl Default for Readiness {
-    fn default() -> Self {
+/// The retry delay after `failures` failed attempts in a row (a readiness
+/// test, or an apply).
+pub fn backoff(failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(10);
+    (FIRST_RETRY * factor).min(MAX_RETRY)
+}
+
+fn later(at: DateTime<Utc>, by: Duration) -> DateTime<Utc> {
+    at + TimeDelta::from_std(by).unwrap_or(TimeDelta::seconds(300))
+}
+
+impl Readiness {
+    /// No tests yet; retries are timed by `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         Readiness {
+            clock,
             sender,
             receiver,
             in_flight: HashMap::new(),
             retries: BTreeMap::new(),
         }
     }
-}
 
-/// The retry delay after `failures` failed tests in a row.
-pub fn backoff(failures: u32) -> Duration {
-    let factor = 1u32 << failures.saturating_sub(1).min(10);
-    (FIRST_RETRY * factor).min(MAX_RETRY)
-}
-
-impl Readiness {
     /// Starts testing `key` as defined in `desired` (fingerprint `print`),
     /// unless that very definition is already being tested.
     pub fn test(&mut self, desired: &Arc<DesiredState>, key: ObjectKey, print: String) {
@@ -95,9 +103,15 @@ impl Readiness {
             self.retries.remove(&tested.key);
         } else {
             let failures = self.retries.get(&tested.key).map_or(0, |r| r.1) + 1;
-            let at = Instant::now() + backoff(failures);
+            let at = later(self.clock.now(), backoff(failures));
             self.retries.insert(tested.key.clone(), (at, failures));
         }
+    }
+
+    /// How many tests are running now (tests wait for them).
+    #[cfg(test)]
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
     }
 
     /// Drops a result for a definition that changed meanwhile.
@@ -115,20 +129,20 @@ impl Readiness {
 
     /// Makes every planned retry due now (SIGHUP), keeping failure counts.
     pub fn retry_now(&mut self) {
-        let now = Instant::now();
+        let now = self.clock.now();
         for r in self.retries.values_mut() {
             r.0 = now;
         }
     }
 
     /// When the earliest retry is due.
-    pub fn next_retry(&self) -> Option<Instant> {
+    pub fn next_retry(&self) -> Option<DateTime<Utc>> {
         self.retries.values().map(|r| r.0).min()
     }
 
     /// The objects whose retry is due (they stay planned until a result
     /// arrives, with their failure count).
-    pub fn due(&mut self, now: Instant) -> Vec<ObjectKey> {
+    pub fn due(&mut self, now: DateTime<Utc>) -> Vec<ObjectKey> {
         let due: Vec<ObjectKey> = self
             .retries
             .iter()
@@ -138,7 +152,7 @@ impl Readiness {
         for key in &due {
             if let Some(r) = self.retries.get_mut(key) {
                 // Not due again until this test reports.
-                r.0 = now + MAX_RETRY;
+                r.0 = later(now, MAX_RETRY);
             }
         }
         due

@@ -11,10 +11,12 @@ use chrono::{DateTime, Utc};
 use kloset::Progress;
 use tokio::sync::Semaphore;
 
-use super::live::{Live, RunningTask};
+use super::gates::PruneGates;
 use crate::config::DesiredState;
 use crate::config::desired::Action;
-use crate::state::{NewTask, Origin, Outcome, StateHandle, TaskId, TaskKind, TaskStatus};
+use crate::scheduler::Clock;
+use crate::state::{NewTask, Origin, Outcome, StateHandle, TaskId, TaskStatus};
+use crate::status::{Fault, Live, RunningTask};
 use crate::tasks::{RunStatus, execute};
 
 /// What the runner needs, shared by every task.
@@ -24,13 +26,12 @@ pub struct Runner {
     pub db: StateHandle,
     /// Permits for `max_concurrent_tasks`.
     pub permits: Arc<Semaphore>,
-    /// Running tasks and the rest of the live state.
+    /// Running tasks and the rest of the live status.
     pub live: Arc<Live>,
-}
-
-/// The state database's kind for an action.
-pub fn state_kind(action: &Action) -> Result<TaskKind> {
-    action.kind().as_str().parse().map_err(|e| anyhow!("{e}"))
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// One prune per store at a time.
+    pub gates: Arc<PruneGates>,
 }
 
 /// One run to start.
@@ -53,10 +54,10 @@ impl Runner {
     /// even before it gets a permit) and returns the future that runs it.
     pub fn start(&self, job: Job) -> Result<impl Future<Output = ()> + Send + 'static> {
         let progress = Arc::new(Progress::new());
-        let queued = Utc::now();
+        let queued = self.clock.now();
         let entry = RunningTask {
             id: job.claimed,
-            kind: state_kind(&job.action)?,
+            kind: job.action.kind(),
             origin: job.origin.clone(),
             store: job.action.store().to_string(),
             queued_at: queued,
@@ -64,20 +65,17 @@ impl Runner {
             has_slot: false,
             progress: progress.clone(),
         };
-        self.live
-            .running
-            .lock()
-            .map_err(|_| anyhow!("running-task table poisoned"))?
-            .insert(job.origin.clone(), entry);
+        self.live.task_queued(entry).map_err(|e| anyhow!(e))?;
         let runner = self.clone();
         Ok(async move {
             let origin = job.origin.clone();
-            if let Err(e) = runner.run(job, progress, queued).await {
-                tracing::error!(origin = %origin.name(), "task bookkeeping failed: {e:#}");
+            match runner.run(job, progress, queued).await {
+                Ok(()) => runner.live.fault_cleared(Fault::TaskBookkeeping),
+                Err(e) => runner
+                    .live
+                    .fault(Fault::TaskBookkeeping, format!("{}: {e:#}", origin.name())),
             }
-            if let Ok(mut r) = runner.live.running.lock() {
-                r.remove(&origin);
-            }
+            runner.live.task_ended(&origin);
         })
     }
 
@@ -92,11 +90,11 @@ impl Runner {
     ) -> Result<()> {
         tracing::warn!(origin = %origin.name(), %nominal, %reason, "run skipped");
         let new = NewTask {
-            kind: state_kind(action)?,
+            kind: action.kind(),
             origin: origin.clone(),
             store: Some(action.store().to_string()),
             scheduled_for: Some(nominal),
-            started_at: Utc::now(),
+            started_at: self.clock.now(),
             revision: Some(revision.to_string()),
         };
         self.db
@@ -118,7 +116,7 @@ impl Runner {
             Some(id) => id,
             None => {
                 let new = NewTask {
-                    kind: state_kind(&job.action)?,
+                    kind: job.action.kind(),
                     origin: job.origin.clone(),
                     store: Some(job.action.store().to_string()),
                     scheduled_for: job.nominal,
@@ -128,15 +126,11 @@ impl Runner {
                 self.db.call(move |db| db.start_task(&new)).await?
             }
         };
-        if let Ok(mut r) = self.live.running.lock()
-            && let Some(entry) = r.get_mut(&job.origin)
-        {
-            entry.id = Some(id);
-        }
+        self.live.task_recorded(&job.origin, id);
         // One prune per store at a time in this daemon, waiting without a
         // permit; backups and other tasks are never held back by it.
-        let gate = matches!(job.action, Action::Prune { .. })
-            .then(|| self.live.maintenance.prune_gate(job.action.store()));
+        let gate =
+            matches!(job.action, Action::Prune { .. }).then(|| self.gates.gate(job.action.store()));
         let _pruning = match &gate {
             Some(g) => Some(g.clone().lock_owned().await),
             None => None,
@@ -147,14 +141,9 @@ impl Runner {
             .acquire_owned()
             .await
             .context("task permits closed")?;
-        let started = Utc::now();
+        let started = self.clock.now();
         self.db.call(move |db| db.mark_started(id, started)).await?;
-        if let Ok(mut r) = self.live.running.lock()
-            && let Some(entry) = r.get_mut(&job.origin)
-        {
-            entry.started_at = started;
-            entry.has_slot = true;
-        }
+        self.live.task_got_slot(&job.origin, started);
         let name = job.origin.name().to_string();
         tracing::info!(origin = %name, task = %id, kind = job.action.kind().as_str(), "task started");
         let (desired, action) = (job.desired.clone(), job.action.clone());
@@ -175,8 +164,8 @@ impl Runner {
             error = result.error.as_deref().unwrap_or(""),
             "task finished"
         );
-        self.live.maintenance.record(&job.action, &result.stats);
-        let finished = Utc::now();
+        self.live.maintenance_recorded(&job.action, &result.stats);
+        let finished = self.clock.now();
         let outcome = Outcome {
             status,
             finished_at: finished,

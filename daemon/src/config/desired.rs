@@ -12,7 +12,7 @@ use super::model::{InitPolicy, RetentionTable, StorageType, TaskKind};
 
 /// Where an object was declared.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Origin {
+pub struct Declaration {
     /// The file.
     #[serde(serialize_with = "lossy::path")]
     pub file: PathBuf,
@@ -108,7 +108,7 @@ pub struct ResourceDef {
     /// Credentials by name and where they are read from (never values).
     pub credentials: BTreeMap<String, SecretRef>,
     /// Declaration.
-    pub origin: Origin,
+    pub origin: Declaration,
 }
 
 /// A `[store.NAME]`.
@@ -125,7 +125,7 @@ pub struct StoreDef {
     /// The passphrase.
     pub passphrase: SecretRef,
     /// Declaration.
-    pub origin: Origin,
+    pub origin: Declaration,
 }
 
 /// A `[source.NAME]`.
@@ -142,7 +142,7 @@ pub struct SourceDef {
     /// Hook run after the backup (argv; empty for none).
     pub post: Vec<String>,
     /// Declaration.
-    pub origin: Origin,
+    pub origin: Declaration,
 }
 
 /// A `[destination.NAME]`.
@@ -153,7 +153,7 @@ pub struct DestinationDef {
     /// Where it is.
     pub endpoint: Endpoint,
     /// Declaration.
-    pub origin: Origin,
+    pub origin: Declaration,
 }
 
 /// What a task does, with resolved object names.
@@ -266,13 +266,17 @@ pub struct ScheduleDef {
     pub cron: String,
     /// IANA time zone name.
     pub timezone: String,
+    /// `cron`, `timezone`, `jitter` and `catch_up` as parsed by validation:
+    /// the scheduler runs this, so nothing is parsed twice.
+    #[serde(skip)]
+    pub spec: crate::scheduler::ScheduleSpec,
     /// Jitter.
     #[serde(with = "duration_secs")]
     pub jitter: Duration,
     /// Catch up a run missed while the daemon was down.
     pub catch_up: bool,
     /// Declaration.
-    pub origin: Origin,
+    pub origin: Declaration,
 }
 
 /// A `[task.NAME]` (one-shot).
@@ -283,7 +287,7 @@ pub struct OneShotDef {
     /// What it runs.
     pub action: Action,
     /// Declaration (its hash identifies the task's content).
-    pub origin: Origin,
+    pub origin: Declaration,
 }
 
 /// Where the HTTP endpoint listens.

@@ -9,19 +9,43 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::desired::DesiredState;
+use crate::state::ObjectKind;
 
-/// An object's identity: its kind (`store`, `schedule`, …) and name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// An object's identity: its kind and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct ObjectRef {
-    /// `daemon`, `resource`, `store`, `source`, `destination`, `schedule` or `task`.
-    pub kind: String,
+    /// What kind of object.
+    pub kind: ObjectKind,
     /// The object's name (`daemon` for the `[daemon]` table).
     pub name: String,
 }
 
+impl ObjectRef {
+    /// `kind.name`.
+    pub fn new(kind: ObjectKind, name: impl Into<String>) -> Self {
+        ObjectRef {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+// Ordered by kind name, then name, as `klosetd plan` prints them.
+impl Ord for ObjectRef {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.kind.as_str(), &self.name).cmp(&(other.kind.as_str(), &other.name))
+    }
+}
+
+impl PartialOrd for ObjectRef {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.kind == "daemon" {
+        if self.kind == ObjectKind::Daemon {
             f.write_str("daemon")
         } else {
             write!(f, "{}.{}", self.kind, self.name)
@@ -58,17 +82,11 @@ pub fn fingerprint(definition: &Value) -> String {
 
 fn add<'a, T: Serialize + 'a>(
     out: &mut Definitions,
-    kind: &str,
+    kind: ObjectKind,
     objects: impl IntoIterator<Item = (&'a String, &'a T)>,
 ) {
     for (name, def) in objects {
-        out.insert(
-            ObjectRef {
-                kind: kind.to_string(),
-                name: name.clone(),
-            },
-            definition(def),
-        );
+        out.insert(ObjectRef::new(kind, name.clone()), definition(def));
     }
 }
 
@@ -76,18 +94,15 @@ fn add<'a, T: Serialize + 'a>(
 pub fn definitions(state: &DesiredState) -> Definitions {
     let mut out = Definitions::new();
     out.insert(
-        ObjectRef {
-            kind: "daemon".into(),
-            name: "daemon".into(),
-        },
+        ObjectRef::new(ObjectKind::Daemon, "daemon"),
         definition(&state.daemon),
     );
-    add(&mut out, "resource", &state.resources);
-    add(&mut out, "store", &state.stores);
-    add(&mut out, "source", &state.sources);
-    add(&mut out, "destination", &state.destinations);
-    add(&mut out, "schedule", &state.schedules);
-    add(&mut out, "task", &state.tasks);
+    add(&mut out, ObjectKind::Resource, &state.resources);
+    add(&mut out, ObjectKind::Store, &state.stores);
+    add(&mut out, ObjectKind::Source, &state.sources);
+    add(&mut out, ObjectKind::Destination, &state.destinations);
+    add(&mut out, ObjectKind::Schedule, &state.schedules);
+    add(&mut out, ObjectKind::Task, &state.tasks);
     out
 }
 
@@ -163,8 +178,41 @@ impl Change {
     }
 }
 
+/// The changes from one configuration to the next, in object order: the
+/// one change list that readiness, schedules and one-shot tasks follow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Diff {
+    /// Every object that is added, changed or removed.
+    pub changes: Vec<(ObjectRef, Change)>,
+}
+
+impl Diff {
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// The changes of one kind, by name.
+    pub fn of(&self, kind: ObjectKind) -> impl Iterator<Item = (&str, Change)> {
+        self.changes
+            .iter()
+            .filter(move |(o, _)| o.kind == kind)
+            .map(|(o, c)| (o.name.as_str(), *c))
+    }
+
+    /// `+store.a ~schedule.b -task.c`, as the log shows it.
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .changes
+            .iter()
+            .map(|(o, c)| format!("{}{o}", c.sign()))
+            .collect();
+        parts.join(" ")
+    }
+}
+
 /// Every change from `current` to `desired`, in object order.
-pub fn diff(current: &Fingerprints, desired: &Fingerprints) -> Vec<(ObjectRef, Change)> {
+pub fn diff(current: &Fingerprints, desired: &Fingerprints) -> Diff {
     let mut out = Vec::new();
     for (object, print) in desired {
         match current.get(object) {
@@ -179,7 +227,7 @@ pub fn diff(current: &Fingerprints, desired: &Fingerprints) -> Vec<(ObjectRef, C
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+    Diff { changes: out }
 }
 
 #[cfg(test)]
@@ -221,7 +269,7 @@ mod tests {
         std::fs::remove_file(d.join("a.toml")).expect("rm");
         write(d, "a.toml", &format!("{store}{source}"));
         write(d, "b.toml", &format!("# moved\n\n{sched}"));
-        assert_eq!(diff(&before, &fingerprints(&state(d))), vec![]);
+        assert!(diff(&before, &fingerprints(&state(d))).is_empty());
 
         write(
             d,
@@ -232,18 +280,11 @@ mod tests {
         );
         write(d, "c.toml", "[daemon]\nmax_concurrent_tasks = 3\n");
         let after = fingerprints(&state(d));
-        let changes: Vec<String> = diff(&before, &after)
-            .into_iter()
-            .map(|(o, c)| format!("{}{o}", c.sign()))
-            .collect();
         assert_eq!(
-            changes,
-            vec!["~daemon", "+schedule.hourly", "-schedule.nightly"]
+            diff(&before, &after).summary(),
+            "~daemon +schedule.hourly -schedule.nightly"
         );
-        let daemon = ObjectRef {
-            kind: "daemon".into(),
-            name: "daemon".into(),
-        };
+        let daemon = ObjectRef::new(ObjectKind::Daemon, "daemon");
         let (old, new) = (definitions(&state(d)), {
             std::fs::remove_file(d.join("c.toml")).expect("rm");
             definitions(&state(d))

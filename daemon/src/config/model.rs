@@ -198,34 +198,9 @@ pub struct DestinationTable {
     pub options: toml::Table,
 }
 
-/// What a schedule or one-shot task does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskKind {
-    /// Back up a source into a store, then apply retention.
-    Backup,
-    /// Verify a store.
-    Check,
-    /// Copy snapshots to another store.
-    Sync,
-    /// Restore into a destination (scheduled: a restore test).
-    Restore,
-    /// Garbage-collect a store.
-    Prune,
-}
-
-impl TaskKind {
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskKind::Backup => "backup",
-            TaskKind::Check => "check",
-            TaskKind::Sync => "sync",
-            TaskKind::Restore => "restore",
-            TaskKind::Prune => "prune",
-        }
-    }
-}
+/// What a schedule or one-shot task does (one vocabulary with the state
+/// database's task runs).
+pub use crate::state::TaskKind;
 
 /// `read_data = false | true | PERCENT | "PERCENT%"`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]

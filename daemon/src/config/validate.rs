@@ -36,8 +36,8 @@ impl Ctx {
     }
 }
 
-fn origin<T>(l: &Located<T>) -> Origin {
-    Origin {
+fn origin<T>(l: &Located<T>) -> Declaration {
+    Declaration {
         file: l.file.clone(),
         line: l.line,
         hash: l.hash.clone(),
@@ -255,7 +255,7 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
                 None
             }
             Some(text) => match crate::scheduler::CronSpec::parse(text) {
-                Ok(_) => Some(text.clone()),
+                Ok(spec) => Some(spec),
                 Err(e) => {
                     cx.err(l, &object, format!("cron: {e}"));
                     None
@@ -263,23 +263,35 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
             },
         };
         let timezone = t.timezone.clone().unwrap_or_else(|| "UTC".into());
-        if timezone.parse::<chrono_tz::Tz>().is_err() {
-            cx.err(l, &object, format!("unknown time zone {timezone:?} (use an IANA name such as \"Europe/Paris\" or \"UTC\")"));
-        }
+        let zone = match timezone.parse::<chrono_tz::Tz>() {
+            Ok(zone) => Some(zone),
+            Err(_) => {
+                cx.err(l, &object, format!("unknown time zone {timezone:?} (use an IANA name such as \"Europe/Paris\" or \"UTC\")"));
+                None
+            }
+        };
         let jitter = match &t.jitter {
             None => Some(Duration::ZERO),
             Some(j) => parse_duration(&mut cx, l, &object, "jitter", j),
         };
-        if let (Some(action), Some(cron), Some(jitter)) = (action, cron, jitter) {
+        if let (Some(action), Some(cron), Some(zone), Some(jitter)) = (action, cron, zone, jitter) {
+            let catch_up = t.catch_up.unwrap_or(false);
             schedules.insert(
                 name.clone(),
                 ScheduleDef {
                     name: name.clone(),
                     action,
-                    cron,
+                    cron: cron.as_str().to_string(),
                     timezone,
                     jitter,
-                    catch_up: t.catch_up.unwrap_or(false),
+                    catch_up,
+                    spec: crate::scheduler::ScheduleSpec {
+                        name: name.clone(),
+                        cron,
+                        timezone: zone,
+                        jitter,
+                        catch_up,
+                    },
                     origin: origin(l),
                 },
             );

@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 
 use super::Ctx;
 use super::response::{Reply, error, json};
-use crate::app::live::RunningTask;
 use crate::config::desired::Action;
 use crate::state::{
     ConditionRecord, MAX_LIST_LIMIT, ObjectKind, Origin, OriginKind, ScheduleState, TaskFilter,
     TaskId, TaskKind, TaskStatus,
 };
+use crate::status::RunningTask;
 
 /// RFC 3339 UTC with milliseconds, like the state database.
 pub fn time(t: &DateTime<Utc>) -> String {
@@ -130,7 +130,7 @@ pub fn status_value(ctx: &Ctx) -> Value {
 /// The declared one-shot tasks in the order they run per store, each with
 /// its condition: `Pending`/`DependencyNotReady` (an object is not ready),
 /// `Queued` (an earlier one-shot on its store goes first), `Started`, `Done`.
-fn oneshots(live: &crate::app::live::Live) -> Vec<Value> {
+fn oneshots(live: &crate::status::Live) -> Vec<Value> {
     let Some(applied) = live.applied() else {
         return Vec::new();
     };
@@ -210,12 +210,7 @@ pub async fn schedules(ctx: &Ctx, name: Option<&str>) -> Reply {
             Origin::Task(_) => None,
         })
         .collect();
-    let next_runs = ctx
-        .live
-        .next_runs
-        .read()
-        .map(|n| n.clone())
-        .unwrap_or_default();
+    let next_runs = ctx.live.next_runs();
     let views: Vec<ScheduleView> = applied
         .schedules
         .values()

@@ -26,12 +26,7 @@ fn challenge(mut reply: Reply) -> Reply {
 
 /// Ok when no token is configured or the request carries it.
 pub fn check(ctx: &Ctx, headers: &HeaderMap) -> Result<(), Reply> {
-    let file = ctx
-        .live
-        .daemon
-        .read()
-        .ok()
-        .and_then(|d| d.token_file.clone());
+    let file = ctx.live.daemon_settings().and_then(|d| d.token_file);
     let Some(file) = file else {
         return Ok(());
     };

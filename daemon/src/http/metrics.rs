@@ -8,8 +8,8 @@ use hyper::StatusCode;
 
 use super::Ctx;
 use super::response::{Reply, with_type};
-use crate::app::maintenance::StoreCounters;
 use crate::state::TaskStatus;
+use crate::status::StoreCounters;
 
 /// Escapes a label value.
 fn label(v: &str) -> String {
@@ -246,8 +246,8 @@ type Pick = fn(&StoreCounters) -> u64;
 
 /// Prune and retention counters (since the daemon started) and the lock
 /// poller's gauges, by store; every configured store is listed.
-fn maintenance(out: &mut String, live: &crate::app::live::Live) {
-    let counters = live.maintenance.counters();
+fn maintenance(out: &mut String, live: &crate::status::Live) {
+    let counters = live.store_counters();
     let mut stores: std::collections::BTreeSet<String> = counters.keys().cloned().collect();
     if let Some(desired) = live.applied() {
         stores.extend(desired.stores.keys().cloned());
@@ -281,7 +281,7 @@ fn maintenance(out: &mut String, live: &crate::app::live::Live) {
             );
         }
     }
-    let locks = live.locks.read().map(|l| l.clone()).unwrap_or_default();
+    let locks = live.locks();
     header(
         out,
         "klosetd_store_lock_holders",

@@ -30,9 +30,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::app::live::Live;
 use crate::config::desired::Listen;
 use crate::state::StateHandle;
+use crate::status::Live;
 use response::{Reply, error};
 
 /// Time allowed for a client to send a request head.

@@ -86,7 +86,8 @@ async fn one(
 ) -> Option<Value> {
     let conditions = ctx.live.conditions();
     let cond = |k: ObjectKind| condition(conditions.get(&(k, name.to_string())));
-    let declared = |o: &crate::config::desired::Origin| format!("{}:{}", o.file.display(), o.line);
+    let declared =
+        |o: &crate::config::desired::Declaration| format!("{}:{}", o.file.display(), o.line);
     Some(match kind {
         Kind::Resources => {
             let r = applied.resources.get(name)?;

@@ -11,8 +11,8 @@ use hyper::StatusCode;
 use super::Ctx;
 use super::api::time;
 use super::response::{Reply, text};
-use crate::app::live::short;
 use crate::state::Origin;
+use crate::status::short;
 
 /// `GET /healthz`: the process answers.
 pub fn healthz() -> Reply {

@@ -5,7 +5,7 @@
 //! and asks [`Clock::now`] again after each step. Monotonic timers stop
 //! while the machine is suspended and ignore clock changes; re-reading the
 //! wall clock every second is what notices a resume, a clock jump or an NTP
-//! step within a second. The decisions themselves (`plan`, `tick`) are pure
+//! step within a second. The decisions themselves (`timing`, `tick`) are pure
 //! functions of the time they are given.
 
 use std::fmt;
@@ -18,7 +18,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 pub const MAX_SLEEP_STEP: Duration = Duration::from_secs(1);
 
 /// A source of wall-clock time (UTC).
-pub trait Clock: Send + Sync {
+pub trait Clock: Send + Sync + fmt::Debug {
     /// The current wall-clock time. It may jump in either direction (suspend,
     /// NTP, the operator); callers must not assume it is monotonic.
     fn now(&self) -> DateTime<Utc>;

@@ -1,6 +1,6 @@
 //! `ScheduleCursor`: one schedule's state machine (last run, next run, pending catch-up) for the runner.
 //!
-//! Built on [`super::tick::tick`] and [`super::plan`]; the async runner only
+//! Built on [`super::tick::tick`] and [`super::timing`]; the async runner only
 //! has to do this, with no scheduling logic of its own:
 //!
 //! ```text
@@ -8,10 +8,10 @@
 //! loop {
 //!     let now = clock.now();
 //!     match cursor.poll(&spec, now, is_running(name)) {
-//!         Action::Wait { until } => sleep(sleep_until_hint(now, until)).await,
-//!         Action::Fire { .. } => spawn_task(..),          // bounded by max_concurrent_tasks
-//!         Action::Skip { reason, .. } => record_skipped(reason),
-//!         Action::Missed { count, .. } => record_missed(count),
+//!         Due::Wait { until } => sleep(sleep_until_hint(now, until)).await,
+//!         Due::Fire { .. } => spawn_task(..),          // bounded by max_concurrent_tasks
+//!         Due::Skip { reason, .. } => record_skipped(reason),
+//!         Due::Missed { count, .. } => record_missed(count),
 //!     }
 //!     state.set_last_run(name, cursor.last_run()); // persist after Fire/Skip/Missed
 //! }
@@ -24,12 +24,12 @@
 
 use chrono::{DateTime, Utc};
 
-use super::plan::{self, Run, ScheduleSpec};
 use super::tick::{SkipReason, Tick, TickState, tick};
+use super::timing::{self, Run, ScheduleSpec};
 
 /// What [`ScheduleCursor::poll`] asks the runner to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub enum Due {
     /// Sleep (see [`super::clock::sleep_until_hint`]) and poll again.
     Wait {
         /// The next fire time, `None` if the schedule has no more times.
@@ -54,7 +54,7 @@ pub enum Action {
     Missed {
         /// The earliest missed cron time.
         first: DateTime<Utc>,
-        /// How many, up to [`plan::MISSED_COUNT_CAP`].
+        /// How many, up to [`timing::MISSED_COUNT_CAP`].
         count: u32,
     },
 }
@@ -78,10 +78,10 @@ pub struct ScheduleCursor {
 
 impl ScheduleCursor {
     /// At daemon start, or for a schedule added while running (`last_run`
-    /// `None`): applies [`plan::on_start`], so missed runs are caught up once
+    /// `None`): applies [`timing::on_start`], so missed runs are caught up once
     /// (or reported) at the first [`poll`](Self::poll).
     pub fn start(spec: &ScheduleSpec, last_run: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Self {
-        let decision = plan::on_start(spec, last_run, now);
+        let decision = timing::on_start(spec, last_run, now);
         let pending = match (decision.catch_up_run, decision.first_missed) {
             (Some(nominal), _) => Some(Pending::CatchUp { nominal }),
             (None, Some(first)) => Some(Pending::Missed {
@@ -109,7 +109,7 @@ impl ScheduleCursor {
         ScheduleCursor {
             since: now,
             last_run,
-            next: plan::initial_run(spec, from),
+            next: timing::initial_run(spec, from),
             pending: None,
         }
     }
@@ -128,23 +128,23 @@ impl ScheduleCursor {
 
     /// Looks at the clock once. `running`: whether this schedule's previous
     /// run is still going.
-    pub fn poll(&mut self, spec: &ScheduleSpec, now: DateTime<Utc>, running: bool) -> Action {
+    pub fn poll(&mut self, spec: &ScheduleSpec, now: DateTime<Utc>, running: bool) -> Due {
         if let Some(pending) = self.pending.take() {
             self.last_run = Some(self.last_run.map_or(now, |last| last.max(now)));
             return match pending {
-                Pending::CatchUp { nominal } if running => Action::Skip {
+                Pending::CatchUp { nominal } if running => Due::Skip {
                     nominal,
                     reason: SkipReason::StillRunning,
                 },
-                Pending::CatchUp { nominal } => Action::Fire {
+                Pending::CatchUp { nominal } => Due::Fire {
                     nominal,
                     catch_up: true,
                 },
-                Pending::Missed { first, count } => Action::Missed { first, count },
+                Pending::Missed { first, count } => Due::Missed { first, count },
             };
         }
         let Some(run) = self.next else {
-            return Action::Wait { until: None };
+            return Due::Wait { until: None };
         };
         match tick(
             &TickState {
@@ -153,17 +153,17 @@ impl ScheduleCursor {
             },
             now,
         ) {
-            Tick::Wait { until } => Action::Wait { until },
+            Tick::Wait { until } => Due::Wait { until },
             Tick::Fire { .. } => {
                 self.advance(spec, run);
-                Action::Fire {
+                Due::Fire {
                     nominal: run.nominal,
                     catch_up: false,
                 }
             }
             Tick::Skip { reason, .. } => {
                 self.advance(spec, run);
-                Action::Skip {
+                Due::Skip {
                     nominal: run.nominal,
                     reason,
                 }
@@ -180,7 +180,7 @@ impl ScheduleCursor {
 
     fn advance(&mut self, spec: &ScheduleSpec, run: Run) {
         self.last_run = Some(run.at);
-        self.next = plan::next_run(spec, run.at);
+        self.next = timing::next_run(spec, run.at);
     }
 }
 
@@ -215,7 +215,7 @@ mod tests {
         let mut fired = Vec::new();
         for _ in 0..10 {
             clock.advance(Duration::from_secs(1));
-            if let Action::Fire {
+            if let Due::Fire {
                 nominal,
                 catch_up: false,
             } = cursor.poll(&s, clock.now(), false)
@@ -235,14 +235,14 @@ mod tests {
         let mut cursor = ScheduleCursor::start(&s, None, clock.now());
         assert_eq!(
             cursor.poll(&s, clock.now(), false),
-            Action::Wait {
+            Due::Wait {
                 until: Some(utc("2026-01-01T01:00:00Z"))
             }
         );
         clock.set(utc("2026-01-01T01:00:00Z"));
         assert!(matches!(
             cursor.poll(&s, clock.now(), false),
-            Action::Fire {
+            Due::Fire {
                 catch_up: false,
                 ..
             }
@@ -251,7 +251,7 @@ mod tests {
         let skipped = cursor.poll(&s, clock.now(), true);
         assert_eq!(
             skipped,
-            Action::Skip {
+            Due::Skip {
                 nominal: clock.now(),
                 reason: SkipReason::StillRunning
             }
@@ -268,12 +268,12 @@ mod tests {
         let mut cursor = ScheduleCursor::start(&s, Some(utc("2026-01-01T09:00:00Z")), clock.now());
         assert!(matches!(
             cursor.poll(&s, clock.now(), false),
-            Action::Wait { .. }
+            Due::Wait { .. }
         ));
         clock.advance(Duration::from_secs(1));
         assert!(matches!(
             cursor.poll(&s, clock.now(), false),
-            Action::Fire {
+            Due::Fire {
                 catch_up: false,
                 ..
             }
@@ -283,14 +283,14 @@ mod tests {
         let woke = cursor.poll(&s, clock.now(), false);
         assert_eq!(
             woke,
-            Action::Fire {
+            Due::Fire {
                 nominal: utc("2026-01-01T11:00:00Z"),
                 catch_up: true
             }
         );
         assert_eq!(
             cursor.poll(&s, clock.now(), false),
-            Action::Wait {
+            Due::Wait {
                 until: Some(utc("2026-01-01T13:00:00Z"))
             }
         );
@@ -307,14 +307,14 @@ mod tests {
         let woke = cursor.poll(&s, clock.now(), false);
         assert_eq!(
             woke,
-            Action::Missed {
+            Due::Missed {
                 first: utc("2026-01-01T11:00:00Z"),
                 count: 2
             }
         );
         assert_eq!(
             cursor.poll(&s, clock.now(), false),
-            Action::Wait {
+            Due::Wait {
                 until: Some(utc("2026-01-01T13:00:00Z"))
             }
         );
@@ -327,14 +327,14 @@ mod tests {
         let mut cursor = ScheduleCursor::start(&s, Some(utc("2026-01-01T01:00:00Z")), now);
         assert_eq!(
             cursor.poll(&s, now, false),
-            Action::Fire {
+            Due::Fire {
                 nominal: utc("2026-01-01T02:00:00Z"),
                 catch_up: true
             }
         );
         assert_eq!(
             cursor.poll(&s, now, false),
-            Action::Wait {
+            Due::Wait {
                 until: Some(utc("2026-01-01T05:00:00Z"))
             }
         );
@@ -342,7 +342,7 @@ mod tests {
         let mut new = ScheduleCursor::start(&s, None, now);
         assert_eq!(
             new.poll(&s, now, false),
-            Action::Wait {
+            Due::Wait {
                 until: Some(utc("2026-01-01T05:00:00Z"))
             }
         );
@@ -355,7 +355,7 @@ mod tests {
         let mut cursor = ScheduleCursor::resume(&s, Some(utc("2026-01-01T01:00:00Z")), now);
         assert_eq!(
             cursor.poll(&s, now, false),
-            Action::Wait {
+            Due::Wait {
                 until: Some(utc("2026-01-01T04:45:00Z"))
             }
         );

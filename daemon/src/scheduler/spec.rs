@@ -148,7 +148,7 @@ impl CronSpec {
 
     /// Vixie cron's "wildcard job" (minute or hour starts with `*`): such
     /// schedules run on real time across DST changes; others are fixed-time
-    /// jobs, see [`super::plan::next_after`].
+    /// jobs, see [`super::timing::next_after`].
     pub(crate) fn is_wildcard(&self) -> bool {
         self.wildcard
     }

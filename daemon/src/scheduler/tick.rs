@@ -56,7 +56,7 @@ pub enum Tick {
         reason: SkipReason,
     },
     /// Due more than [`MISSED_AFTER`] ago: the loop was not running. Re-plan
-    /// with [`super::plan::on_start`].
+    /// with [`super::timing::on_start`].
     Missed {
         /// The due time.
         due: DateTime<Utc>,

@@ -261,6 +261,15 @@ impl StateDb {
     }
 
     /// Runs `PRAGMA integrity_check`; returns `"ok"` or SQLite's findings.
+    /// Makes this connection refuse writes, or lets it write again: how
+    /// in-process tests make the state database fail for a moment.
+    #[cfg(test)]
+    pub(crate) fn set_read_only(&self, on: bool) -> Result<()> {
+        self.conn
+            .pragma_update(None, "query_only", on)
+            .op("set query_only")
+    }
+
     pub fn integrity_check(&self) -> Result<String> {
         let mut stmt = self
             .conn

@@ -6,7 +6,7 @@
 //! `attempted_at`; history is bounded ([`KEEP_REVISIONS`]) and never loses the
 //! latest applied revision.
 
-use super::types::{DbJson, DbTime, time_serde};
+use super::types::{DbJson, DbTime, ObjectKind, time_serde};
 use super::{Result, SqlContext, StateDb, StateError};
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, params};
@@ -57,8 +57,8 @@ fn revision_from_row(row: &Row<'_>) -> rusqlite::Result<RevisionRecord> {
 /// One object of the applied configuration, as `klosetd plan` compares it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AppliedObject {
-    /// `daemon`, `store`, `source`, `destination`, `schedule` or `task`.
-    pub kind: String,
+    /// What kind of object.
+    pub kind: ObjectKind,
     /// Its name.
     pub name: String,
     /// Hash of its validated definition.
@@ -217,7 +217,7 @@ mod tests {
     fn applied_objects_are_replaced_as_a_whole() {
         let mut db = StateDb::open_in_memory().expect("open");
         let o = |k: &str, n: &str, f: &str| AppliedObject {
-            kind: k.to_string(),
+            kind: k.parse().expect("kind"),
             name: n.to_string(),
             fingerprint: f.to_string(),
             definition: json!({ "f": f }),

@@ -256,8 +256,11 @@ impl Origin {
 }
 
 text_enum! {
-    /// The kind of configuration object a condition belongs to.
+    /// The kind of a configuration object: what diffs, conditions and the
+    /// applied-objects table are keyed by.
     pub enum ObjectKind ("object kind") {
+        /// The `[daemon]` table (one, named `daemon`).
+        Daemon => "daemon",
         Resource => "resource",
         Store => "store",
         Source => "source",

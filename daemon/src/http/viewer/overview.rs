@@ -12,10 +12,10 @@ use tokio::time::Instant;
 
 use super::html::{self, badge, dash, esc, href, link, name};
 use super::{Ctx, Failure, Page, tasks};
-use crate::app::live::short;
 use crate::config::desired::{Action, StoreDef};
 use crate::config::model::StorageType;
 use crate::state::{ConditionRecord, ObjectKind, ScheduleState, TaskFilter};
+use crate::status::short;
 
 /// Runs listed on the overview.
 const RECENT: u32 = 20;

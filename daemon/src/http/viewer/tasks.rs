@@ -7,8 +7,8 @@ use std::fmt::Write;
 use chrono::Utc;
 
 use super::html::{self, dash, esc, href, link, name};
-use crate::app::live::RunningTask;
 use crate::state::{Origin, TaskKind, TaskRecord};
+use crate::status::RunningTask;
 
 /// Where a run comes from, linked when it is a schedule.
 fn origin(o: &Origin) -> String {
