@@ -11,3 +11,6 @@ pub mod scheduler;
 pub mod state;
 pub mod status;
 pub mod tasks;
+
+#[cfg(test)]
+mod layering;

@@ -62,6 +62,8 @@ pub async fn poll(live: Arc<Live>) {
                     opened.insert(name.clone(), (print, handle));
                     seen.insert(name, locks);
                 }
+                // Harmless: the store's own readiness test reports why it
+                // cannot be opened; only its lock metrics are left out.
                 Ok(Err(e)) => {
                     opened.remove(&name);
                     tracing::debug!(store = %name, "lock poll: {e}");

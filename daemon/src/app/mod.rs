@@ -19,7 +19,7 @@ mod apply;
 mod conditions;
 mod gates;
 pub mod locks;
-pub mod oneshots;
+mod oneshots;
 mod readiness;
 pub mod runner;
 mod schedules;

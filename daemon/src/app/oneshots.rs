@@ -27,16 +27,6 @@ use crate::config::desired::OneShotDef;
 use crate::state::{Claim, Condition, NewTask, ObjectKind, OneshotRecord, OneshotState, Origin};
 use crate::status::{Fault, ObjectKey};
 
-/// The one-shots of `desired` in the order they run per store: by file,
-/// then line (then name, for two tables on one line of generated files).
-pub fn declaration_order(desired: &DesiredState) -> Vec<&OneShotDef> {
-    let mut list: Vec<&OneShotDef> = desired.tasks.values().collect();
-    list.sort_by(|a, b| {
-        (&a.origin.file, a.origin.line, &a.name).cmp(&(&b.origin.file, b.origin.line, &b.name))
-    });
-    list
-}
-
 /// The stores a one-shot uses (its store, and a sync's destination store).
 fn stores(def: &OneShotDef) -> Vec<String> {
     dependencies(&def.action)
@@ -80,7 +70,7 @@ impl Daemon {
         // Store -> the earliest one-shot on it that has not finished.
         let mut held: BTreeMap<String, String> = BTreeMap::new();
         let mut updates: Vec<(ObjectKey, Condition)> = Vec::new();
-        for def in declaration_order(&desired) {
+        for def in desired.oneshots_in_order() {
             let key = (ObjectKind::Task, def.name.clone());
             let used = stores(def);
             let claim = claims.get(&(def.name.clone(), def.origin.hash.clone()));

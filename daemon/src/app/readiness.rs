@@ -80,6 +80,7 @@ impl Readiness {
         let sender = self.sender.clone();
         tokio::task::spawn_blocking(move || {
             let condition = run_test(&desired, &key);
+            // Fails only when the daemon loop is gone (shutting down).
             let _ = sender.send(Tested {
                 key,
                 fingerprint: print,

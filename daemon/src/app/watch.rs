@@ -59,6 +59,7 @@ impl ConfigWatcher {
                 }
             };
             if relevant {
+                // Fails only when the daemon loop is gone (shutting down).
                 let _ = sender.send(());
             }
         })
@@ -80,6 +81,7 @@ impl ConfigWatcher {
     /// replaced).
     pub fn rewatch(&mut self) {
         for old in self.watched.drain(..) {
+            // A path that is gone is no longer watched anyway.
             let _ = self.watcher.unwatch(&old);
         }
         let (watch, interesting) = watch_points(&self.dir);
@@ -89,6 +91,8 @@ impl ConfigWatcher {
         for path in watch {
             match self.watcher.watch(&path, RecursiveMode::NonRecursive) {
                 Ok(()) => self.watched.push(path),
+                // Harmless: a path on the way may not exist yet (it is
+                // watched from its parent), and the resync reads anyway.
                 Err(e) => tracing::debug!(path = %path.display(), "cannot watch: {e}"),
             }
         }

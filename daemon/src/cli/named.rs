@@ -45,7 +45,9 @@ pub fn store(dir: &Path, name: &str) -> Result<NamedStore> {
     })?;
     Ok(NamedStore {
         location: Location::parse(&def.endpoint.location)?,
-        options: crate::tasks::store::backend_options(&def.endpoint)
+        options: def
+            .endpoint
+            .backend_options()
             .map_err(|e| anyhow!("store {name}: {e}"))?,
         passphrase: def
             .passphrase

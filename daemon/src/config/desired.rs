@@ -84,6 +84,22 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Backend settings with credentials read from their secrets. The
+    /// error names the setting and the file or variable, never the value.
+    pub fn backend_options(&self) -> Result<Vec<(String, String)>, String> {
+        let mut options = self.options.clone();
+        for (key, secret) in &self.credentials {
+            let value = secret.read().map_err(|e| format!("{key}: {e}"))?;
+            let text = std::str::from_utf8(&value)
+                .map_err(|_| format!("{key}: the secret is not UTF-8"))?
+                .to_string();
+            options.push((key.clone(), text));
+        }
+        Ok(options)
+    }
+}
+
+impl Endpoint {
     /// A backend setting by name.
     pub fn option(&self, key: &str) -> Option<&str> {
         self.options
@@ -337,6 +353,18 @@ pub struct DesiredState {
     pub schedules: BTreeMap<String, ScheduleDef>,
     /// One-shot tasks by name.
     pub tasks: BTreeMap<String, OneShotDef>,
+}
+
+impl DesiredState {
+    /// The one-shot tasks in the order they run per store: by file, then
+    /// line (then name, for two tables on one line of generated files).
+    pub fn oneshots_in_order(&self) -> Vec<&OneShotDef> {
+        let mut list: Vec<&OneShotDef> = self.tasks.values().collect();
+        list.sort_by(|a, b| {
+            (&a.origin.file, a.origin.line, &a.name).cmp(&(&b.origin.file, b.origin.line, &b.name))
+        });
+        list
+    }
 }
 
 /// Paths serialise as text, lossily for names that are not UTF-8, so a

@@ -135,7 +135,8 @@ fn oneshots(live: &crate::status::Live) -> Vec<Value> {
         return Vec::new();
     };
     let conditions = live.conditions();
-    crate::app::oneshots::declaration_order(&applied)
+    applied
+        .oneshots_in_order()
         .into_iter()
         .map(|d| {
             json!({

@@ -27,7 +27,6 @@ use object_store::{ObjectStoreExt, PutPayload};
 
 use super::connectors::object_storage_for_test;
 use crate::config::desired::Endpoint;
-use crate::tasks::store::backend_options;
 
 /// Why an endpoint is not usable.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,8 +118,9 @@ pub const SFTP_TEST_TIMEOUT_S: u64 = 10;
 
 /// The backend options of an SFTP endpoint for a connection test.
 fn sftp_test_options(endpoint: &Endpoint) -> Result<Vec<(String, String)>, NotConnected> {
-    let mut options =
-        backend_options(endpoint).map_err(|m| not_connected("SecretUnreadable", m))?;
+    let mut options = endpoint
+        .backend_options()
+        .map_err(|m| not_connected("SecretUnreadable", m))?;
     options.push(("sftp_timeout".into(), SFTP_TEST_TIMEOUT_S.to_string()));
     Ok(options)
 }

@@ -18,7 +18,6 @@ use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
 
 use super::postgresql::{self, PgConnection};
 use crate::config::desired::{Endpoint, SourceDef};
-use crate::tasks::store::backend_options;
 
 /// Where a restore goes.
 pub enum RestoreTarget {
@@ -41,7 +40,7 @@ impl std::fmt::Debug for RestoreTarget {
 /// Opens object storage for an S3 endpoint with its credentials.
 pub fn object_storage(endpoint: &Endpoint) -> Result<Storage, String> {
     let location = Location::parse(&endpoint.location).map_err(|e| e.to_string())?;
-    let options = backend_options(endpoint)?;
+    let options = endpoint.backend_options()?;
     Storage::open(&location, &options, false).map_err(|e| e.to_string())
 }
 
@@ -61,7 +60,7 @@ pub fn object_storage_for_test(endpoint: &Endpoint) -> Result<Storage, String> {
         return object_storage(endpoint);
     };
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    for (key, value) in backend_options(endpoint)? {
+    for (key, value) in endpoint.backend_options()? {
         let parsed: AmazonS3ConfigKey = key
             .parse()
             .map_err(|_| format!("unknown S3 option {key:?}"))?;
@@ -154,7 +153,7 @@ pub fn restore_target(endpoint: &Endpoint, subdir: Option<&str>) -> Result<Resto
 /// SFTP settings with their credentials.
 pub fn sftp_config(endpoint: &Endpoint) -> Result<SftpConfig, String> {
     let location = Location::parse(&endpoint.location).map_err(|e| e.to_string())?;
-    let options = backend_options(endpoint)?;
+    let options = endpoint.backend_options()?;
     SftpConfig::from_location(&location, &options).map_err(|e| e.to_string())
 }
 

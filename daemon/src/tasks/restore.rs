@@ -164,9 +164,7 @@ fn single_file(
         None => Vec::new(),
     };
     let wanted = |name: &str| match (endpoint.integration, endpoint.protocol) {
-        ("postgresql", "pg_dumpall") => {
-            name == super::super::integrations::postgresql::CLUSTER_FILE
-        }
+        ("postgresql", "pg_dumpall") => name == crate::integrations::postgresql::CLUSTER_FILE,
         ("postgresql", _) => name.ends_with(".dump"),
         _ => true,
     };

@@ -11,7 +11,7 @@
 use kloset::repository::{CreateOptions, Probe, probe};
 use kloset::{Error, ErrorKind, Location, Repository, Storage};
 
-use crate::config::desired::{Endpoint, StoreDef};
+use crate::config::desired::StoreDef;
 use crate::config::model::InitPolicy;
 
 /// Why a store is not ready.
@@ -152,7 +152,9 @@ pub fn open_store_detailed(def: &StoreDef, allow_init: bool) -> Result<OpenedSto
     let may_init = allow_init && def.init == InitPolicy::Auto;
     let location = Location::parse(&def.endpoint.location)
         .map_err(|e| StoreProblem::new(def, StoreReason::InvalidConfig, e.to_string()))?;
-    let options = backend_options(&def.endpoint)
+    let options = def
+        .endpoint
+        .backend_options()
         .map_err(|m| StoreProblem::new(def, StoreReason::SecretUnreadable, m))?;
     let passphrase = def.passphrase.read().map_err(|m| {
         StoreProblem::new(
@@ -216,18 +218,4 @@ fn empty(def: &StoreDef, location: &Location, allow_init: bool, state: &str) -> 
         StoreReason::Empty,
         format!("{location} {state}: there is no kloset store yet; {why}"),
     )
-}
-
-/// Backend settings with credentials read from their secrets. The error
-/// names the setting and the file or variable, never the value.
-pub fn backend_options(endpoint: &Endpoint) -> Result<Vec<(String, String)>, String> {
-    let mut options = endpoint.options.clone();
-    for (key, secret) in &endpoint.credentials {
-        let value = secret.read().map_err(|e| format!("{key}: {e}"))?;
-        let text = std::str::from_utf8(&value)
-            .map_err(|_| format!("{key}: the secret is not UTF-8"))?
-            .to_string();
-        options.push((key.clone(), text));
-    }
-    Ok(options)
 }
