@@ -344,3 +344,66 @@ async fn jitter_delays_each_run_by_its_deterministic_offset() {
         "the run stands for its cron time"
     );
 }
+
+#[tokio::test]
+async fn reloads_add_change_and_remove_schedules_by_the_diff() {
+    let setup = Setup::new("2026-06-01T00:00:00Z", "cron = \"0 1 * * *\"");
+    let mut d = started(&setup).await;
+    assert_eq!(
+        d.live.next_run("nightly"),
+        Some(utc("2026-06-01T01:00:00Z"))
+    );
+
+    // Only what it runs changes: the cursor is kept.
+    setup.write("cron = \"0 1 * * *\"\ncatch_up = false\n\n[schedule.hourly]\ntask = \"check\"\nstore = \"main\"\ncron = \"0 * * * *\"");
+    setup.at("2026-06-01T00:10:00Z");
+    d.read_config(Trigger::Watch).await;
+    d.tick().await;
+    assert_eq!(
+        d.live.next_run("nightly"),
+        Some(utc("2026-06-01T01:00:00Z"))
+    );
+    // Added by a reload: waits for its first cron time, no catch-up.
+    assert_eq!(d.live.next_run("hourly"), Some(utc("2026-06-01T01:00:00Z")));
+
+    // Its timing changes: re-planned from now, nothing caught up.
+    setup.write("cron = \"30 4 * * *\"\n\n[schedule.hourly]\ntask = \"check\"\nstore = \"main\"\ncron = \"0 * * * *\"");
+    setup.at("2026-06-01T02:00:00Z");
+    d.read_config(Trigger::Watch).await;
+    d.tick().await;
+    d.join_tasks().await;
+    let runs = d.runs().await;
+    assert!(
+        runs.iter().all(|r| r.origin.name() == "hourly"),
+        "only the hourly schedule ran: {runs:?}"
+    );
+    assert_eq!(
+        d.live.next_run("nightly"),
+        Some(utc("2026-06-01T04:30:00Z"))
+    );
+
+    // Removed: never fires again, its next run is gone from the status and
+    // from the database, and so is its condition.
+    setup.write("cron = \"30 4 * * *\"");
+    d.read_config(Trigger::Watch).await;
+    d.tick().await;
+    assert_eq!(d.live.next_run("hourly"), None);
+    assert!(!d.live.next_runs().contains_key("hourly"));
+    let key = (crate::state::ObjectKind::Schedule, "hourly".to_string());
+    assert!(!d.live.conditions().contains_key(&key));
+    let before = d.runs().await.len();
+    setup.at("2026-06-01T04:00:00Z");
+    d.tick().await;
+    d.join_tasks().await;
+    assert_eq!(
+        d.runs().await.len(),
+        before,
+        "the removed schedule never fires"
+    );
+    let states =
+        d.db.call(|db| db.all_schedule_states())
+            .await
+            .expect("schedule states");
+    let hourly = states.iter().find(|s| s.name == "hourly");
+    assert!(hourly.is_none_or(|s| s.next_run_at.is_none()), "{hourly:?}");
+}
