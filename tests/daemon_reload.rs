@@ -590,3 +590,45 @@ fn readyz_waits_for_objects_not_tested_yet() {
     });
     assert_eq!(d.sigterm_and_wait(Duration::from_secs(40)), 0);
 }
+
+/// The state database locked by another process for a while (a backup
+/// tool, an operator's `sqlite3`): the new revision is not applied, the
+/// reason is shown, and the apply is retried until it works.
+#[test]
+fn an_apply_that_fails_is_shown_and_retried_until_it_works() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(&f.conf).expect("mkdir");
+    write_like_ansible(&f.conf, "10-base.toml", &f.base());
+    write_like_ansible(&f.conf, "20-a.toml", &schedule("a", "0 3 * * *"));
+    let d = f.start("run.log", &[]);
+    d.wait_ready();
+    let first = d.applied_revision();
+
+    let db = rusqlite::Connection::open(f.path("state/state.db")).expect("open state db");
+    db.execute_batch("BEGIN EXCLUSIVE")
+        .expect("lock the state database");
+    write_like_ansible(&f.conf, "21-b.toml", &schedule("b", "0 4 * * *"));
+    wait_for("the failed apply shown", Duration::from_secs(120), || {
+        let v = d.status();
+        let failure = &v["config"]["apply_error"];
+        let text = failure["message"].as_str().unwrap_or_default();
+        let (code, body) = d.get("/readyz");
+        (text.contains("locked") && code == 503 && body.contains("could not be applied"))
+            .then_some(())
+            .ok_or(format!("{v}\n{code} {body}"))
+    });
+    assert_eq!(d.applied_revision(), first, "nothing counts as applied");
+    assert_eq!(d.schedule_names(), Some(vec!["a".to_string()]));
+
+    db.execute_batch("ROLLBACK").expect("unlock");
+    drop(db);
+    d.wait_schedules(&["a", "b"]);
+    d.wait_ready();
+    let v = d.status();
+    assert!(v["config"]["apply_error"].is_null(), "{v}");
+    assert_ne!(d.applied_revision(), first);
+    assert_eq!(
+        v["config"]["applied_revision"], v["config"]["attempted_revision"],
+        "{v}"
+    );
+}

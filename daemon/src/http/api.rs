@@ -114,7 +114,17 @@ pub fn status_value(ctx: &Ctx) -> Value {
             "restart_required": config.restart_required,
             "reloads": config.reloads,
             "reload_failures": config.reload_failures,
+            "apply_error": config.apply_failure.as_ref().map(|f| json!({
+                "revision": f.revision,
+                "message": f.message,
+                "failures": f.failures,
+                "retry_at": time(&f.retry_at),
+            })),
         },
+        "faults": live.faults().into_iter().map(|(fault, message)| json!({
+            "what": fault.what(),
+            "message": message,
+        })).collect::<Vec<_>>(),
         "objects": {
             "stores": count(|d| d.stores.len()),
             "sources": count(|d| d.sources.len()),
