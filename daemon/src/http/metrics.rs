@@ -67,6 +67,21 @@ pub async fn metrics(ctx: &Ctx) -> Reply {
         label(config.applied_revision.as_deref().unwrap_or("")),
         label(config.attempted_revision.as_deref().unwrap_or(""))
     );
+    header(
+        &mut out,
+        "klosetd_config_apply_failures",
+        "gauge",
+        "Failed attempts in a row to apply the latest valid configuration (0: none waiting).",
+    );
+    let failures = config.apply_failure.as_ref().map_or(0, |f| f.failures);
+    let _ = writeln!(out, "klosetd_config_apply_failures {failures}");
+    header(
+        &mut out,
+        "klosetd_faults",
+        "gauge",
+        "Daemon bookkeeping steps failing now (see faults in /api/v1/status).",
+    );
+    let _ = writeln!(out, "klosetd_faults {}", live.faults().len());
 
     header(
         &mut out,
