@@ -100,8 +100,17 @@ impl Daemon {
                 .pending
                 .as_ref()
                 .is_some_and(|p| p.desired.revision == desired.revision);
-            // A revision waiting for its retry keeps its backoff.
-            if !applied && !waiting {
+            if applied {
+                // Back to the running revision: the one waiting is dropped.
+                if self.pending.take().is_some() {
+                    tracing::info!(
+                        revision = short(&desired.revision),
+                        "the configuration is back to the running revision; the failed one is no longer retried"
+                    );
+                    self.live.apply_superseded();
+                }
+            } else if !waiting {
+                // A revision waiting for its retry keeps its backoff.
                 self.try_apply(Arc::new(desired)).await;
             }
         }

@@ -407,3 +407,32 @@ async fn reloads_add_change_and_remove_schedules_by_the_diff() {
     let hourly = states.iter().find(|s| s.name == "hourly");
     assert!(hourly.is_none_or(|s| s.next_run_at.is_none()), "{hourly:?}");
 }
+
+#[tokio::test]
+async fn going_back_to_the_running_revision_drops_the_failed_one() {
+    let setup = Setup::new("2026-06-01T10:00:00Z", "cron = \"0 3 * * *\"");
+    let mut d = started(&setup).await;
+    let running = d.live.config_status().applied_revision;
+    d.read_only(true).await;
+    setup.write("cron = \"0 4 * * *\"");
+    d.read_config(Trigger::Watch).await;
+    assert!(d.live.config_status().apply_failure.is_some());
+
+    setup.write("cron = \"0 3 * * *\"");
+    d.read_config(Trigger::Watch).await;
+    d.read_only(false).await;
+    setup.at("2026-06-01T10:10:00Z");
+    d.tick().await;
+    d.read_config(Trigger::Resync).await;
+    let status = d.live.config_status();
+    assert_eq!(status.apply_failure, None);
+    assert_eq!(
+        status.applied_revision, running,
+        "the reverted change is never applied"
+    );
+    assert_eq!(
+        d.live.next_run("nightly"),
+        Some(utc("2026-06-02T03:00:00Z"))
+    );
+    assert!(d.live.problems().is_empty(), "{:?}", d.live.problems());
+}

@@ -110,6 +110,14 @@ impl Live {
         }
     }
 
+    /// The revision whose apply failed is no longer wanted (the directory
+    /// is back to the running one).
+    pub fn apply_superseded(&self) {
+        if let Ok(mut c) = self.config.write() {
+            c.apply_failure = None;
+        }
+    }
+
     /// Conditions were written to the database as `records`.
     pub fn conditions_written(&self, records: Vec<ConditionRecord>) {
         if let Ok(mut live) = self.conditions.write() {
