@@ -7,7 +7,7 @@
 //! Snapshots made here all carry "now" timestamps, so the calendar rules
 //! are covered by the engine's property tests (`kloset/src/ops/forget/`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -8,7 +8,7 @@
 //! The stale period is shortened with `KLOSET_LOCK_STALE_AFTER`, the
 //! documented test setting (kloset/FORMAT.md §16).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Stdio;

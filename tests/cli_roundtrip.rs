@@ -2,7 +2,7 @@
 //! and on a real S3 server: bit-exact restore, dedup, incremental backups,
 //! browsing, sub-path restores and overwrite protection.
 
-mod common;
+use crate::common;
 
 use common::store::StoreFixture;
 use common::tree::*;

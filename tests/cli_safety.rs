@@ -3,7 +3,7 @@
 //! with SIGKILL, and usage errors. Exit codes are part of the contract:
 //! 0 success, 1 error, 2 usage, 3 done with unreadable files; never a panic.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

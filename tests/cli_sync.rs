@@ -3,7 +3,7 @@
 //! a sync killed with kill -9 and resumed (restores bit-exact; the bytes
 //! sent twice are counted and bounded by the packs in flight).
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -13,7 +13,7 @@
 //! Timing: `KLOSET_LOCK_STALE_AFTER` and `KLOSETD_LOCK_POLL_INTERVAL`
 //! shorten the lock periods, the prune task sets `grace = "1s"`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

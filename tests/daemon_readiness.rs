@@ -5,7 +5,7 @@
 //! the cause is gone (SIGHUP retries at once); a wrong passphrase and
 //! foreign data give precise reasons and never show the secret.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -12,7 +12,7 @@
 //!   failed, one catch-up run for the runs missed while down.
 //! - The read-only HTTP endpoint: methods, errors, and no secret anywhere.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;

@@ -3,7 +3,7 @@
 //! partial snapshot), then a restart where a schedule fires every two
 //! seconds on its cron and the one-shot never runs again.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -5,7 +5,7 @@
 //! copies it twice; and the task record in `/api/v1/tasks/{id}` names the
 //! source and target snapshot ids.
 
-mod common;
+use crate::common;
 
 use common::cli::Kloset;
 use common::daemon::{LIMIT, lit, wait_for};

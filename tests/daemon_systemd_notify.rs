@@ -5,7 +5,7 @@
 //! `MONOTONIC_USEC=`) then `READY=1`, and say `STOPPING=1` on SIGTERM
 //! before exiting 0.
 
-mod common;
+use crate::common;
 
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,6 +1,6 @@
 //! Self-tests of the end-to-end harness in tests/common: tree fixture, tree comparison, S3 server.
 
-mod common;
+use crate::common;
 
 use common::cli::{Kloset, TEST_PASSPHRASE};
 use common::s3::S3Server;

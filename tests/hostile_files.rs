@@ -10,7 +10,7 @@
 //!
 //! They need root. Set `KLOSET_SKIP_ROOT_TESTS=1` to skip them elsewhere.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -16,7 +16,7 @@
 //! The token, traversal, methods, object endpoints and cold stores are in
 //! `http_security.rs`.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::fs;

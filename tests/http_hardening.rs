@@ -3,7 +3,7 @@
 //! oversized head is refused; many idle connections do not stop others
 //! from being served; a Unix socket listener is private to owner and group.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -12,7 +12,7 @@
 //!   config directory's name is not): valid JSON that shows where the
 //!   secret is read from, never the secret.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::fs;

@@ -18,7 +18,7 @@
 //!   from a file shown nowhere;
 //! - a cold store lists its snapshots but its tree and files answer `409`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::symlink;

@@ -6,7 +6,7 @@
 //! `KLOSETD_STATUS` and a failing `post` fails the task but keeps the
 //! snapshot.
 
-mod common;
+use crate::common;
 
 use common::daemon::lit;
 use common::e2e::{Setup, snapshots, wait_finished, wait_succeeded};

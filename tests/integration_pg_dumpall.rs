@@ -3,7 +3,7 @@
 //! file into a Kloset store, the databases and the role are dropped, and
 //! the file is piped back through psql; rows and the role come back.
 
-mod common;
+use crate::common;
 
 use common::postgres::{PASSWORD, PgServer};
 use kloset::ops::backup::{BackupOptions, ParentPolicy, backup_from};

@@ -5,7 +5,7 @@
 //! writes no snapshot and never shows the password; test connection gives
 //! the right reason for each failure.
 
-mod common;
+use crate::common;
 
 use common::postgres::{PASSWORD, PgServer, ROLE, closed_port};
 use kloset::ops::backup::{BackupOptions, ParentPolicy, backup_from};

@@ -6,7 +6,7 @@
 //! wrong password gives the condition `AuthenticationFailed`, fails its
 //! backup, and never shows.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@
 //! A wrong secret key gives `AuthenticationFailed`, a closed port
 //! `Unreachable` within a bounded time, and no secret ever shows.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -6,7 +6,7 @@
 //! store which a check task then reads back; an unknown host key and a
 //! rejected client key give precise conditions.
 
-mod common;
+use crate::common;
 #[path = "../kloset/tests/common/sshd.rs"]
 mod sshd;
 

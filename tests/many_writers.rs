@@ -10,7 +10,7 @@
 //! Runs with the stale period shortened through `KLOSET_LOCK_STALE_AFTER`
 //! and `prune --grace 1s` (kloset/FORMAT.md §16).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

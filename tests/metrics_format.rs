@@ -4,7 +4,7 @@
 //! families, types, labels and values are what the docs promise and what the
 //! state says. Naming follows the Prometheus conventions.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! `@SOURCE` and `@DEST` resolve from `--config DIR`, passphrase included,
 //! and `klosetd validate` reports every error with file and line.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -11,7 +11,7 @@
 //!   `queued_at` when it was claimed and its `started_at` when the slot came,
 //!   not before the other run finished; durations count from `started_at`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

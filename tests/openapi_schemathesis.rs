@@ -15,7 +15,7 @@
 //! of the workspace (or at `$KLOSETD_SCHEMATHESIS`); when it is missing or not
 //! the pinned version the test fails with the commands that install it.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -63,6 +63,15 @@ fn writer_child() {
     }
 }
 
+/// The libtest name of [`writer_child`] in the binary that includes this file:
+/// its module path less the crate name (`state_crash::writer_child` in e2e).
+fn writer_child_name() -> String {
+    match module_path!().split_once("::") {
+        Some((_crate, module)) => format!("{module}::writer_child"),
+        None => "writer_child".to_owned(),
+    }
+}
+
 #[test]
 fn a_killed_writer_loses_no_reported_commit() {
     if std::env::var_os(ENV_DB).is_some() {
@@ -76,7 +85,8 @@ fn a_killed_writer_loses_no_reported_commit() {
 
     for round in 0..ROUNDS {
         let mut child = Command::new(&exe)
-            .args(["writer_child", "--exact", "--nocapture", "--test-threads=1"])
+            .arg(writer_child_name())
+            .args(["--exact", "--nocapture", "--test-threads=1"])
             .env(ENV_DB, &path)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -10,7 +10,7 @@
 //! source files. Missing Chromium, Node or `tests/web/node_modules` fails
 //! the test with the install command: it never skips.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -1,7 +1,8 @@
 //! Shared helpers for the end-to-end tests in the top-level `tests/` directory.
 //!
-//! Every test file includes this module with `mod common;`. Each test binary
-//! uses only some of the helpers, hence the `dead_code` allowance.
+//! `tests/e2e.rs`, the one end-to-end test binary, declares it (`mod common;`)
+//! and each test file uses it with `use crate::common;`. Not every helper
+//! is in use at every moment, hence the `dead_code` allowance.
 //!
 //! - [`tree`]: build a deterministic tricky file tree and compare two trees.
 //! - [`s3`]: run a real S3 server (`s3s-fs`) on a free loopback port.
