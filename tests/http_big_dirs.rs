@@ -291,6 +291,8 @@ fn big_directories_and_snapshot_lists_page_in_bounded_memory() {
         bad_request(&d, &format!("{snaps}?{bad}"));
     }
     assert!(bad_request(&d, &format!("{snaps}?cursor=f0000001")).contains("cursor"));
+    let upper = "A".repeat(80);
+    assert!(bad_request(&d, &format!("{snaps}?cursor={upper}")).contains("cursor"));
     let viewer_bad = get(&d, &format!("{ui}?limit=0"));
     assert_eq!(viewer_bad.status, 400);
 

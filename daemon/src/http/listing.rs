@@ -103,25 +103,30 @@ impl From<&kloset::Snapshot> for SnapshotCursor {
 }
 
 impl SnapshotCursor {
-    /// `TIME_NS.ID`.
+    /// 80 lower-case hex digits: the time (16, offset so that they sort
+    /// like the time) and the id (64).
     pub fn encode(&self) -> String {
-        format!("{}.{}", self.time_ns, self.id)
+        format!("{:016x}{}", (self.time_ns as u64) ^ (1 << 63), self.id)
     }
 
-    /// Parses what [`SnapshotCursor::encode`] wrote.
+    /// Parses what [`SnapshotCursor::encode`] wrote (any 80 lower-case hex
+    /// digits).
     pub fn decode(raw: &[u8]) -> Result<SnapshotCursor, String> {
         let refused = || {
             format!(
-                "cursor {:?} is not one this endpoint gave: pass the next_cursor of the \
-                 previous page",
+                "cursor {:?} is not one this endpoint gave (80 lower-case hex digits): \
+                 pass the next_cursor of the previous page",
                 String::from_utf8_lossy(raw)
             )
         };
+        if raw.len() != 80 || !raw.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(refused());
+        }
         let text = std::str::from_utf8(raw).map_err(|_| refused())?;
-        let (time, id) = text.split_once('.').ok_or_else(refused)?;
+        let time = u64::from_str_radix(&text[..16], 16).map_err(|_| refused())?;
         Ok(SnapshotCursor {
-            time_ns: time.parse().map_err(|_| refused())?,
-            id: SnapshotId::from_hex(id).map_err(|_| refused())?,
+            time_ns: (time ^ (1 << 63)) as i64,
+            id: SnapshotId::from_hex(&text[16..]).map_err(|_| refused())?,
         })
     }
 }
@@ -226,12 +231,23 @@ mod tests {
 
     #[test]
     fn snapshot_cursors() {
-        let c = SnapshotCursor {
-            time_ns: -5,
-            id: SnapshotId::from_bytes([7; 32]),
-        };
-        assert_eq!(SnapshotCursor::decode(c.encode().as_bytes()), Ok(c));
-        for bad in ["", "1", "x.00", "1.zz", "1.0707"] {
+        let id = SnapshotId::from_bytes([0xab; 32]);
+        let at = |time_ns| SnapshotCursor { time_ns, id };
+        for c in [
+            at(-5),
+            at(0),
+            at(i64::MIN),
+            at(i64::MAX),
+            at(1_733_450_400_000_000_000),
+        ] {
+            let text = c.encode();
+            assert_eq!(text.len(), 80, "{text}");
+            assert_eq!(SnapshotCursor::decode(text.as_bytes()), Ok(c));
+        }
+        // The text sorts like the cursor.
+        assert!(at(-5).encode() < at(3).encode());
+        let upper = at(1).encode().to_uppercase();
+        for bad in ["", "1", "x.00", &"0".repeat(79), &"g".repeat(80), &upper] {
             assert!(SnapshotCursor::decode(bad.as_bytes()).is_err(), "{bad}");
         }
     }
