@@ -35,11 +35,13 @@ const MIB: u64 = 1024;
 /// Snapshots of the small source.
 const SNAPSHOTS: usize = 23;
 
+/// At least 1,000 (the test reads a default page at the end).
 fn files_wanted() -> usize {
     std::env::var("KLOSETD_BIG_DIR_FILES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300_000)
+        .max(1_000)
 }
 
 /// A field of `/proc/PID/status` in KiB.
@@ -232,6 +234,21 @@ fn big_directories_and_snapshot_lists_page_in_bounded_memory() {
     assert_eq!(end["entries"].as_array().map(Vec::len), Some(0));
     assert!(end["next"].is_null() && end["next_cursor"].is_null());
 
+    // Cursors that are not UTF-8: exact bytes, percent-encoded.
+    let odd = json_ok(&d, &format!("{big_tree}?limit=1"));
+    assert_eq!(odd["next_cursor"], "caf%E9%20not%20utf-8", "{odd}");
+    let odd = json_ok(&d, odd["next"].as_str().expect("next"));
+    assert_eq!(odd["entries"][0]["name"], "f0000000");
+    let odd = json_ok(&d, &format!("{big_tree}?limit=1&cursor=%FF"));
+    assert_eq!(odd["entries"][0]["name_encoded"], "%FF%FE");
+    assert!(odd["next_cursor"].is_null(), "the last name: {odd}");
+    // One default page near the end: the cost of a page deep in the tree.
+    let started = Instant::now();
+    let deep = json_ok(&d, &format!("{big_tree}?cursor=f{:07}", count - 998));
+    let deep_time = started.elapsed();
+    assert_eq!(deep["entries"].as_array().map(Vec::len), Some(997 + 3));
+    assert!(deep["next"].is_null(), "the last page, exactly full");
+
     // Through the big directory: a subdirectory and a download.
     let sub = json_ok(&d, &format!("{big_tree}zz-sub"));
     assert_eq!(sub["entries"][0]["name"], "inner.txt");
@@ -266,7 +283,7 @@ fn big_directories_and_snapshot_lists_page_in_bounded_memory() {
     let after_rss = status_kib(pid, "VmRSS:");
     eprintln!(
         "{} entries: made in {made:.1?}, backed up in {backed_up:.1?}; walked in {pages} pages of \
-         10,000 in {walk_time:.1?}; daemon VmRSS idle {} MiB, peak while browsing {} MiB \
+         10,000 in {walk_time:.1?}, a page of 1,000 at the end in {deep_time:.1?}; daemon VmRSS idle {} MiB, peak while browsing {} MiB \
          (VmHWM reset: {reset}), after {} MiB",
         names.len(),
         idle / MIB,

@@ -114,3 +114,40 @@ pub struct TreeListing {
     /// At most `limit` entries.
     pub entries: Vec<TreeEntry>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use utoipa::PartialSchema;
+
+    /// The property names of a schema, sorted.
+    fn names(schema: &Value) -> Vec<String> {
+        let mut keys: Vec<String> = schema["properties"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    }
+
+    /// The types say what the hand-written document says, field for field.
+    #[test]
+    fn types_match_the_openapi_document() {
+        let doc: Value =
+            serde_json::from_str(include_str!("openapi.json")).expect("the document parses");
+        let schemas = &doc["components"]["schemas"];
+        let list = &doc["paths"]["/api/v1/stores/{store}/snapshots"]["get"]["responses"]["200"]["content"]
+            ["application/json"]["schema"];
+        for (ours, theirs) in [
+            (TreeListing::schema(), &schemas["Tree"]),
+            (TreeEntry::schema(), &schemas["TreeEntry"]),
+            (SnapshotList::schema(), list),
+            (SnapshotSummary::schema(), &schemas["SnapshotFields"]),
+        ] {
+            let ours = serde_json::to_value(ours).expect("schema as JSON");
+            assert_eq!(names(&ours), names(theirs), "{ours}");
+            assert!(!names(&ours).is_empty());
+        }
+    }
+}
