@@ -1,7 +1,9 @@
 //! Browsing restore points: `/api/v1/stores/{store}/snapshots`, `…/{id}`
 //! (a unique id prefix or `latest`), `…/{id}/tree/{path}` (a directory
 //! listing) and `…/{id}/files/{path}` (one file, streamed, with `Range`,
-//! `ETag` and `Content-Length`). Paths are percent-decoded once into raw
+//! `ETag` and `Content-Length`). Listings come in pages (`limit`, `cursor`;
+//! see [`super::listing`]), streamed; a directory's page is read from its
+//! tree blob as it decompresses, never the whole directory. Paths are percent-decoded once into raw
 //! bytes ([`SnapPath`]: names need not be UTF-8) and checked before anything
 //! is read: no `..`, NUL or empty component can leave the snapshot. Each
 //! listed entry carries `name_encoded` and `href`, its exact name and URL.

@@ -1,7 +1,8 @@
 //! Browsing restore points: `/ui/stores/NAME` (the store and its
 //! snapshots, newest first), `/ui/stores/NAME/snapshots/ID[/tree/PATH]`
 //! (a directory listing with type, size, mode and time, breadcrumbs; or a
-//! file's details). Files link to the JSON API's download
+//! file's details). Both lists come a page at a time (`?limit=&cursor=`,
+//! like the API, with a "next page" link), their rows streamed. Files link to the JSON API's download
 //! `/api/v1/stores/NAME/snapshots/ID/files/PATH` (full snapshot id, so a
 //! listing and its downloads always agree). Paths are raw bytes
 //! ([`SnapPath`]): links percent-encode every name byte, so names that are
