@@ -97,8 +97,10 @@ fn read_key(reader: &mut impl Read, name: &str) -> Result<String> {
 
 /// Walks the entries of a tree blob's plaintext, read from `reader`, in
 /// their stored order (by name bytes), handing each to `visit` until it
-/// says [`Step::Stop`]. `name` names the tree in errors. Returns whether
-/// the walk reached the end of the entries.
+/// says [`Step::Stop`]; entries whose name `skip` accepts are checked but
+/// not decoded nor visited (the entries before a page, cheaply: writers put
+/// `name` first). `name` names the tree in errors. Returns whether the walk
+/// reached the end of the entries.
 ///
 /// Checks what [`crate::tree::Tree::decode`] checks, on every entry
 /// walked: the version (which must precede the entries, as writers put
@@ -107,6 +109,7 @@ fn read_key(reader: &mut impl Read, name: &str) -> Result<String> {
 pub fn walk<T: TreeEntry>(
     mut reader: impl Read,
     name: &str,
+    mut skip: impl FnMut(&[u8]) -> bool,
     mut visit: impl FnMut(T) -> Result<Step>,
 ) -> Result<bool> {
     let keys = rmp::decode::read_map_len(&mut reader)
@@ -125,7 +128,7 @@ pub fn walk<T: TreeEntry>(
                     return Err(Error::corrupt(name, "entries come before the version"));
                 }
                 walked = true;
-                if !walk_entries(&mut reader, name, &mut visit)? {
+                if !walk_entries(&mut reader, name, &mut skip, &mut visit)? {
                     return Ok(false);
                 }
             }
@@ -149,15 +152,16 @@ pub fn walk<T: TreeEntry>(
 fn walk_entries<T: TreeEntry>(
     reader: &mut impl Read,
     name: &str,
+    skip: &mut impl FnMut(&[u8]) -> bool,
     visit: &mut impl FnMut(T) -> Result<Step>,
 ) -> Result<bool> {
     let count = rmp::decode::read_array_len(&mut *reader)
         .map_err(|e| corrupt(name, format!("entries: {e}")))?;
     let mut previous: Option<Vec<u8>> = None;
+    let mut skipped = Vec::new();
     for _ in 0..count {
-        let entry = T::deserialize(&mut rmp_serde::Deserializer::new(&mut *reader))
-            .map_err(|e| corrupt(name, e))?;
-        let this = entry.entry_name();
+        let entry: Option<T> = read_entry(reader, name, &mut skipped, skip)?;
+        let this = entry.as_ref().map_or(skipped.as_slice(), T::entry_name);
         if !is_safe_name(this) {
             return Err(Error::corrupt(
                 name,
@@ -174,11 +178,135 @@ fn walk_entries<T: TreeEntry>(
             }
             None => previous = Some(this.to_vec()),
         }
-        if visit(entry)? == Step::Stop {
+        if let Some(entry) = entry
+            && visit(entry)? == Step::Stop
+        {
             return Ok(false);
         }
     }
     Ok(true)
+}
+
+/// Reads one entry. When it is a map whose first key is `name` with a bin
+/// value (as writers put it) and `skip` accepts that name, the name is left
+/// in `skipped`, the other values are skipped undecoded, and `None` comes
+/// back; otherwise the entry is decoded whole (what was read ahead is
+/// replayed to the decoder).
+fn read_entry<T: TreeEntry>(
+    reader: &mut impl Read,
+    tree: &str,
+    skipped: &mut Vec<u8>,
+    skip: &mut impl FnMut(&[u8]) -> bool,
+) -> Result<Option<T>> {
+    use rmp::Marker;
+    let cut = |e: io::Error| corrupt(tree, e);
+    let mut ahead = Vec::with_capacity(32);
+    let marker = rmp::decode::read_marker(&mut *reader).map_err(|e| cut(e.0))?;
+    ahead.push(marker.to_u8());
+    let keys = match marker {
+        Marker::FixMap(n) => u32::from(n),
+        Marker::Map16 | Marker::Map32 => {
+            let mut len = [0u8; 4];
+            let width = if marker == Marker::Map16 { 2 } else { 4 };
+            reader.read_exact(&mut len[4 - width..]).map_err(cut)?;
+            ahead.extend_from_slice(&len[4 - width..]);
+            u32::from_be_bytes(len)
+        }
+        _ => 0,
+    };
+    if keys > 0 {
+        let key = read_key(reader, tree)?;
+        rmp::encode::write_str(&mut ahead, &key).map_err(|e| corrupt(tree, e))?;
+        if key == "name" {
+            let value = rmp::decode::read_marker(&mut *reader).map_err(|e| cut(e.0))?;
+            let width = match value {
+                Marker::Bin8 => 1,
+                Marker::Bin16 => 2,
+                Marker::Bin32 => 4,
+                _ => 0,
+            };
+            if width == 0 {
+                ahead.push(value.to_u8());
+            } else {
+                let mut len = [0u8; 4];
+                reader.read_exact(&mut len[4 - width..]).map_err(cut)?;
+                let len = u64::from(u32::from_be_bytes(len));
+                skipped.clear();
+                reader.take(len).read_to_end(skipped).map_err(cut)?;
+                if skipped.len() as u64 != len {
+                    return Err(corrupt(tree, "an entry's name is cut short"));
+                }
+                if skip(skipped) {
+                    for _ in 1..keys {
+                        skip_value(reader, 0).map_err(cut)?;
+                        skip_value(reader, 0).map_err(cut)?;
+                    }
+                    return Ok(None);
+                }
+                rmp::encode::write_bin(&mut ahead, skipped).map_err(|e| corrupt(tree, e))?;
+            }
+        }
+    }
+    T::deserialize(&mut rmp_serde::Deserializer::new(
+        ahead.as_slice().chain(&mut *reader),
+    ))
+    .map(Some)
+    .map_err(|e| corrupt(tree, e))
+}
+
+/// Deepest nesting [`skip_value`] follows (a node's values nest once).
+const MAX_SKIP_DEPTH: u32 = 16;
+
+/// Reads past one MessagePack value without decoding it.
+fn skip_value(reader: &mut impl Read, depth: u32) -> io::Result<()> {
+    use rmp::Marker as M;
+    let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_string());
+    if depth > MAX_SKIP_DEPTH {
+        return Err(invalid("values nest too deep"));
+    }
+    let marker = rmp::decode::read_marker(&mut *reader).map_err(|e| e.0)?;
+    let mut len = |width: usize| -> io::Result<u64> {
+        let mut b = [0u8; 4];
+        reader.read_exact(&mut b[4 - width..])?;
+        Ok(u64::from(u32::from_be_bytes(b)))
+    };
+    let (bytes, values) = match marker {
+        M::FixPos(_) | M::FixNeg(_) | M::Null | M::True | M::False => (0, 0),
+        M::U8 | M::I8 => (1, 0),
+        M::U16 | M::I16 => (2, 0),
+        M::U32 | M::I32 | M::F32 => (4, 0),
+        M::U64 | M::I64 | M::F64 => (8, 0),
+        M::FixStr(n) => (u64::from(n), 0),
+        M::Str8 | M::Bin8 => (len(1)?, 0),
+        M::Str16 | M::Bin16 => (len(2)?, 0),
+        M::Str32 | M::Bin32 => (len(4)?, 0),
+        M::FixArray(n) => (0, u64::from(n)),
+        M::Array16 => (0, len(2)?),
+        M::Array32 => (0, len(4)?),
+        M::FixMap(n) => (0, 2 * u64::from(n)),
+        M::Map16 => (0, 2 * len(2)?),
+        M::Map32 => (0, 2 * len(4)?),
+        M::FixExt1 => (2, 0),
+        M::FixExt2 => (3, 0),
+        M::FixExt4 => (5, 0),
+        M::FixExt8 => (9, 0),
+        M::FixExt16 => (17, 0),
+        M::Ext8 => (len(1)? + 1, 0),
+        M::Ext16 => (len(2)? + 1, 0),
+        M::Ext32 => (len(4)? + 1, 0),
+        M::Reserved => return Err(invalid("a reserved MessagePack marker")),
+    };
+    let mut buf = [0u8; 64];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        reader.read_exact(&mut buf[..n])?;
+        left -= n as u64;
+    }
+    for _ in 0..values {
+        skip_value(reader, depth + 1)?;
+    }
+    Ok(())
 }
 
 /// A reader that hashes and counts what passes through it.
@@ -206,13 +334,14 @@ impl Repository {
     pub fn walk_tree<T: TreeEntry>(
         &self,
         id: &BlobId,
+        mut skip: impl FnMut(&[u8]) -> bool,
         mut visit: impl FnMut(T) -> Result<Step>,
     ) -> Result<()> {
-        match self.walk_tree_once(id, &mut visit) {
+        match self.walk_tree_once(id, &mut skip, &mut visit) {
             // The index may be older than a repack: look again once.
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 self.refresh_index()?;
-                self.walk_tree_once(id, &mut visit)
+                self.walk_tree_once(id, &mut skip, &mut visit)
             }
             done => done,
         }
@@ -221,6 +350,7 @@ impl Repository {
     fn walk_tree_once<T: TreeEntry>(
         &self,
         id: &BlobId,
+        skip: &mut impl FnMut(&[u8]) -> bool,
         visit: &mut impl FnMut(T) -> Result<Step>,
     ) -> Result<()> {
         let loc = self.index().get(id).ok_or_else(|| Error::NotFound {
@@ -246,7 +376,7 @@ impl Repository {
             len: 0,
         };
         let mut reader = BufReader::with_capacity(READ_BUFFER, &mut hashing);
-        walk(&mut reader, &format!("tree {}", id.short()), visit)?;
+        walk(&mut reader, &format!("tree {}", id.short()), skip, visit)?;
         io::copy(&mut reader, &mut io::sink()).map_err(|e| corrupt(&name, e))?;
         drop(reader);
         if hashing.len != expected
@@ -257,19 +387,20 @@ impl Repository {
         Ok(())
     }
 
-    /// The entry `name` of tree `id`, read up to where it is (or would be).
+    /// The entry `name` of tree `id`: the entries before it are only
+    /// checked, the walk stops there.
     pub fn find_in_tree(&self, id: &BlobId, name: &[u8]) -> Result<Option<Node>> {
         let mut found = None;
-        self.walk_tree(id, |node: Node| {
-            Ok(match node.name.as_slice().cmp(name) {
-                std::cmp::Ordering::Less => Step::Next,
-                std::cmp::Ordering::Equal => {
+        self.walk_tree(
+            id,
+            |n| n < name,
+            |node: Node| {
+                if node.name.as_slice() == name {
                     found = Some(node);
-                    Step::Stop
                 }
-                std::cmp::Ordering::Greater => Step::Stop,
-            })
-        })?;
+                Ok(Step::Stop)
+            },
+        )?;
         Ok(found)
     }
 }

@@ -27,10 +27,15 @@ fn node(name: &[u8]) -> Node {
 
 fn all<T: TreeEntry>(bytes: &[u8]) -> Result<Vec<T>> {
     let mut out = Vec::new();
-    walk(bytes, "t", |e: T| {
-        out.push(e);
-        Ok(Step::Next)
-    })?;
+    walk(
+        bytes,
+        "t",
+        |_| false,
+        |e: T| {
+            out.push(e);
+            Ok(Step::Next)
+        },
+    )?;
     Ok(out)
 }
 
@@ -57,10 +62,15 @@ fn stops_when_asked() {
             .collect(),
     );
     let mut seen = 0;
-    let done = walk(tree.encode().as_slice(), "t", |_: Listed| {
-        seen += 1;
-        Ok(if seen == 10 { Step::Stop } else { Step::Next })
-    })
+    let done = walk(
+        tree.encode().as_slice(),
+        "t",
+        |_| false,
+        |_: Listed| {
+            seen += 1;
+            Ok(if seen == 10 { Step::Stop } else { Step::Next })
+        },
+    )
     .expect("walk");
     assert!(!done);
     assert_eq!(seen, 10);
@@ -106,6 +116,64 @@ fn refuses_what_decode_refuses() {
     assert!(all::<Listed>(&late).is_err());
 }
 
+#[test]
+fn skipped_entries_are_checked_not_decoded() {
+    let names: Vec<Vec<u8>> = (0..50u8)
+        .map(|i| vec![b'a', b'0' + i / 10, b'0' + i % 10])
+        .collect();
+    let mut nodes: Vec<Node> = names.iter().map(|n| node(n)).collect();
+    nodes[3].kind = NodeKind::Symlink;
+    nodes[3].target = Some(ByteBuf::from(b"to\xff".to_vec()));
+    let bytes = Tree::new(nodes.clone()).encode();
+    for cut in [0usize, 1, 3, 4, 25, 49, 50] {
+        let after = names.get(cut.wrapping_sub(1)).cloned().unwrap_or_default();
+        let mut seen = Vec::new();
+        walk(
+            bytes.as_slice(),
+            "t",
+            |n| n <= after.as_slice(),
+            |e: Node| {
+                seen.push(e);
+                Ok(Step::Next)
+            },
+        )
+        .expect("walk");
+        assert_eq!(seen, nodes[cut..].to_vec(), "after {cut}");
+    }
+    // A skipped entry still counts for order and safety.
+    let raw = |entries: Vec<Node>| Tree { v: 1, entries }.encode();
+    for bad in [
+        raw(vec![node(b"b"), node(b"a"), node(b"c")]),
+        raw(vec![node(b".."), node(b"c")]),
+        raw(vec![node(b"a"), node(b"a")]),
+    ] {
+        let err = walk(bad.as_slice(), "t", |_| true, |_: Listed| Ok(Step::Next));
+        assert!(err.is_err(), "{err:?}");
+    }
+    // An entry whose name is not its first key is decoded whole, and right.
+    #[derive(serde::Serialize)]
+    struct Raw {
+        v: u32,
+        entries: Vec<serde_json::Value>,
+    }
+    let entry = serde_json::json!({ "kind": "file", "mode": 1, "uid": 2, "gid": 3,
+        "mtime_ns": 4, "size": 5, "name": [120] });
+    let reordered = codec::to_msgpack(&Raw {
+        v: 1,
+        entries: vec![entry],
+    });
+    let listed: Vec<Listed> = all(&reordered).expect("name last");
+    assert_eq!(listed[0].name.as_slice(), b"x");
+    assert_eq!(listed[0].size, 5);
+    let skipped = walk(
+        reordered.as_slice(),
+        "t",
+        |_| true,
+        |_: Listed| Ok(Step::Next),
+    );
+    assert!(skipped.expect("decoded, not skipped"));
+}
+
 fn memory_repo() -> Repository {
     let storage = Storage::open(&Location::Memory, &Vec::new(), false).expect("storage");
     let opts = CreateOptions {
@@ -125,10 +193,14 @@ fn walks_a_stored_tree_and_finds_names() {
     std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
     let snap = crate::ops::backup::backup(&repo, dir.path(), &Default::default()).expect("backup");
     let mut names = Vec::new();
-    repo.walk_tree(&snap.tree, |e: Listed| {
-        names.push(e.name.into_vec());
-        Ok(Step::Next)
-    })
+    repo.walk_tree(
+        &snap.tree,
+        |_| false,
+        |e: Listed| {
+            names.push(e.name.into_vec());
+            Ok(Step::Next)
+        },
+    )
     .expect("walk");
     let full = repo.load_tree(&snap.tree).expect("load");
     let expected: Vec<Vec<u8>> = full.entries.iter().map(|n| n.name.to_vec()).collect();
@@ -136,10 +208,14 @@ fn walks_a_stored_tree_and_finds_names() {
     assert_eq!(names.len(), 501);
     // Stopping early still checks the rest of the blob and succeeds.
     let mut first = None;
-    repo.walk_tree(&snap.tree, |e: Listed| {
-        first = Some(e.name.into_vec());
-        Ok(Step::Stop)
-    })
+    repo.walk_tree(
+        &snap.tree,
+        |_| false,
+        |e: Listed| {
+            first = Some(e.name.into_vec());
+            Ok(Step::Stop)
+        },
+    )
     .expect("stop");
     assert_eq!(first.as_deref(), Some(b"f0000".as_slice()));
     let found = repo
@@ -161,7 +237,7 @@ fn walks_a_stored_tree_and_finds_names() {
     // A blob that is not a tree of this store is refused.
     let missing = BlobId::from_bytes([3; 32]);
     let err = repo
-        .walk_tree(&missing, |_: Listed| Ok(Step::Next))
+        .walk_tree(&missing, |_| false, |_: Listed| Ok(Step::Next))
         .expect_err("missing");
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }

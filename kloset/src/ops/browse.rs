@@ -99,17 +99,18 @@ pub fn list_page(
         entries: Vec::with_capacity(limit.min(1024)),
         more: false,
     };
-    repo.walk_tree(tree, |e: Listed| {
-        if after.is_some_and(|a| e.name.as_slice() <= a) {
-            return Ok(Step::Next);
-        }
-        if page.entries.len() < limit {
-            page.entries.push(e);
-            return Ok(Step::Next);
-        }
-        page.more = true;
-        Ok(Step::Stop)
-    })?;
+    repo.walk_tree(
+        tree,
+        |name| after.is_some_and(|a| name <= a),
+        |e: Listed| {
+            if page.entries.len() < limit {
+                page.entries.push(e);
+                return Ok(Step::Next);
+            }
+            page.more = true;
+            Ok(Step::Stop)
+        },
+    )?;
     Ok(page)
 }
 
