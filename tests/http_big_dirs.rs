@@ -165,6 +165,11 @@ fn big_directories_and_snapshot_lists_page_in_bounded_memory() {
     )
     .expect("backup big");
     let backed_up = started.elapsed();
+    let tree_blob = repo
+        .index()
+        .get(&big.tree)
+        .map(|loc| (loc.length, loc.raw_length))
+        .expect("the big tree in the index");
     fs::create_dir_all(root.join("small")).expect("mkdir small");
     let mut small_ids = Vec::new();
     for i in 0..SNAPSHOTS {
@@ -282,10 +287,13 @@ fn big_directories_and_snapshot_lists_page_in_bounded_memory() {
     };
     let after_rss = status_kib(pid, "VmRSS:");
     eprintln!(
-        "{} entries: made in {made:.1?}, backed up in {backed_up:.1?}; walked in {pages} pages of \
+        "{} entries (tree blob {} KiB stored, {} KiB decoded): made in {made:.1?}, backed up \
+         in {backed_up:.1?}; walked in {pages} pages of \
          10,000 in {walk_time:.1?}, a page of 1,000 at the end in {deep_time:.1?}; daemon VmRSS idle {} MiB, peak while browsing {} MiB \
          (VmHWM reset: {reset}), after {} MiB",
         names.len(),
+        tree_blob.0 / 1024,
+        tree_blob.1 / 1024,
         idle / MIB,
         peak / MIB,
         after_rss / MIB
