@@ -1,12 +1,48 @@
-//! The JSON bodies of the browsing endpoints (`…/snapshots`, `…/{id}`,
-//! `…/{id}/tree/{path}`), as types: what [`super::browse`] serializes and
-//! what the OpenAPI document describes.
+//! The JSON bodies and query parameters of the browsing endpoints
+//! (`…/snapshots`, `…/{id}`, `…/{id}/tree/{path}`), as types: what
+//! [`super::browse`] serializes and what the OpenAPI document describes
+//! (the handlers carry `utoipa::path` attributes over these).
 
 use kloset::Snapshot;
 use kloset::snapshot::{FileError, SnapshotStats};
 use kloset::tree::NodeKind;
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
+
+/// The paging parameters of a directory listing (parsed by
+/// [`super::listing::Paging`]; this type documents them).
+#[derive(Clone, Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "documents the query string, which `Paging` parses"
+)]
+pub struct TreePageQuery {
+    /// Items per page, 1 to 10000 (default 1000); anything else is a 400.
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page, as given (the last name on
+    /// it, percent-encoded); left out for the first page; empty is a 400.
+    #[param(min_length = 1)]
+    pub cursor: Option<String>,
+}
+
+/// The paging parameters of a snapshot list.
+#[derive(Clone, Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "documents the query string, which `Paging` parses"
+)]
+pub struct SnapshotPageQuery {
+    /// Items per page, 1 to 10000 (default 1000); anything else is a 400.
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page (80 lower-case hex digits);
+    /// left out for the first page.
+    #[param(pattern = "^[0-9a-f]{80}$")]
+    pub cursor: Option<String>,
+}
 
 /// One snapshot, as listed.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -129,6 +165,53 @@ mod tests {
             .unwrap_or_default();
         keys.sort();
         keys
+    }
+
+    /// The handlers' `utoipa::path` attributes, as a document.
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(
+        crate::http::browse::snapshots,
+        crate::http::browse::snapshot_detail,
+        crate::http::browse::tree
+    ))]
+    struct Browse;
+
+    /// The generated operations take what the hand-written ones take.
+    #[test]
+    fn paths_match_the_openapi_document() {
+        use utoipa::OpenApi;
+        let doc: Value =
+            serde_json::from_str(include_str!("openapi.json")).expect("the document parses");
+        let ours = serde_json::to_value(Browse::openapi()).expect("generated document");
+        for (path, id) in [
+            ("/api/v1/stores/{store}/snapshots", "listSnapshots"),
+            ("/api/v1/stores/{store}/snapshots/{id}", "getSnapshot"),
+            (
+                "/api/v1/stores/{store}/snapshots/{id}/tree/{path}",
+                "listSnapshotDir",
+            ),
+        ] {
+            let op = &ours["paths"][path]["get"];
+            assert_eq!(op["operationId"], id, "{path}: {ours}");
+            let mut query: Vec<&str> = op["parameters"]
+                .as_array()
+                .expect("parameters")
+                .iter()
+                .filter(|p| p["in"] == "query")
+                .filter_map(|p| p["name"].as_str())
+                .collect();
+            query.sort_unstable();
+            let theirs = &doc["paths"][path]["get"];
+            assert_eq!(theirs["operationId"], id);
+            let expected: Vec<&str> = if id == "getSnapshot" {
+                vec![]
+            } else {
+                vec!["cursor", "limit"]
+            };
+            assert_eq!(query, expected, "{path}");
+            let theirs_refs = theirs["parameters"].as_array().map_or(0, Vec::len);
+            assert_eq!(theirs_refs, expected.len(), "{path}");
+        }
     }
 
     /// The types say what the hand-written document says, field for field.
