@@ -342,7 +342,13 @@ pub async fn tree(
         let pager = pager(&tree_href(path), &paging, next.as_deref());
         let path = path.clone();
         Some(Rest(Box::new(move |w| {
-            listing(w, &page.entries, &path, tree_href, download)?;
+            // Directories first within the page (the whole directory when
+            // it fits one); pages follow each other in name order.
+            let mut entries = page.entries;
+            entries.sort_by(|a, b| {
+                (a.kind != NodeKind::Dir, &a.name).cmp(&(b.kind != NodeKind::Dir, &b.name))
+            });
+            listing(w, &entries, &path, tree_href, download)?;
             w.write_all(pager.as_bytes())
         })))
     };
@@ -354,7 +360,7 @@ pub async fn tree(
     })
 }
 
-/// The table of a page of entries (in name order), written row by row.
+/// The table of a page of entries, written row by row.
 fn listing(
     w: &mut dyn Write,
     entries: &[Listed],
