@@ -14,7 +14,8 @@
 //!
 //! The store is written in-process with the engine (cheap KDF); the files
 //! are empty and live on tmpfs (`/dev/shm`) when there is one.
-//! `KLOSETD_BIG_DIR_FILES` changes the directory's size.
+//! `KLOSETD_BIG_DIR_FILES` changes the directory's size,
+//! `KLOSETD_BIG_DIR_PAGE` the page size of the whole walk.
 
 mod common;
 
@@ -34,6 +35,16 @@ const PASS: &str = "big-dirs-passphrase-Zr8w";
 const MIB: u64 = 1024;
 /// Snapshots of the small source.
 const SNAPSHOTS: usize = 23;
+
+/// The page size of the whole walk (`KLOSETD_BIG_DIR_PAGE`, default
+/// 10,000: each page reads the tree to its end, so 1,000 takes ten times
+/// as long).
+fn walk_page() -> usize {
+    std::env::var("KLOSETD_BIG_DIR_PAGE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
 
 /// At least 1,000 (the test reads a default page at the end).
 fn files_wanted() -> usize {
@@ -214,13 +225,14 @@ fn big_directories_and_snapshot_lists_page_in_bounded_memory() {
     let reset = fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
 
     let started = Instant::now();
-    let (walked, pages) = walk_tree(&d, &big_tree, 10_000);
+    let page_size = walk_page();
+    let (walked, pages) = walk_tree(&d, &big_tree, page_size);
     let walk_time = started.elapsed();
     assert_eq!(walked.len(), names.len(), "every name once");
     assert_eq!(walked, names, "every name exactly once, in raw byte order");
     let unique: HashSet<&Vec<u8>> = walked.iter().collect();
     assert_eq!(unique.len(), names.len());
-    assert_eq!(pages, names.len().div_ceil(10_000));
+    assert_eq!(pages, names.len().div_ceil(page_size));
 
     // The default page size, twice through the cursor.
     let first = json_ok(&d, &big_tree);
@@ -292,7 +304,7 @@ fn big_directories_and_snapshot_lists_page_in_bounded_memory() {
     eprintln!(
         "{} entries (tree blob {} KiB stored, {} KiB decoded): made in {made:.1?}, backed up \
          in {backed_up:.1?}; walked in {pages} pages of \
-         10,000 in {walk_time:.1?}, a page of 1,000 at the end in {deep_time:.1?}; daemon VmRSS idle {} MiB, peak while browsing {} MiB \
+         {page_size} in {walk_time:.1?}, a page of 1,000 at the end in {deep_time:.1?}; daemon VmRSS idle {} MiB, peak while browsing {} MiB \
          (VmHWM reset: {reset}), after {} MiB",
         names.len(),
         tree_blob.0 / 1024,
