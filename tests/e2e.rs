@@ -41,6 +41,8 @@ mod daemon_systemd_notify;
 mod harness_selftest;
 #[path = "hostile_files.rs"]
 mod hostile_files;
+#[path = "http_big_dirs.rs"]
+mod http_big_dirs;
 #[path = "http_browse.rs"]
 mod http_browse;
 #[path = "http_hardening.rs"]

@@ -65,6 +65,23 @@ pub fn decode(encoded: &[u8], max_len: usize, name: &str) -> Result<Vec<u8>> {
     }
 }
 
+/// A reader of what [`encode`] produced, decompressing as it is read (a
+/// caller that streams a large plaintext never holds all of it). The caller
+/// bounds and checks the length, as [`decode`] does with `max_len`.
+pub fn decoder<'a>(encoded: &'a [u8], name: &str) -> Result<Box<dyn Read + Send + 'a>> {
+    let (&tag, body) = encoded
+        .split_first()
+        .ok_or_else(|| Error::corrupt(name, "empty plaintext"))?;
+    match tag {
+        ENCODING_RAW => Ok(Box::new(body)),
+        ENCODING_ZSTD => Ok(Box::new(
+            zstd::stream::read::Decoder::with_buffer(body)
+                .map_err(|e| Error::corrupt(name, format!("zstd: {e}")))?,
+        )),
+        other => Err(Error::corrupt(name, format!("unknown encoding {other}"))),
+    }
+}
+
 /// Serializes a structure as MessagePack with named fields, so that fields
 /// can be added later without breaking readers.
 pub fn to_msgpack<T: Serialize>(value: &T) -> Vec<u8> {

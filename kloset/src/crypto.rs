@@ -173,6 +173,16 @@ impl Keys {
         BlobId::from_bytes(*blake3::keyed_hash(key, plain).as_bytes())
     }
 
+    /// An incremental [`Keys::blob_id`]: feeding it a blob's plaintext in
+    /// pieces gives the same id (for readers that stream a blob).
+    pub fn blob_hasher(&self, kind: BlobKind) -> blake3::Hasher {
+        let key = match kind {
+            BlobKind::Data => &self.data_id_key,
+            BlobKind::Tree => &self.tree_id_key,
+        };
+        blake3::Hasher::new_keyed(key)
+    }
+
     /// The seed that keys the chunker's gear table.
     pub fn chunker_seed(&self) -> u64 {
         self.chunker_seed

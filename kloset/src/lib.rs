@@ -45,6 +45,7 @@ pub mod sftp;
 pub mod snapshot;
 pub mod storage;
 pub mod tree;
+pub mod tree_walk;
 pub mod writer;
 
 pub use error::{Error, ErrorKind, Result};

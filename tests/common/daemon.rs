@@ -617,10 +617,33 @@ pub fn raw_http(port: u16, method: &str, target: &str, headers: &[(&str, &str)])
     let (status, headers, mut reader) = raw_open(port, method, target, headers);
     let mut body = Vec::new();
     reader.read_to_end(&mut body).expect("read the body");
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    if chunked && method != "HEAD" {
+        body = dechunk(&body).unwrap_or_else(|| panic!("{method} {target}: bad chunked body"));
+    }
     RawReply {
         status,
         headers,
         body,
+    }
+}
+
+/// The payload of a `Transfer-Encoding: chunked` body (streamed answers
+/// such as listings); `None` if it is malformed or cut short.
+pub fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&raw[..eol]).ok()?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        raw = &raw[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(raw.get(..size)?);
+        raw = raw.get(size..)?.strip_prefix(b"\r\n")?;
     }
 }
 

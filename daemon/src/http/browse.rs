@@ -1,7 +1,9 @@
 //! Browsing restore points: `/api/v1/stores/{store}/snapshots`, `…/{id}`
 //! (a unique id prefix or `latest`), `…/{id}/tree/{path}` (a directory
 //! listing) and `…/{id}/files/{path}` (one file, streamed, with `Range`,
-//! `ETag` and `Content-Length`). Paths are percent-decoded once into raw
+//! `ETag` and `Content-Length`). Listings come in pages (`limit`, `cursor`;
+//! see [`super::listing`]), streamed; a directory's page is read from its
+//! tree blob as it decompresses, never the whole directory. Paths are percent-decoded once into raw
 //! bytes ([`SnapPath`]: names need not be UTF-8) and checked before anything
 //! is read: no `..`, NUL or empty component can leave the snapshot. Each
 //! listed entry carries `name_encoded` and `href`, its exact name and URL.
@@ -16,13 +18,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hyper::StatusCode;
 use hyper::header::{HeaderMap, HeaderValue};
-use kloset::ops::browse::Entry;
+use kloset::ops::browse::{DirPage, Entry, list_page};
 use kloset::tree::NodeKind;
 use kloset::{BlobKind, ErrorKind, Repository, Snapshot};
-use serde_json::{Value, json};
+use std::io::Write;
 
 use super::Ctx;
+use super::browse_json::{
+    SnapshotDetail, SnapshotList, SnapshotPageQuery, SnapshotSummary, TreeEntry, TreeListing,
+    TreePageQuery,
+};
 use super::conditional;
+use super::listing::{self, Paging, SnapshotCursor};
 use super::paths::{self, SnapPath};
 use super::response::{Body, Reply, error, json};
 use super::stores::OpenError;
@@ -39,25 +46,6 @@ pub fn decode(part: &str) -> Option<String> {
         .decode_utf8()
         .ok()
         .map(|s| s.into_owned())
-}
-
-fn time_ns(ns: i64) -> String {
-    kloset::snapshot::format_time(ns)
-}
-
-/// A snapshot as JSON.
-pub fn snapshot_json(s: &Snapshot) -> Value {
-    json!({
-        "id": s.id.to_string(),
-        "short_id": s.id.short(),
-        "time": time_ns(s.time_ns),
-        "host": s.host,
-        "source": s.source,
-        "tags": s.tags,
-        "parent": s.parent.map(|p| p.to_string()),
-        "stats": s.stats,
-        "errors": s.errors.len(),
-    })
 }
 
 fn engine_error(e: &kloset::Error) -> Reply {
@@ -120,32 +108,93 @@ async fn snapshot(
     Ok((repo, snap, cold))
 }
 
-/// `GET /api/v1/stores/{store}/snapshots`: newest first.
-pub async fn snapshots(ctx: &Ctx, store: &str) -> Reply {
+/// `GET /api/v1/stores/{store}/snapshots`: newest first, a page of at most
+/// `limit` after `cursor` (see [`listing`]).
+#[utoipa::path(get, path = "/api/v1/stores/{store}/snapshots", operation_id = "listSnapshots",
+    tag = "snapshots", security(("bearer" = [])),
+    params(("store" = String, Path, description = "A store's name"), SnapshotPageQuery),
+    responses((status = 200, description = "A page of snapshots, newest first (streamed)", body = SnapshotList),
+        (status = 400, description = "A bad `limit` or `cursor`"), (status = 401, description = "No or a wrong bearer token"),
+        (status = 404, description = "No such store"), (status = 422, description = "A snapshot is damaged"),
+        (status = 503, description = "The store cannot be read")))]
+pub async fn snapshots(ctx: &Ctx, store: &str, query: &str) -> Reply {
+    let paging = match Paging::parse(query) {
+        Ok(p) => p,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let after = match paging.cursor.as_deref().map(SnapshotCursor::decode) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
+    };
     let (repo, _) = match open(ctx, store, false).await {
         Ok(r) => r,
         Err(reply) => return reply,
     };
-    match blocking(move || repo.snapshots()).await {
-        Ok(mut list) => {
-            list.sort_by_key(|s| std::cmp::Reverse((s.time_ns, s.id)));
-            let items: Vec<Value> = list.iter().map(snapshot_json).collect();
-            json(StatusCode::OK, &json!({ "snapshots": items }))
-        }
-        Err(reply) => reply,
+    let (page, more) = match blocking(move || repo.snapshots()).await {
+        Ok(list) => snapshot_page(list, after, paging.limit),
+        Err(reply) => return reply,
+    };
+    let next_cursor = more
+        .then(|| page.last().map(|s| SnapshotCursor::from(s).encode()))
+        .flatten();
+    let body = SnapshotList {
+        limit: paging.limit,
+        next: next_cursor.as_ref().map(|c| {
+            format!(
+                "/api/v1/stores/{}/snapshots{}",
+                paths::encode(store.as_bytes()),
+                paging.next_query(c)
+            )
+        }),
+        next_cursor,
+        snapshots: page.iter().map(SnapshotSummary::from).collect(),
+    };
+    stream_json(body)
+}
+
+/// The page of `list` after `after` (newest first), at most `limit`, and
+/// whether more follow.
+pub fn snapshot_page(
+    mut list: Vec<Snapshot>,
+    after: Option<SnapshotCursor>,
+    limit: usize,
+) -> (Vec<Snapshot>, bool) {
+    if let Some(a) = after {
+        list.retain(|s| SnapshotCursor::from(s) < a);
     }
+    list.sort_by_key(|s| std::cmp::Reverse(SnapshotCursor::from(s)));
+    let more = list.len() > limit;
+    list.truncate(limit);
+    (list, more)
+}
+
+/// A JSON body written as it is serialized.
+fn stream_json<T: serde::Serialize + Send + 'static>(body: T) -> Reply {
+    listing::stream(StatusCode::OK, "application/json", move |w| {
+        serde_json::to_writer_pretty(&mut *w, &body)?;
+        w.write_all(b"\n")
+    })
 }
 
 /// `GET /api/v1/stores/{store}/snapshots/{id}`.
+#[utoipa::path(get, path = "/api/v1/stores/{store}/snapshots/{id}", operation_id = "getSnapshot",
+    tag = "snapshots", security(("bearer" = [])),
+    params(("store" = String, Path, description = "A store's name"),
+        ("id" = String, Path, description = "`latest` or a unique prefix of a snapshot id")),
+    responses((status = 200, description = "The snapshot", body = SnapshotDetail),
+        (status = 400, description = "A malformed or ambiguous id"), (status = 401, description = "No or a wrong bearer token"),
+        (status = 404, description = "No such store or snapshot"), (status = 422, description = "The snapshot is damaged"),
+        (status = 503, description = "The store cannot be read")))]
 pub async fn snapshot_detail(ctx: &Ctx, store: &str, spec: &str) -> Reply {
     match snapshot(ctx, store, spec).await {
-        Ok((_, snap, _)) => {
-            let mut v = snapshot_json(&snap);
-            if let Some(map) = v.as_object_mut() {
-                map.insert("unreadable_files".into(), json!(snap.errors));
-            }
-            json(StatusCode::OK, &v)
-        }
+        Ok((_, snap, _)) => json(
+            StatusCode::OK,
+            &SnapshotDetail {
+                summary: SnapshotSummary::from(&snap),
+                unreadable_files: snap.errors,
+            },
+        ),
         Err(reply) => reply,
     }
 }
@@ -170,72 +219,100 @@ async fn readable(
     }
 }
 
-/// `GET /api/v1/stores/{store}/snapshots/{id}/tree/{path}`.
-pub async fn tree(ctx: &Ctx, store: &str, spec: &str, path: &SnapPath) -> Reply {
+/// `GET /api/v1/stores/{store}/snapshots/{id}/tree/{path}`: a page of at
+/// most `limit` entries after `cursor`, by name bytes. The page is read
+/// from the tree blob as it is decompressed (never the whole directory),
+/// checked, then streamed.
+#[utoipa::path(get, path = "/api/v1/stores/{store}/snapshots/{id}/tree/{path}", operation_id = "listSnapshotDir",
+    tag = "snapshots", security(("bearer" = [])),
+    params(("store" = String, Path, description = "A store's name"),
+        ("id" = String, Path, description = "`latest` or a unique prefix of a snapshot id"),
+        ("path" = String, Path, description = "A path inside the snapshot, percent-decoded once into raw bytes"),
+        TreePageQuery),
+    responses((status = 200, description = "A page of the directory, by raw name bytes (streamed)", body = TreeListing),
+        (status = 400, description = "A bad path, `limit` or `cursor`, or not a directory"),
+        (status = 401, description = "No or a wrong bearer token"), (status = 404, description = "No such store, snapshot or path"),
+        (status = 409, description = "The store is cold"), (status = 422, description = "The tree is damaged"),
+        (status = 503, description = "The store cannot be read")))]
+pub async fn tree(ctx: &Ctx, store: &str, spec: &str, path: &SnapPath, query: &str) -> Reply {
+    let paging = match Paging::parse(query) {
+        Ok(p) => p,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
     let (repo, snap) = match readable(ctx, store, spec).await {
         Ok(s) => s,
         Err(reply) => return reply,
     };
     let id = snap.id.to_string();
-    let p = path.clone();
+    let (p, after, limit) = (path.clone(), paging.cursor.clone(), paging.limit);
     let listing = blocking(move || {
         let node = paths::find_node(&repo, &snap, &p)?;
-        if node.kind != NodeKind::Dir {
-            return Ok(Err(node.kind));
+        match (node.kind, node.subtree) {
+            (NodeKind::Dir, Some(tree)) => list_page(&repo, &tree, after.as_deref(), limit).map(Ok),
+            (NodeKind::Dir, None) => Ok(Ok(DirPage {
+                entries: Vec::new(),
+                more: false,
+            })),
+            (kind, _) => Ok(Err(kind)),
         }
-        paths::entries(&repo, &node).map(Ok)
     })
     .await;
+    let page = match listing {
+        Ok(Ok(page)) => page,
+        Ok(Err(kind)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{} is a {kind:?}, not a directory; files are under …/files/",
+                    path.display()
+                )
+                .to_lowercase(),
+            );
+        }
+        Err(reply) => return reply,
+    };
     let base = format!(
         "/api/v1/stores/{}/snapshots/{id}",
         paths::encode(store.as_bytes())
     );
-    match listing {
-        Ok(Ok(nodes)) => {
-            let items: Vec<Value> = nodes
-                .iter()
-                .map(|n| {
-                    let e = Entry::from(n);
-                    let href = match e.kind {
-                        NodeKind::Dir => {
-                            Some(format!("{base}/tree/{}", path.join(&n.name).encoded()))
-                        }
-                        NodeKind::File => {
-                            Some(format!("{base}/files/{}", path.join(&n.name).encoded()))
-                        }
-                        _ => None,
-                    };
-                    json!({
-                        "name": e.name,
-                        "name_encoded": paths::encode(&n.name),
-                        "href": href,
-                        "type": e.kind,
-                        "size": e.size,
-                        "mode": format!("{:o}", e.mode & 0o7777),
-                        "mtime": time_ns(e.mtime_ns),
-                        "target": e.target,
-                    })
-                })
-                .collect();
-            json(
-                StatusCode::OK,
-                &json!({
-                    "path": path.display(),
-                    "href": format!("{base}/tree/{}", path.encoded()),
-                    "entries": items,
-                }),
-            )
-        }
-        Ok(Err(kind)) => error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "{} is a {kind:?}, not a directory; files are under …/files/",
-                path.display()
-            )
-            .to_lowercase(),
-        ),
-        Err(reply) => reply,
-    }
+    let here = format!("{base}/tree/{}", path.encoded());
+    let next_cursor = page
+        .more
+        .then(|| page.entries.last().map(|e| paths::encode(&e.name)))
+        .flatten();
+    let entries = page
+        .entries
+        .iter()
+        .map(|n| {
+            let e = Entry::from(n);
+            let href = match e.kind {
+                NodeKind::Dir => Some(format!("{base}/tree/{}", path.join(&n.name).encoded())),
+                NodeKind::File => Some(format!("{base}/files/{}", path.join(&n.name).encoded())),
+                _ => None,
+            };
+            TreeEntry {
+                name: e.name,
+                name_encoded: paths::encode(&n.name),
+                href,
+                kind: e.kind,
+                size: e.size,
+                mode: format!("{:o}", e.mode & 0o7777),
+                mtime: kloset::snapshot::format_time(e.mtime_ns),
+                target: e.target,
+            }
+        })
+        .collect();
+    drop(page);
+    stream_json(TreeListing {
+        path: path.display(),
+        next: next_cursor
+            .as_ref()
+            .map(|c| format!("{here}{}", paging.next_query(c))),
+        href: here,
+        limit: paging.limit,
+        next_cursor,
+        entries,
+    })
 }
 
 /// One byte range of a file, inclusive.

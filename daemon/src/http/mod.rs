@@ -7,7 +7,9 @@
 mod api;
 mod auth;
 mod browse;
+mod browse_json;
 mod conditional;
+mod listing;
 mod metrics;
 mod objects;
 mod openapi;
@@ -219,7 +221,7 @@ async fn route(ctx: &Ctx, req: &Request<Incoming>) -> Reply {
             return viewer::bad_request("the store name or snapshot id is not valid UTF-8");
         };
         return match paths::SnapPath::decode(&raw[6..].join("/")) {
-            Ok(path) => viewer::tree_page(ctx, &store, &id, &path, req.headers()).await,
+            Ok(path) => viewer::tree_page(ctx, &store, &id, &path, query, req.headers()).await,
             Err(message) => viewer::bad_request(&message),
         };
     }
@@ -270,7 +272,7 @@ async fn snapshot_routes(ctx: &Ctx, req: &Request<Incoming>, raw: &[&str]) -> Re
         return error(StatusCode::BAD_REQUEST, "the store name is not valid UTF-8");
     };
     let Some(id) = raw.get(5).map(|i| browse::decode(i)) else {
-        return browse::snapshots(ctx, &store).await;
+        return browse::snapshots(ctx, &store, req.uri().query().unwrap_or("")).await;
     };
     let Some(id) = id else {
         return error(
@@ -286,7 +288,10 @@ async fn snapshot_routes(ctx: &Ctx, req: &Request<Incoming>, raw: &[&str]) -> Re
     };
     match raw.get(6) {
         None => browse::snapshot_detail(ctx, &store, &id).await,
-        Some(&"tree") => browse::tree(ctx, &store, &id, &path).await,
+        Some(&"tree") => {
+            let query = req.uri().query().unwrap_or("");
+            browse::tree(ctx, &store, &id, &path, query).await
+        }
         Some(&"files") => browse::file(ctx, &store, &id, &path, req.headers()).await,
         Some(_) => error(
             StatusCode::NOT_FOUND,

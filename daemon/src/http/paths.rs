@@ -89,7 +89,9 @@ pub fn encode(name: &[u8]) -> String {
     percent_encode(name, SEGMENT).to_string()
 }
 
-/// The node at `path` (the root for an empty path).
+/// The node at `path` (the root for an empty path). Each directory on the
+/// way is read only up to the name looked for ([`Repository::find_in_tree`]),
+/// never decoded whole.
 pub fn find_node(repo: &Repository, snapshot: &Snapshot, path: &SnapPath) -> kloset::Result<Node> {
     let mut node = snapshot.root.clone();
     node.subtree = Some(snapshot.tree);
@@ -101,21 +103,9 @@ pub fn find_node(repo: &Repository, snapshot: &Snapshot, path: &SnapPath) -> klo
             (NodeKind::Dir, Some(id)) => id,
             _ => return Err(not_found()),
         };
-        node = repo
-            .load_tree(&sub)?
-            .find(part)
-            .cloned()
-            .ok_or_else(not_found)?;
+        node = repo.find_in_tree(&sub, part)?.ok_or_else(not_found)?;
     }
     Ok(node)
-}
-
-/// The entries of directory `node`, sorted by name bytes.
-pub fn entries(repo: &Repository, node: &Node) -> kloset::Result<Vec<Node>> {
-    match (node.kind, node.subtree) {
-        (NodeKind::Dir, Some(sub)) => Ok(repo.load_tree(&sub)?.entries),
-        _ => Ok(Vec::new()),
-    }
 }
 
 /// The `Content-Disposition` of a download named `name` (RFC 6266): the

@@ -85,6 +85,18 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {
     }
 }
 
+/// A body streamed from `rx` (length unknown), with the headers of
+/// [`json`] and [`text`] answers.
+pub fn streamed(
+    status: StatusCode,
+    content_type: &'static str,
+    rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> Reply {
+    let mut r = build(status, content_type, Bytes::new());
+    *r.body_mut() = Body::Stream(rx, None);
+    r
+}
+
 /// A plain text body.
 pub fn text(status: StatusCode, body: String) -> Reply {
     build(status, "text/plain; charset=utf-8", Bytes::from(body))

@@ -6,11 +6,12 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::id::BlobKind;
+use crate::id::{BlobId, BlobKind};
 use crate::ops::restore::find_node;
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{Node, NodeKind};
+use crate::tree_walk::{Listed, Step};
 
 /// A directory entry as shown by `ls`.
 #[derive(Clone, Debug, Serialize)]
@@ -50,6 +51,67 @@ impl From<&Node> for Entry {
                 .map(|t| String::from_utf8_lossy(t).into_owned()),
         }
     }
+}
+
+impl From<&Listed> for Entry {
+    fn from(n: &Listed) -> Self {
+        Entry {
+            name: String::from_utf8_lossy(&n.name).into_owned(),
+            ..Entry::from(&Node {
+                name: Default::default(),
+                kind: n.kind,
+                mode: n.mode,
+                uid: n.uid,
+                gid: n.gid,
+                mtime_ns: n.mtime_ns,
+                ctime_ns: 0,
+                inode: 0,
+                device: 0,
+                size: n.size,
+                target: n.target.clone(),
+                rdev: None,
+                content: Vec::new(),
+                subtree: None,
+            })
+        }
+    }
+}
+
+/// One page of a directory: at most `limit` entries after a name.
+#[derive(Clone, Debug)]
+pub struct DirPage {
+    /// The entries, by name bytes.
+    pub entries: Vec<Listed>,
+    /// Whether entries follow the last one.
+    pub more: bool,
+}
+
+/// The entries of tree `tree` whose names sort after `after` (all of them
+/// when `None`), at most `limit`, walked without decoding the whole tree
+/// (see [`Repository::walk_tree`]): memory is bounded by the page.
+pub fn list_page(
+    repo: &Repository,
+    tree: &BlobId,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<DirPage> {
+    let mut page = DirPage {
+        entries: Vec::with_capacity(limit.min(1024)),
+        more: false,
+    };
+    repo.walk_tree(
+        tree,
+        |name| after.is_some_and(|a| name <= a),
+        |e: Listed| {
+            if page.entries.len() < limit {
+                page.entries.push(e);
+                return Ok(Step::Next);
+            }
+            page.more = true;
+            Ok(Step::Stop)
+        },
+    )?;
+    Ok(page)
 }
 
 /// Lists the directory at `path`, or the single entry if it is a file.

@@ -205,7 +205,15 @@ impl Crumb {
 
 /// A whole document: header, breadcrumbs, `body` (raw HTML) and footer.
 pub fn layout(title: &str, crumbs: &[Crumb], body: &str) -> String {
-    let mut out = String::with_capacity(body.len() + 4096);
+    let mut out = layout_head(title, crumbs);
+    out.push_str(body);
+    out.push_str(&layout_tail());
+    out
+}
+
+/// A page up to its `<main>` content (see [`layout`]).
+pub fn layout_head(title: &str, crumbs: &[Crumb]) -> String {
+    let mut out = String::with_capacity(4096);
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -232,17 +240,19 @@ pub fn layout(title: &str, crumbs: &[Crumb], body: &str) -> String {
         }
         out.push_str("</nav>\n");
     }
-    out.push_str(body);
-    let _ = write!(
-        out,
+    out
+}
+
+/// A page after its `<main>` content (see [`layout`]).
+pub fn layout_tail() -> String {
+    format!(
         "\n</main>\n<footer>klosetd {} · read-only viewer: no JavaScript, no cookies, no external \
          assets. When <code>[daemon] token_file</code> is set, pages that read backed-up data \
          (snapshots, directories, downloads) answer 401 to a plain browser: reach them through a \
          reverse proxy that adds <code>Authorization: Bearer &lt;token&gt;</code>.</footer>\n\
          </body>\n</html>\n",
         env!("CARGO_PKG_VERSION")
-    );
-    out
+    )
 }
 
 const STYLE: &str = r#"

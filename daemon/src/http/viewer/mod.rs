@@ -25,7 +25,10 @@ use hyper::StatusCode;
 use hyper::header::{CONTENT_SECURITY_POLICY, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use kloset::{ErrorKind, Repository};
 
+use std::io::Write;
+
 use super::Ctx;
+use super::listing::{self, ChunkWriter};
 use super::response::{Reply, with_type};
 use super::stores::OpenError;
 use crate::config::desired::StoreDef;
@@ -43,6 +46,21 @@ pub struct Page {
     pub crumbs: Vec<Crumb>,
     /// The `<main>` content (raw HTML).
     pub body: String,
+    /// More content, written after `body` as it is produced (a long
+    /// listing): the page is then streamed.
+    pub rest: Option<Rest>,
+}
+
+/// Writes the streamed part of a page.
+pub type WriteRest = dyn FnOnce(&mut ChunkWriter) -> std::io::Result<()> + Send;
+
+/// The streamed part of a page.
+pub struct Rest(pub Box<WriteRest>);
+
+impl std::fmt::Debug for Rest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rest(..)")
+    }
 }
 
 /// Why a page cannot be shown: an HTTP status and a plain message.
@@ -85,12 +103,12 @@ impl Failure {
 
 /// Renders the viewer page for `segments` (the decoded path after `/ui`;
 /// empty for `/`).
-pub async fn page(ctx: &Ctx, segments: &[&str], _query: &str, headers: &HeaderMap) -> Reply {
+pub async fn page(ctx: &Ctx, segments: &[&str], query: &str, headers: &HeaderMap) -> Reply {
     let result = match segments {
         [] => overview::page(ctx).await,
         ["schedules", name] => schedule::page(ctx, name).await,
         ["stores", rest @ ..] if !rest.is_empty() => match authorize(ctx, headers) {
-            Ok(()) => browse::route(ctx, rest).await,
+            Ok(()) => browse::route(ctx, rest, query).await,
             Err(f) => Err(f),
         },
         _ => Err(Failure::not_found(format!(
@@ -99,7 +117,7 @@ pub async fn page(ctx: &Ctx, segments: &[&str], _query: &str, headers: &HeaderMa
         ))),
     };
     match result {
-        Ok(p) => reply(StatusCode::OK, &p.title, &p.crumbs, &p.body),
+        Ok(p) => page_reply(p),
         Err(f) => failure(f),
     }
 }
@@ -110,14 +128,15 @@ pub async fn tree_page(
     store: &str,
     spec: &str,
     path: &crate::http::paths::SnapPath,
+    query: &str,
     headers: &HeaderMap,
 ) -> Reply {
     let result = match authorize(ctx, headers) {
-        Ok(()) => browse::tree(ctx, store, spec, path).await,
+        Ok(()) => browse::tree(ctx, store, spec, path, query).await,
         Err(f) => Err(f),
     };
     match result {
-        Ok(p) => reply(StatusCode::OK, &p.title, &p.crumbs, &p.body),
+        Ok(p) => page_reply(p),
         Err(f) => failure(f),
     }
 }
@@ -143,6 +162,24 @@ fn authorize(ctx: &Ctx, headers: &HeaderMap) -> Result<(), Failure> {
     let mut f = Failure::new(status, message);
     f.challenge = denied.headers().get(WWW_AUTHENTICATE).cloned();
     Err(f)
+}
+
+/// A page: whole, or streamed when it has a [`Rest`].
+fn page_reply(p: Page) -> Reply {
+    let Some(Rest(rest)) = p.rest else {
+        return reply(StatusCode::OK, &p.title, &p.crumbs, &p.body);
+    };
+    let head = html::layout_head(&p.title, &p.crumbs);
+    let body = p.body;
+    let mut r = listing::stream(StatusCode::OK, "text/html; charset=utf-8", move |w| {
+        w.write_all(head.as_bytes())?;
+        w.write_all(body.as_bytes())?;
+        rest(w)?;
+        w.write_all(html::layout_tail().as_bytes())
+    });
+    r.headers_mut()
+        .insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    r
 }
 
 fn reply(status: StatusCode, title: &str, crumbs: &[Crumb], body: &str) -> Reply {

@@ -291,5 +291,6 @@ pub async fn page(ctx: &Ctx) -> Result<Page, Failure> {
         title: "Overview".into(),
         crumbs: Vec::new(),
         body,
+        rest: None,
     })
 }

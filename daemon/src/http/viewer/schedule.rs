@@ -188,5 +188,6 @@ pub async fn page(ctx: &Ctx, schedule: &str) -> Result<Page, Failure> {
             )),
         ],
         body,
+        rest: None,
     })
 }
