@@ -13,6 +13,8 @@ mod doc_parts;
 mod metrics;
 mod objects;
 mod openapi;
+#[cfg(test)]
+mod openapi_drift;
 mod operations;
 mod paths;
 mod response;
