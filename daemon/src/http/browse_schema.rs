@@ -7,14 +7,16 @@
 //! replace the ones here in [`BrowseApi`], the only place `openapi.rs`
 //! takes the browse part of the document from.
 
+use std::collections::BTreeMap;
+
 use hyper::HeaderMap;
 use serde::Serialize;
 use serde_json::json;
 use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
-use utoipa::openapi::{Content, KnownFormat, RefOr, Response, ResponseBuilder, SchemaFormat};
-use utoipa::{ToResponse, ToSchema};
+use utoipa::openapi::{Content, KnownFormat, Ref, RefOr, Response, ResponseBuilder, SchemaFormat};
+use utoipa::{IntoResponses, ToResponse, ToSchema};
 
 use super::Ctx;
 use super::browse;
@@ -225,6 +227,26 @@ param_schema! {
     .examples(["etc/hosts"])
 }
 
+/// The error answers of every restore-point operation (each a shared
+/// response, referenced by name).
+pub struct ReadErrors;
+
+impl IntoResponses for ReadErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        fn named<'s, R: ToResponse<'s>>(status: &str) -> (String, RefOr<Response>) {
+            let reference = Ref::from_response_name(R::response().0);
+            (status.to_string(), RefOr::Ref(reference))
+        }
+        BTreeMap::from([
+            named::<BadRequest>("400"),
+            named::<Unauthorized>("401"),
+            named::<NotFound>("404"),
+            named::<Corrupt>("422"),
+            named::<ServiceUnavailable>("503"),
+        ])
+    }
+}
+
 const STORE: &str = "A store's name";
 const SNAPSHOT: &str =
     "`latest` or a unique prefix of a snapshot id (hex, any case); an ambiguous prefix is a 400";
@@ -241,11 +263,7 @@ const FILE_PATH: &str = "The path of a regular file inside the snapshot (rules o
         pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")),
     responses(
         (status = 200, description = "Every snapshot", body = inline(SnapshotList)),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 422, response = Corrupt),
-        (status = 503, response = ServiceUnavailable)))]
+        ReadErrors))]
 pub async fn list_snapshots(ctx: &Ctx, store: &str) -> Reply {
     browse::snapshots(ctx, store).await
 }
@@ -260,11 +278,7 @@ pub async fn list_snapshots(ctx: &Ctx, store: &str) -> Reply {
         ("id" = inline(SnapshotSpec), Path, description = SNAPSHOT, example = "latest")),
     responses(
         (status = 200, description = "The snapshot", body = SnapshotDetail),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 422, response = Corrupt),
-        (status = 503, response = ServiceUnavailable)))]
+        ReadErrors))]
 pub async fn get_snapshot(ctx: &Ctx, store: &str, id: &str) -> Reply {
     browse::snapshot_detail(ctx, store, id).await
 }
@@ -278,12 +292,8 @@ pub async fn get_snapshot(ctx: &Ctx, store: &str, id: &str) -> Reply {
         ("id" = inline(SnapshotSpec), Path, description = SNAPSHOT, example = "latest")),
     responses(
         (status = 200, description = "The directory listing", body = Tree),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 409, response = Cold),
-        (status = 422, response = Corrupt),
-        (status = 503, response = ServiceUnavailable)))]
+        ReadErrors,
+        (status = 409, response = Cold)))]
 pub async fn list_snapshot_root(ctx: &Ctx, store: &str, id: &str, path: &SnapPath) -> Reply {
     browse::tree(ctx, store, id, path).await
 }
@@ -299,12 +309,8 @@ pub async fn list_snapshot_root(ctx: &Ctx, store: &str, id: &str, path: &SnapPat
         ("path" = inline(TreePathParam), Path, description = TREE_PATH)),
     responses(
         (status = 200, description = "The directory listing", body = Tree),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-        (status = 409, response = Cold),
-        (status = 422, response = Corrupt),
-        (status = 503, response = ServiceUnavailable)))]
+        ReadErrors,
+        (status = 409, response = Cold)))]
 pub async fn list_snapshot_dir(ctx: &Ctx, store: &str, id: &str, path: &SnapPath) -> Reply {
     browse::tree(ctx, store, id, path).await
 }
@@ -338,13 +344,9 @@ pub async fn list_snapshot_dir(ctx: &Ctx, store: &str, id: &str, path: &SnapPath
         (status = 200, response = WholeFile),
         (status = 206, response = PartOfFile),
         (status = 304, response = NotModified),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
+        ReadErrors,
         (status = 409, response = Cold),
-        (status = 416, response = RangeNotSatisfiable),
-        (status = 422, response = Corrupt),
-        (status = 503, response = ServiceUnavailable)))]
+        (status = 416, response = RangeNotSatisfiable)))]
 pub async fn get_snapshot_file(
     ctx: &Ctx,
     store: &str,

@@ -70,22 +70,63 @@ use super::response::{Reply, error, json};
 )]
 pub struct ApiDoc;
 
-/// What the derive cannot say: the bearer scheme, and that the task
-/// filters `schedule` and `task` exclude each other.
+/// What the derive cannot say: the bearer scheme, and how fields of a
+/// body depend on each other (JSON Schema keywords added to the schemas).
 struct Completion;
 
 impl utoipa::Modify for Completion {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(doc_parts::BEARER, doc_parts::bearer_scheme());
-        if let Some(RefOr::T(Schema::Object(filter))) = components.schemas.get_mut("TaskFilter") {
-            let not = json!({ "required": ["schedule", "task"] });
-            filter
-                .extensions
-                .get_or_insert_with(Extensions::default)
-                .insert("not".into(), not);
+        for (schema, keyword, value) in constraints() {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) {
+                object
+                    .extensions
+                    .get_or_insert_with(Extensions::default)
+                    .insert(keyword.into(), value);
+            }
         }
     }
+}
+
+/// Per schema, a keyword and its value: a run names its `schedule` or its
+/// one-shot `task`, never both; a finished run has `finished_at`; a
+/// schedule names its `source` (backup), `destination` (restore) or `to`
+/// (sync) exactly for its kind; the task filters `schedule` and `task`
+/// exclude each other.
+fn constraints() -> Vec<(&'static str, &'static str, Value)> {
+    let origin = json!([{ "required": ["schedule"] }, { "required": ["task"] }]);
+    let only_for = |field: &str, kind: &str| {
+        json!({
+            "if": { "properties": { "task": { "const": kind } } },
+            "then": { "required": [field] },
+            "else": { "not": { "required": [field] } },
+        })
+    };
+    let finished = json!({
+        "if": { "properties": { "status": { "const": "running" } } },
+        "then": { "properties": { "finished_at": { "type": "null" }, "duration_ms": { "type": "null" } } },
+        "else": { "properties": { "finished_at": { "type": "string" } } },
+    });
+    vec![
+        ("RunningTask", "oneOf", origin.clone()),
+        ("Task", "oneOf", origin),
+        ("Task", "allOf", json!([finished])),
+        (
+            "Schedule",
+            "allOf",
+            json!([
+                only_for("source", "backup"),
+                only_for("destination", "restore"),
+                only_for("to", "sync"),
+            ]),
+        ),
+        (
+            "TaskFilter",
+            "not",
+            json!({ "required": ["schedule", "task"] }),
+        ),
+    ]
 }
 
 /// The whole generated document, before [`complete`].

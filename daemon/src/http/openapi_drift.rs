@@ -92,8 +92,8 @@ fn check(doc: &Value, schema: &Value, value: &Value, at: &str, problems: &mut Ve
             .count();
         if fitting != 1 {
             problems.push(format!("{at}: fits {fitting} branches of oneOf: {value}"));
+            return;
         }
-        return;
     }
     match schema.get("type") {
         Some(Value::String(t)) if !type_matches(t, value) => {

@@ -128,6 +128,7 @@ pub fn origin_fields(origin: &crate::state::Origin) -> (Option<String>, Option<S
 
 /// A task that runs now (or waits for its task slot).
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RunningTask {
     /// `null` until its run is recorded (a moment after it is due).
     #[schema(required = true, minimum = 1)]
@@ -164,6 +165,7 @@ pub struct RunningTask {
 
 /// A recorded task run.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Task {
     /// Its id (never reused).
     #[schema(minimum = 1)]
@@ -351,6 +353,7 @@ pub struct OneShot {
 
 /// A schedule, its state and its latest run.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Schedule {
     /// Its name.
     #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
