@@ -20,6 +20,7 @@ mod paths;
 mod response;
 mod schema;
 mod stores;
+mod task_stats_schema;
 mod text;
 mod viewer;
 

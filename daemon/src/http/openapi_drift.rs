@@ -227,7 +227,13 @@ fn task(full: bool) -> Task {
         started_at: T.into(),
         finished_at: some(T),
         duration_ms: full.then_some(3),
-        stats: full.then(|| json!({ "files": 1 })),
+        stats: full.then(|| {
+            json!({
+                "files": 1,
+                "retention": { "applied": true, "kept": 1, "forgotten_ids": [HEX] },
+                "copied": [{ "source": HEX, "target": HEX }],
+            })
+        }),
         error: some("boom"),
         snapshot_id: some(HEX),
         revision: some(HEX),

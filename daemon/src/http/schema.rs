@@ -207,22 +207,9 @@ pub struct Task {
     /// counted); `null` while running, for skipped and for interrupted runs.
     #[schema(required = true)]
     pub duration_ms: Option<u64>,
-    /// Kind-specific numbers, `{}` for a run that failed early, `null` while
-    /// running or when skipped. backup: source (what was read: a path or
-    /// URL, never a secret), files, dirs, bytes, files_unchanged,
-    /// bytes_added, bytes_stored, duration_ms, errors (unreadable files),
-    /// retention; check: snapshots, trees, packs, packs_read, blobs_read,
-    /// problems, affected, warnings, first_problems, first_affected;
-    /// restore: target, files, dirs, others, bytes, restore_errors,
-    /// verified_files, verified_bytes, mismatches; prune: snapshots,
-    /// store_bytes, used_bytes, packs, packs_deleted, packs_unused,
-    /// packs_orphaned, packs_repacked, packs_spared, bytes_freed,
-    /// bytes_repack_written, index_written, index_deleted, marks_cleared,
-    /// taken_over, waited_ms, unfound_blobs, packs_missing, repack_skipped
-    /// (cold store without allow_cold_read), index_entries_dropped; sync:
-    /// snapshots_copied, snapshots_skipped, bytes_read, bytes_uploaded,
-    /// blobs_added, copied (source and target snapshot ids).
-    #[schema(required = true, value_type = Option<Object>)]
+    /// Kind-specific numbers (`TaskStats`), `{}` for a run that failed
+    /// early, `null` while running or when skipped.
+    #[schema(required = true, value_type = Option<super::task_stats_schema::TaskStats>)]
     pub stats: Option<serde_json::Value>,
     /// Why it failed.
     #[schema(required = true)]
