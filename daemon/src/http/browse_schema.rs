@@ -13,7 +13,6 @@ use hyper::HeaderMap;
 use serde::Serialize;
 use serde_json::json;
 use utoipa::openapi::extensions::Extensions;
-use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::{Content, KnownFormat, Ref, RefOr, Response, ResponseBuilder, SchemaFormat};
 use utoipa::{IntoResponses, ToResponse, ToSchema};
@@ -21,7 +20,8 @@ use utoipa::{IntoResponses, ToResponse, ToSchema};
 use super::Ctx;
 use super::browse;
 use super::doc_parts::{
-    BadRequest, Cold, Corrupt, NotFound, RangeNotSatisfiable, ServiceUnavailable, Unauthorized,
+    BadRequest, Cold, Corrupt, HeaderForm, NotFound, RangeNotSatisfiable, ServiceUnavailable,
+    Unauthorized, header,
 };
 use super::paths::SnapPath;
 use super::response::Reply;
@@ -357,36 +357,53 @@ pub async fn get_snapshot_file(
     browse::file(ctx, store, id, path, headers).await
 }
 
-/// The headers of a download, by name and description.
-const FILE_HEADERS: [(&str, &str); 6] = [
-    ("ETag", "Strong, from the file's content ids"),
+/// The headers of every download answer: name, description, value.
+const FILE_HEADERS: [(&str, &str, HeaderForm); 6] = [
+    (
+        "ETag",
+        "Strong, from the file's content ids",
+        HeaderForm::Matching("^\"[0-9a-f]{32}\"$"),
+    ),
     (
         "Last-Modified",
         "The file's mtime (HTTP date), when representable",
+        HeaderForm::Text,
     ),
-    ("Cache-Control", "`private, no-cache`"),
+    (
+        "Cache-Control",
+        "Revalidated before reuse",
+        HeaderForm::Exactly("private, no-cache"),
+    ),
     (
         "Content-Disposition",
         "RFC 6266: an ASCII fallback `filename` (other characters and `\"`, `\\`, `%`, `;` \
          become `_`) and the name as UTF-8 in `filename*` (lossy for bytes that are not UTF-8), \
          percent-encoded",
+        HeaderForm::Matching(
+            "^attachment; filename=\"[ -~]*\"; filename\\*=UTF-8''[A-Za-z0-9%._~-]*$",
+        ),
     ),
-    ("Accept-Ranges", "`bytes`"),
-    ("Content-Security-Policy", "`sandbox; default-src 'none'`"),
+    (
+        "Accept-Ranges",
+        "Byte ranges are served",
+        HeaderForm::Exactly("bytes"),
+    ),
+    (
+        "Content-Security-Policy",
+        "Never rendered as a page",
+        HeaderForm::Exactly("sandbox; default-src 'none'"),
+    ),
 ];
 
-/// A download response: `headers` of [`FILE_HEADERS`] and more, and a
-/// body unless `body` is false.
-fn download(description: &str, headers: &[(&str, &str)], body: bool) -> RefOr<Response> {
+/// A download response with `headers`, and a body unless `body` is false.
+fn download(
+    description: &str,
+    headers: &[(&str, &str, HeaderForm)],
+    body: bool,
+) -> RefOr<Response> {
     let mut response = ResponseBuilder::new().description(description);
-    for (name, about) in headers {
-        response = response.header(
-            *name,
-            HeaderBuilder::new()
-                .schema(ObjectBuilder::new().schema_type(Type::String))
-                .description(Some(*about))
-                .build(),
-        );
+    for (name, about, form) in headers {
+        response = response.header(*name, header(about, *form));
     }
     if body {
         let binary = ObjectBuilder::new()
@@ -403,7 +420,7 @@ pub struct WholeFile;
 impl<'s> ToResponse<'s> for WholeFile {
     fn response() -> (&'s str, RefOr<Response>) {
         let mut headers = FILE_HEADERS.to_vec();
-        headers.push(("Content-Length", "The file's length"));
+        headers.push(("Content-Length", "The file's length", HeaderForm::Count));
         ("WholeFile", download("The whole file", &headers, true))
     }
 }
@@ -414,8 +431,9 @@ pub struct PartOfFile;
 impl<'s> ToResponse<'s> for PartOfFile {
     fn response() -> (&'s str, RefOr<Response>) {
         let mut headers = FILE_HEADERS.to_vec();
-        headers.push(("Content-Length", "The range's length"));
-        headers.push(("Content-Range", "`bytes START-END/LENGTH`"));
+        headers.push(("Content-Length", "The range's length", HeaderForm::Count));
+        let range = HeaderForm::Matching("^bytes [0-9]+-[0-9]+/[0-9]+$");
+        headers.push(("Content-Range", "The range and the file's length", range));
         (
             "PartOfFile",
             download("The requested byte range", &headers, true),

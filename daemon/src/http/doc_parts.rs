@@ -12,10 +12,32 @@ use utoipa::{ToResponse, ToSchema};
 /// The name of the bearer security scheme.
 pub const BEARER: &str = "bearer";
 
-/// A string header with a description.
-fn header(description: &str) -> utoipa::openapi::Header {
+/// What a response header's value is.
+#[derive(Clone, Copy, Debug)]
+pub enum HeaderForm {
+    /// This exact text.
+    Exactly(&'static str),
+    /// Text matching this pattern.
+    Matching(&'static str),
+    /// Any text.
+    Text,
+    /// A non-negative integer.
+    Count,
+}
+
+/// A response header: its value's schema and a description.
+pub fn header(description: &str, form: HeaderForm) -> utoipa::openapi::Header {
+    let text = ObjectBuilder::new().schema_type(Type::String);
+    let schema = match form {
+        HeaderForm::Exactly(value) => text.enum_values(Some([value])),
+        HeaderForm::Matching(pattern) => text.pattern(Some(pattern)),
+        HeaderForm::Text => text,
+        HeaderForm::Count => ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0)),
+    };
     HeaderBuilder::new()
-        .schema(ObjectBuilder::new().schema_type(Type::String))
+        .schema(schema)
         .description(Some(description))
         .build()
 }
@@ -66,7 +88,13 @@ impl<'s> ToResponse<'s> for Unauthorized {
     fn response() -> (&'s str, RefOr<Response>) {
         let response =
             error_response("`token_file` is set and the request has no or a wrong bearer token")
-                .header("WWW-Authenticate", header("`Bearer realm=\"klosetd\"`"));
+                .header(
+                    "WWW-Authenticate",
+                    header(
+                        "The challenge",
+                        HeaderForm::Exactly("Bearer realm=\"klosetd\""),
+                    ),
+                );
         ("Unauthorized", response.build().into())
     }
 }
@@ -76,8 +104,10 @@ pub struct MethodNotAllowed;
 
 impl<'s> ToResponse<'s> for MethodNotAllowed {
     fn response() -> (&'s str, RefOr<Response>) {
-        let response = error_response("Any method but GET and HEAD, on any path")
-            .header("Allow", header("`GET, HEAD`"));
+        let response = error_response("Any method but GET and HEAD, on any path").header(
+            "Allow",
+            header("The methods served", HeaderForm::Exactly("GET, HEAD")),
+        );
         ("MethodNotAllowed", response.build().into())
     }
 }
@@ -87,8 +117,13 @@ pub struct RangeNotSatisfiable;
 
 impl<'s> ToResponse<'s> for RangeNotSatisfiable {
     fn response() -> (&'s str, RefOr<Response>) {
-        let response = error_response("The `bytes=` range does not fit the file")
-            .header("Content-Range", header("`bytes */LENGTH`"));
+        let response = error_response("The `bytes=` range does not fit the file").header(
+            "Content-Range",
+            header(
+                "The file's length",
+                HeaderForm::Matching("^bytes \\*/[0-9]+$"),
+            ),
+        );
         ("RangeNotSatisfiable", response.build().into())
     }
 }
@@ -100,7 +135,10 @@ impl<'s> ToResponse<'s> for Text {
     fn response() -> (&'s str, RefOr<Response>) {
         let response = ResponseBuilder::new()
             .description("Plain text")
-            .header("Cache-Control", header("`no-store`"))
+            .header(
+                "Cache-Control",
+                header("Never cached", HeaderForm::Exactly("no-store")),
+            )
             .content(
                 "text/plain; charset=utf-8",
                 Content::new(Some(ObjectBuilder::new().schema_type(Type::String))),
