@@ -128,23 +128,47 @@ impl<'s> ToResponse<'s> for RangeNotSatisfiable {
     }
 }
 
-/// A plain-text body that is not cached.
-pub struct Text;
+/// A plain-text answer that is not cached, its body of `form`.
+fn plain_text(description: &str, form: HeaderForm) -> RefOr<Response> {
+    let text = ObjectBuilder::new().schema_type(Type::String);
+    let body = match form {
+        HeaderForm::Exactly(value) => text.enum_values(Some([value])),
+        HeaderForm::Matching(pattern) => text.pattern(Some(pattern)),
+        HeaderForm::Text | HeaderForm::Count => text,
+    };
+    ResponseBuilder::new()
+        .description(description)
+        .header(
+            "Cache-Control",
+            header("Never cached", HeaderForm::Exactly("no-store")),
+        )
+        .content("text/plain; charset=utf-8", Content::new(Some(body)))
+        .build()
+        .into()
+}
 
-impl<'s> ToResponse<'s> for Text {
-    fn response() -> (&'s str, RefOr<Response>) {
-        let response = ResponseBuilder::new()
-            .description("Plain text")
-            .header(
-                "Cache-Control",
-                header("Never cached", HeaderForm::Exactly("no-store")),
-            )
-            .content(
-                "text/plain; charset=utf-8",
-                Content::new(Some(ObjectBuilder::new().schema_type(Type::String))),
-            );
-        ("Text", response.build().into())
-    }
+macro_rules! text_responses {
+    ($($(#[$doc:meta])* $name:ident => $description:expr, $form:expr;)+) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl<'s> ToResponse<'s> for $name {
+            fn response() -> (&'s str, RefOr<Response>) {
+                (stringify!($name), plain_text($description, $form))
+            }
+        }
+    )+};
+}
+
+text_responses! {
+    /// Any plain text.
+    Text => "Plain text", HeaderForm::Text;
+    /// `/healthz`: alive.
+    Healthy => "`ok`", HeaderForm::Exactly("ok\n");
+    /// `/readyz`: ready.
+    Ready => "`ready`", HeaderForm::Exactly("ready\n");
+    /// `/readyz`: not ready, and why.
+    NotReady => "`not ready`, then one reason per line", HeaderForm::Matching("^not ready\n");
 }
 
 /// The bearer token of the data endpoints.

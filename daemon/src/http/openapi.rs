@@ -19,8 +19,8 @@ use utoipa::openapi::{RefOr, Schema};
 
 use super::browse_schema::BrowseApi;
 use super::doc_parts::{
-    self, BadRequest, Cold, Corrupt, MethodNotAllowed, NotFound, RangeNotSatisfiable,
-    ServiceUnavailable, Text, Unauthorized, UriTooLong,
+    self, BadRequest, Cold, Corrupt, Healthy, MethodNotAllowed, NotFound, NotReady,
+    RangeNotSatisfiable, Ready, ServiceUnavailable, Text, Unauthorized, UriTooLong,
 };
 use super::operations;
 use super::response::{Reply, error, json};
@@ -64,7 +64,7 @@ use super::response::{Reply, error, json};
             doc_parts::TaskFilterQuery
         ),
         responses(BadRequest, Unauthorized, NotFound, MethodNotAllowed, Cold, RangeNotSatisfiable,
-            Corrupt, ServiceUnavailable, UriTooLong, Text),
+            Corrupt, ServiceUnavailable, UriTooLong, Text, Healthy, Ready, NotReady),
     ),
     modifiers(&Completion),
 )]

@@ -5,7 +5,7 @@
 //! by `openapi.rs`. The restore-point operations are in `browse_schema.rs`.
 
 use super::Ctx;
-use super::doc_parts::{BadRequest, NotFound, ServiceUnavailable, Text};
+use super::doc_parts::{BadRequest, Healthy, NotFound, NotReady, Ready, ServiceUnavailable, Text};
 use super::objects::{
     self, Destination, DestinationList, Kind, Resource, ResourceList, Source, SourceList, Store,
     StoreList,
@@ -20,9 +20,7 @@ const NAME: &str = "The object's name in the configuration";
 /// `GET /healthz`.
 #[utoipa::path(get, path = "/healthz", tag = "probes", operation_id = "getHealthz",
     summary = "Liveness: 200 while the process answers",
-    responses((status = 200, description = "`ok`", body = String,
-        content_type = "text/plain; charset=utf-8",
-        headers(("Cache-Control" = String, description = "`no-store`")))))]
+    responses((status = 200, response = Healthy)))]
 pub fn healthz() -> Reply {
     text::healthz()
 }
@@ -31,13 +29,7 @@ pub fn healthz() -> Reply {
 #[utoipa::path(get, path = "/readyz", tag = "probes", operation_id = "getReadyz",
     summary = "Readiness: 200 `ready` when the latest configuration is valid and applied and \
         every object is ready, else 503 `not ready` and one reason per line",
-    responses(
-        (status = 200, description = "`ready`", body = String,
-            content_type = "text/plain; charset=utf-8",
-            headers(("Cache-Control" = String, description = "`no-store`"))),
-        (status = 503, description = "`not ready`, then one reason per line", body = String,
-            content_type = "text/plain; charset=utf-8",
-            headers(("Cache-Control" = String, description = "`no-store`")))))]
+    responses((status = 200, response = Ready), (status = 503, response = NotReady)))]
 pub fn readyz(ctx: &Ctx) -> Reply {
     text::readyz(ctx)
 }
@@ -136,7 +128,7 @@ pub async fn get_task(ctx: &Ctx, id: &str) -> Reply {
 macro_rules! object_operations {
     ($(
         $kind:ident, $list_path:literal, $get_path:literal, $plural:literal, $list_fn:ident, $list_id:literal, $list_summary:literal,
-        $list_body:ty, $get_fn:ident, $get_id:literal, $get_summary:literal, $get_body:ty,
+        $list_body:ty, $get_fn:ident, $get_id:literal, $get_summary:literal, $got:literal, $get_body:ty,
         $detail:literal;
     )+) => {$(
         #[doc = concat!("`GET ", $list_path, "`.")]
@@ -153,7 +145,7 @@ macro_rules! object_operations {
             params(("name" = String, Path, description = NAME,
         pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")),
             responses(
-                (status = 200, description = $get_summary, body = $get_body),
+                (status = 200, description = $got, body = $get_body),
                 (status = 400, response = BadRequest),
                 (status = 404, response = NotFound)))]
         pub async fn $get_fn(ctx: &Ctx, name: &str) -> Reply {
@@ -164,13 +156,13 @@ macro_rules! object_operations {
 
 object_operations! {
     Resources, "/api/v1/resources", "/api/v1/resources/{name}", "Every resource", list_resources, "listResources", "The applied resources",
-        ResourceList, get_resource, "getResource", "One resource", Resource, false;
+        ResourceList, get_resource, "getResource", "One resource", "The resource", Resource, false;
     Stores, "/api/v1/stores", "/api/v1/stores/{name}", "Every store", list_stores, "listStores", "The applied stores, each opened for its contents",
-        StoreList, get_store, "getStore", "One store", Store, true;
+        StoreList, get_store, "getStore", "One store", "The store", Store, true;
     Sources, "/api/v1/sources", "/api/v1/sources/{name}", "Every source", list_sources, "listSources", "The applied sources",
-        SourceList, get_source, "getSource", "One source", Source, false;
+        SourceList, get_source, "getSource", "One source", "The source", Source, false;
     Destinations, "/api/v1/destinations", "/api/v1/destinations/{name}",
         "Every destination", list_destinations, "listDestinations",
         "The applied destinations", DestinationList, get_destination, "getDestination",
-        "One destination", Destination, false;
+        "One destination", "The destination", Destination, false;
 }
