@@ -206,7 +206,8 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     }
 }
 
-async fn route(ctx: &Ctx, req: &Request<Incoming>) -> Reply {
+/// Answers `req` (its method, target and headers; any body is ignored).
+async fn route<B>(ctx: &Ctx, req: &Request<B>) -> Reply {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return response::method_not_allowed();
     }
@@ -269,7 +270,7 @@ async fn route(ctx: &Ctx, req: &Request<Incoming>) -> Reply {
 
 /// `/api/v1/stores/{store}/snapshots[/{id}[/tree|files/{path}]]`: reads
 /// backed-up data, so the bearer token is checked first.
-async fn snapshot_routes(ctx: &Ctx, req: &Request<Incoming>, raw: &[&str]) -> Reply {
+async fn snapshot_routes<B>(ctx: &Ctx, req: &Request<B>, raw: &[&str]) -> Reply {
     if let Err(reply) = auth::check(ctx, req.headers()) {
         return reply;
     }

@@ -479,3 +479,52 @@ fn the_served_document_is_the_generated_one() {
         assert_eq!(served_paths[path]["get"], get, "{path}");
     }
 }
+
+/// A context with no configuration applied and an empty state database.
+fn empty_ctx(dir: &std::path::Path) -> super::Ctx {
+    let settings = crate::config::validate::daemon_settings_or_default(&Default::default());
+    let db = crate::state::StateDb::open_in_memory().expect("a state database");
+    super::Ctx {
+        live: std::sync::Arc::new(crate::app::live::Live::new(dir.to_path_buf(), settings)),
+        db: crate::state::StateHandle::spawn(db).expect("the state thread"),
+        stores: Default::default(),
+    }
+}
+
+/// Every documented operation, GET and HEAD, reaches a handler: the router
+/// answers none of them "no such endpoint" or 405.
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let ctx = empty_ctx(dir.path());
+    let served = body(document());
+    for (path, item) in served["paths"].as_object().expect("paths") {
+        let target = path
+            .replace("{name}", "nightly")
+            .replace("{store}", "local")
+            .replace("{id}", "1")
+            .replace("{path}", "etc/hosts");
+        for method in ["get", "head"] {
+            assert!(item[method].is_object(), "{path}: no {method}");
+            let request = hyper::Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&target)
+                .body(())
+                .expect("a request");
+            let reply = super::route(&ctx, &request).await;
+            assert_ne!(
+                reply.status(),
+                hyper::StatusCode::METHOD_NOT_ALLOWED,
+                "{path}"
+            );
+            if reply.status() == hyper::StatusCode::NOT_FOUND {
+                let answer = body(reply);
+                let message = answer["error"]["message"].as_str().unwrap_or("");
+                assert!(
+                    !message.starts_with("no such endpoint"),
+                    "{path}: {message}"
+                );
+            }
+        }
+    }
+}
