@@ -1,8 +1,9 @@
 //! Tests that fail when `/api/v1/openapi.json` and what is sent drift
 //! apart: bodies built from the response types, as the handlers build them
 //! (every optional part present, and absent), are checked against the
-//! schema their operation declares in the generated document; and the
-//! served document is the generated one.
+//! schema their operation declares in the generated document; the served
+//! document is the generated one; and the router serves every operation
+//! it lists (`openapi.rs` checks the other way: every route is listed).
 //!
 //! The check is a small JSON Schema subset, made strict where drift hides:
 //! a field sent but not declared, a declared required field not sent, a
