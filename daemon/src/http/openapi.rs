@@ -66,7 +66,6 @@ use super::response::{Reply, error, json};
         responses(BadRequest, Unauthorized, NotFound, MethodNotAllowed, Cold, RangeNotSatisfiable,
             Corrupt, ServiceUnavailable, UriTooLong, Text, Healthy, Ready, NotReady),
     ),
-    modifiers(&Completion),
 )]
 pub struct ApiDoc;
 
@@ -79,12 +78,14 @@ impl utoipa::Modify for Completion {
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(doc_parts::BEARER, doc_parts::bearer_scheme());
         for (schema, keyword, value) in constraints() {
-            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) {
-                object
-                    .extensions
-                    .get_or_insert_with(Extensions::default)
-                    .insert(keyword.into(), value);
-            }
+            let extensions = match components.schemas.get_mut(schema) {
+                Some(RefOr::T(Schema::Object(object))) => &mut object.extensions,
+                Some(RefOr::T(Schema::AllOf(all_of))) => &mut all_of.extensions,
+                _ => continue, // `constraints_land` fails on this
+            };
+            extensions
+                .get_or_insert_with(Extensions::default)
+                .insert(keyword.into(), value);
         }
     }
 }
@@ -93,7 +94,7 @@ impl utoipa::Modify for Completion {
 /// one-shot `task`, never both; a finished run has `finished_at`; a
 /// schedule names its `source` (backup), `destination` (restore) or `to`
 /// (sync) exactly for its kind; the task filters `schedule` and `task`
-/// exclude each other.
+/// exclude each other; a snapshot's detail takes no other field.
 fn constraints() -> Vec<(&'static str, &'static str, Value)> {
     let origin = json!([{ "required": ["schedule"] }, { "required": ["task"] }]);
     let only_for = |field: &str, kind: &str| {
@@ -126,12 +127,16 @@ fn constraints() -> Vec<(&'static str, &'static str, Value)> {
             "not",
             json!({ "required": ["schedule", "task"] }),
         ),
+        ("SnapshotDetail", "unevaluatedProperties", json!(false)),
     ]
 }
 
-/// The whole generated document, before [`complete`].
+/// The whole generated document (both parts, [`Completion`] applied),
+/// before [`complete`].
 pub fn generate() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi().merge_from(BrowseApi::openapi())
+    let mut doc = ApiDoc::openapi().merge_from(BrowseApi::openapi());
+    utoipa::Modify::modify(&Completion, &mut doc);
+    doc
 }
 
 /// The document.
@@ -241,6 +246,15 @@ mod tests {
             }
             Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
             _ => {}
+        }
+    }
+
+    #[test]
+    fn constraints_land() {
+        let doc = doc();
+        for (schema, keyword, value) in constraints() {
+            let landed = &doc["components"]["schemas"][schema][keyword];
+            assert_eq!(landed, &value, "{schema}.{keyword}");
         }
     }
 
