@@ -59,6 +59,7 @@ use super::response::{Reply, error, json};
     components(
         schemas(
             super::schema::ErrorBody,
+            super::schema::SnapshotHex,
             crate::state::TaskKind,
             crate::state::TaskStatus,
             doc_parts::TaskFilterQuery

@@ -8,8 +8,8 @@
 use std::borrow::Cow;
 
 use serde::Serialize;
-use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::state::{TaskKind, TaskStatus};
@@ -46,18 +46,29 @@ impl ToSchema for TaskStatus {
     }
 }
 
-/// A full snapshot id, or `null`.
+/// A full snapshot id, or `null`: a reference to [`SnapshotHex`] or null.
 pub fn snapshot_id_or_null() -> Schema {
-    let hex = ObjectBuilder::new()
-        .schema_type(Type::String)
-        .pattern(Some("^[0-9a-f]{64}$"));
     OneOfBuilder::new()
-        .item(hex)
+        .item(Ref::from_schema_name("SnapshotHex"))
         .item(ObjectBuilder::new().schema_type(Type::Null))
         .description(Some("The snapshot a backup wrote or a restore read"))
         .build()
         .into()
 }
+
+/// A full snapshot id: 64 lowercase hex digits.
+pub struct SnapshotHex;
+
+impl PartialSchema for SnapshotHex {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[0-9a-f]{64}$"))
+            .into()
+    }
+}
+
+impl ToSchema for SnapshotHex {}
 
 /// Every error body: `{"error": {"status": 404, "message": "…"}}`.
 #[derive(Debug, Serialize, ToSchema)]
