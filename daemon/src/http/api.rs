@@ -6,79 +6,97 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use hyper::StatusCode;
-use serde::Serialize;
-use serde_json::{Value, json};
 
 use super::Ctx;
 use super::response::{Reply, error, json};
+use super::schema::{
+    ApplyErrorView, Condition, ConfigErrorView, ConfigView, FaultView, ObjectCounts, OneShot,
+    Progress, RunningTask, Schedule, ScheduleList, Status, Task, TaskPage, origin_fields,
+};
 use crate::config::desired::Action;
 use crate::state::{
     ConditionRecord, MAX_LIST_LIMIT, ObjectKind, Origin, OriginKind, ScheduleState, TaskFilter,
-    TaskId, TaskKind, TaskStatus,
+    TaskId, TaskKind, TaskRecord, TaskStatus,
 };
-use crate::status::RunningTask;
+use crate::status::RunningTask as LiveTask;
 
 /// RFC 3339 UTC with milliseconds, like the state database.
 pub fn time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn opt_time(t: &Option<DateTime<Utc>>) -> Value {
-    t.as_ref().map_or(Value::Null, |t| Value::String(time(t)))
+fn opt_time(t: &Option<DateTime<Utc>>) -> Option<String> {
+    t.as_ref().map(time)
 }
 
-/// A condition as JSON (`null` when none is known yet).
-pub fn condition(c: Option<&ConditionRecord>) -> Value {
-    match c {
-        None => Value::Null,
-        Some(c) => json!({
-            "ready": c.ready,
-            "reason": c.reason,
-            "message": c.message,
-            "since": time(&c.since),
-            "revision": c.revision,
-        }),
-    }
+/// A condition as sent (`None`, sent as `null`, when none is known yet).
+pub fn condition(c: Option<&ConditionRecord>) -> Option<Condition> {
+    c.map(|c| Condition {
+        ready: c.ready,
+        reason: c.reason.clone(),
+        message: c.message.clone(),
+        since: time(&c.since),
+        revision: c.revision.clone(),
+    })
 }
 
 /// Live progress of a running task: counters, rate and ETA.
-pub fn progress(task: &RunningTask) -> Value {
+pub fn progress(task: &LiveTask) -> Progress {
     let p = task.progress.snapshot();
     let elapsed = (Utc::now() - task.started_at).num_milliseconds().max(1) as f64 / 1000.0;
     let rate = p.bytes as f64 / elapsed;
     let eta = (p.total_bytes > p.bytes && rate > 0.0)
         .then(|| ((p.total_bytes - p.bytes) as f64 / rate).ceil() as u64);
-    json!({
-        "files": p.files,
-        "bytes": p.bytes,
-        "total_files": p.total_files,
-        "total_bytes": p.total_bytes,
-        "errors": p.errors,
-        "bytes_per_second": rate.round() as u64,
-        "eta_seconds": eta,
-    })
+    Progress {
+        files: p.files,
+        bytes: p.bytes,
+        total_files: p.total_files,
+        total_bytes: p.total_bytes,
+        errors: p.errors,
+        bytes_per_second: rate.round() as u64,
+        eta_seconds: eta,
+    }
 }
 
-/// A running task as JSON.
-pub fn running(task: &RunningTask) -> Value {
-    let mut v = json!({
-        "id": task.id,
-        "kind": task.kind,
-        "store": task.store,
-        "status": "running",
-        "queued_at": time(&task.queued_at),
-        "started_at": time(&task.started_at),
-        "waiting_for_slot": !task.has_slot,
-        "progress": progress(task),
-    });
-    if let Some(map) = v.as_object_mut() {
-        let (k, n) = match &task.origin {
-            Origin::Schedule(n) => ("schedule", n),
-            Origin::Task(n) => ("task", n),
-        };
-        map.insert(k.into(), Value::String(n.clone()));
+/// A running task as sent.
+pub fn running(task: &LiveTask) -> RunningTask {
+    let (schedule, origin_task) = origin_fields(&task.origin);
+    RunningTask {
+        id: task.id.map(|i| i.0),
+        kind: task.kind,
+        schedule,
+        task: origin_task,
+        store: task.store.clone(),
+        status: "running",
+        queued_at: time(&task.queued_at),
+        started_at: time(&task.started_at),
+        waiting_for_slot: !task.has_slot,
+        progress: progress(task),
     }
-    v
+}
+
+/// A recorded run as sent, with live progress when `live` is its running task.
+pub fn task_view(t: &TaskRecord, live: Option<&LiveTask>) -> Task {
+    let (schedule, task) = origin_fields(&t.origin);
+    Task {
+        id: t.id.0,
+        kind: t.kind,
+        schedule,
+        task,
+        store: t.store.clone(),
+        status: t.status,
+        reason: t.reason.clone(),
+        scheduled_for: opt_time(&t.scheduled_for),
+        queued_at: opt_time(&t.queued_at),
+        started_at: time(&t.started_at),
+        finished_at: opt_time(&t.finished_at),
+        duration_ms: t.duration_ms,
+        stats: t.stats.clone(),
+        error: t.error.clone(),
+        snapshot_id: t.snapshot_id.clone(),
+        revision: t.revision.clone(),
+        progress: live.map(progress),
+    }
 }
 
 /// `GET /api/v1/status`.
@@ -86,61 +104,69 @@ pub fn status(ctx: &Ctx) -> Reply {
     json(StatusCode::OK, &status_value(ctx))
 }
 
-/// The status document (also used by `/status` and `/readyz`).
-pub fn status_value(ctx: &Ctx) -> Value {
+/// The status document.
+pub fn status_value(ctx: &Ctx) -> Status {
     let live = &ctx.live;
     let config = live.config_status();
     let problems = live.problems();
     let applied = live.applied();
     let count = |f: fn(&crate::config::DesiredState) -> usize| applied.as_deref().map_or(0, f);
-    json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "ready": problems.is_empty(),
-        "problems": problems,
-        "started_at": time(&live.started_at),
-        "config": {
-            "dir": live.config_dir.display().to_string(),
-            "valid": config.valid,
-            "attempted_revision": config.attempted_revision,
-            "attempted_at": opt_time(&config.attempted_at),
-            "applied_revision": config.applied_revision,
-            "applied_at": opt_time(&config.applied_at),
-            "errors": config.errors.iter().map(|e| json!({
-                "file": e.file.as_ref().map(|f| f.display().to_string()),
-                "line": e.line,
-                "object": e.object,
-                "message": e.message,
-            })).collect::<Vec<_>>(),
-            "restart_required": config.restart_required,
-            "reloads": config.reloads,
-            "reload_failures": config.reload_failures,
-            "apply_error": config.apply_failure.as_ref().map(|f| json!({
-                "revision": f.revision,
-                "message": f.message,
-                "failures": f.failures,
-                "retry_at": time(&f.retry_at),
-            })),
+    Status {
+        version: env!("CARGO_PKG_VERSION"),
+        ready: problems.is_empty(),
+        problems,
+        started_at: time(&live.started_at),
+        config: ConfigView {
+            dir: live.config_dir.display().to_string(),
+            valid: config.valid,
+            attempted_revision: config.attempted_revision.clone(),
+            attempted_at: opt_time(&config.attempted_at),
+            applied_revision: config.applied_revision.clone(),
+            applied_at: opt_time(&config.applied_at),
+            errors: config
+                .errors
+                .iter()
+                .map(|e| ConfigErrorView {
+                    file: e.file.as_ref().map(|f| f.display().to_string()),
+                    line: e.line,
+                    object: e.object.clone(),
+                    message: e.message.clone(),
+                })
+                .collect(),
+            restart_required: config.restart_required.clone(),
+            reloads: config.reloads,
+            reload_failures: config.reload_failures,
+            apply_error: config.apply_failure.as_ref().map(|f| ApplyErrorView {
+                revision: f.revision.clone(),
+                message: f.message.clone(),
+                failures: f.failures,
+                retry_at: time(&f.retry_at),
+            }),
         },
-        "faults": live.faults().into_iter().map(|(fault, message)| json!({
-            "what": fault.what(),
-            "message": message,
-        })).collect::<Vec<_>>(),
-        "objects": {
-            "stores": count(|d| d.stores.len()),
-            "sources": count(|d| d.sources.len()),
-            "destinations": count(|d| d.destinations.len()),
-            "schedules": count(|d| d.schedules.len()),
-            "tasks": count(|d| d.tasks.len()),
+        faults: live
+            .faults()
+            .into_iter()
+            .map(|(fault, message)| FaultView {
+                what: fault.what(),
+                message,
+            })
+            .collect(),
+        objects: ObjectCounts {
+            stores: count(|d| d.stores.len()),
+            sources: count(|d| d.sources.len()),
+            destinations: count(|d| d.destinations.len()),
+            schedules: count(|d| d.schedules.len()),
+            tasks: count(|d| d.tasks.len()),
         },
-        "running": live.running_tasks().iter().map(running).collect::<Vec<_>>(),
-        "oneshots": oneshots(live),
-    })
+        running: live.running_tasks().iter().map(running).collect(),
+        oneshots: oneshots(live),
+    }
 }
 
 /// The declared one-shot tasks in the order they run per store, each with
 /// its condition: `Pending`/`DependencyNotReady` (an object is not ready),
 /// `Queued` (an earlier one-shot on its store goes first), `Started`, `Done`.
-fn oneshots(live: &crate::status::Live) -> Vec<Value> {
+fn oneshots(live: &crate::status::Live) -> Vec<OneShot> {
     let Some(applied) = live.applied() else {
         return Vec::new();
     };
@@ -148,51 +174,26 @@ fn oneshots(live: &crate::status::Live) -> Vec<Value> {
     applied
         .oneshots_in_order()
         .into_iter()
-        .map(|d| {
-            json!({
-                "name": d.name,
-                "kind": d.action.kind().as_str(),
-                "store": d.action.store(),
-                "declared_at": format!("{}:{}", d.origin.file.display(), d.origin.line),
-                "condition": condition(conditions.get(&(ObjectKind::Task, d.name.clone()))),
-            })
+        .map(|d| OneShot {
+            name: d.name.clone(),
+            kind: d.action.kind().as_str(),
+            store: d.action.store().to_string(),
+            declared_at: format!("{}:{}", d.origin.file.display(), d.origin.line),
+            condition: condition(conditions.get(&(ObjectKind::Task, d.name.clone()))),
         })
         .collect()
-}
-
-#[derive(Serialize)]
-struct ScheduleView {
-    name: String,
-    task: &'static str,
-    store: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    destination: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    to: Option<String>,
-    cron: String,
-    timezone: String,
-    jitter_seconds: u64,
-    catch_up: bool,
-    next_run: Value,
-    last_run: Value,
-    last_finished: Value,
-    last_success: Value,
-    last_status: Option<TaskStatus>,
-    last_duration_ms: Option<u64>,
-    last_bytes_added: Option<u64>,
-    skipped_count: u64,
-    running: Option<Value>,
-    condition: Value,
-    declared_at: String,
 }
 
 /// `GET /api/v1/schedules` and `/api/v1/schedules/{name}`.
 pub async fn schedules(ctx: &Ctx, name: Option<&str>) -> Reply {
     let Some(applied) = ctx.live.applied() else {
         return match name {
-            None => json(StatusCode::OK, &json!({ "schedules": [] })),
+            None => json(
+                StatusCode::OK,
+                &ScheduleList {
+                    schedules: Vec::new(),
+                },
+            ),
             Some(n) => error(StatusCode::NOT_FOUND, format!("no schedule named {n:?}")),
         };
     };
@@ -212,7 +213,7 @@ pub async fn schedules(ctx: &Ctx, name: Option<&str>) -> Reply {
             }
         };
     let conditions = ctx.live.conditions();
-    let running: BTreeMap<String, RunningTask> = ctx
+    let running: BTreeMap<String, LiveTask> = ctx
         .live
         .running_tasks()
         .into_iter()
@@ -222,7 +223,7 @@ pub async fn schedules(ctx: &Ctx, name: Option<&str>) -> Reply {
         })
         .collect();
     let next_runs = ctx.live.next_runs();
-    let views: Vec<ScheduleView> = applied
+    let views: Vec<Schedule> = applied
         .schedules
         .values()
         .filter(|d| name.is_none_or(|n| n == d.name))
@@ -234,7 +235,7 @@ pub async fn schedules(ctx: &Ctx, name: Option<&str>) -> Reply {
                 Action::Sync { to, .. } => (None, None, Some(to.clone())),
                 _ => (None, None, None),
             };
-            ScheduleView {
+            Schedule {
                 name: d.name.clone(),
                 task: d.action.kind().as_str(),
                 store: d.action.store().to_string(),
@@ -264,7 +265,7 @@ pub async fn schedules(ctx: &Ctx, name: Option<&str>) -> Reply {
             Some(v) => json(StatusCode::OK, &v),
             None => error(StatusCode::NOT_FOUND, "no such schedule"),
         },
-        None => json(StatusCode::OK, &json!({ "schedules": views })),
+        None => json(StatusCode::OK, &ScheduleList { schedules: views }),
     }
 }
 
@@ -343,19 +344,17 @@ pub async fn tasks(ctx: &Ctx, query: &str) -> Reply {
         .then(|| list.last().map(|t| t.id))
         .flatten();
     let running = ctx.live.running_tasks();
-    let tasks: Vec<Value> = list
+    let tasks: Vec<Task> = list
         .iter()
-        .map(|t| {
-            let mut v = serde_json::to_value(t).unwrap_or_default();
-            if let Some(r) = running.iter().find(|r| r.id == Some(t.id))
-                && let Some(map) = v.as_object_mut()
-            {
-                map.insert("progress".into(), progress(r));
-            }
-            v
-        })
+        .map(|t| task_view(t, running.iter().find(|r| r.id == Some(t.id))))
         .collect();
-    json(StatusCode::OK, &json!({ "tasks": tasks, "next": next }))
+    json(
+        StatusCode::OK,
+        &TaskPage {
+            tasks,
+            next: next.map(|i| i.0),
+        },
+    )
 }
 
 /// `GET /api/v1/tasks/{id}`, with live progress while it runs.
@@ -365,13 +364,9 @@ pub async fn task(ctx: &Ctx, id: &str) -> Reply {
     };
     match ctx.db.call(move |db| db.get_task(id)).await {
         Ok(Some(t)) => {
-            let mut v = serde_json::to_value(&t).unwrap_or_default();
-            if let Some(r) = ctx.live.running_tasks().iter().find(|r| r.id == Some(id))
-                && let Some(map) = v.as_object_mut()
-            {
-                map.insert("progress".into(), progress(r));
-            }
-            json(StatusCode::OK, &v)
+            let running = ctx.live.running_tasks();
+            let live = running.iter().find(|r| r.id == Some(id));
+            json(StatusCode::OK, &task_view(&t, live))
         }
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no task {id}")),
         Err(e) => error(

@@ -24,10 +24,7 @@ use kloset::{BlobKind, ErrorKind, Repository, Snapshot};
 use std::io::Write;
 
 use super::Ctx;
-use super::browse_json::{
-    SnapshotDetail, SnapshotList, SnapshotPageQuery, SnapshotSummary, TreeEntry, TreeListing,
-    TreePageQuery,
-};
+use super::browse_json::{SnapshotDetail, SnapshotList, SnapshotSummary, TreeEntry, TreeListing};
 use super::conditional;
 use super::listing::{self, Paging, SnapshotCursor};
 use super::paths::{self, SnapPath};
@@ -110,13 +107,6 @@ async fn snapshot(
 
 /// `GET /api/v1/stores/{store}/snapshots`: newest first, a page of at most
 /// `limit` after `cursor` (see [`listing`]).
-#[utoipa::path(get, path = "/api/v1/stores/{store}/snapshots", operation_id = "listSnapshots",
-    tag = "snapshots", security(("bearer" = [])),
-    params(("store" = String, Path, description = "A store's name"), SnapshotPageQuery),
-    responses((status = 200, description = "A page of snapshots, newest first (streamed)", body = SnapshotList),
-        (status = 400, description = "A bad `limit` or `cursor`"), (status = 401, description = "No or a wrong bearer token"),
-        (status = 404, description = "No such store"), (status = 422, description = "A snapshot is damaged"),
-        (status = 503, description = "The store cannot be read")))]
 pub async fn snapshots(ctx: &Ctx, store: &str, query: &str) -> Reply {
     let paging = match Paging::parse(query) {
         Ok(p) => p,
@@ -178,14 +168,6 @@ fn stream_json<T: serde::Serialize + Send + 'static>(body: T) -> Reply {
 }
 
 /// `GET /api/v1/stores/{store}/snapshots/{id}`.
-#[utoipa::path(get, path = "/api/v1/stores/{store}/snapshots/{id}", operation_id = "getSnapshot",
-    tag = "snapshots", security(("bearer" = [])),
-    params(("store" = String, Path, description = "A store's name"),
-        ("id" = String, Path, description = "`latest` or a unique prefix of a snapshot id")),
-    responses((status = 200, description = "The snapshot", body = SnapshotDetail),
-        (status = 400, description = "A malformed or ambiguous id"), (status = 401, description = "No or a wrong bearer token"),
-        (status = 404, description = "No such store or snapshot"), (status = 422, description = "The snapshot is damaged"),
-        (status = 503, description = "The store cannot be read")))]
 pub async fn snapshot_detail(ctx: &Ctx, store: &str, spec: &str) -> Reply {
     match snapshot(ctx, store, spec).await {
         Ok((_, snap, _)) => json(
@@ -223,17 +205,6 @@ async fn readable(
 /// most `limit` entries after `cursor`, by name bytes. The page is read
 /// from the tree blob as it is decompressed (never the whole directory),
 /// checked, then streamed.
-#[utoipa::path(get, path = "/api/v1/stores/{store}/snapshots/{id}/tree/{path}", operation_id = "listSnapshotDir",
-    tag = "snapshots", security(("bearer" = [])),
-    params(("store" = String, Path, description = "A store's name"),
-        ("id" = String, Path, description = "`latest` or a unique prefix of a snapshot id"),
-        ("path" = String, Path, description = "A path inside the snapshot, percent-decoded once into raw bytes"),
-        TreePageQuery),
-    responses((status = 200, description = "A page of the directory, by raw name bytes (streamed)", body = TreeListing),
-        (status = 400, description = "A bad path, `limit` or `cursor`, or not a directory"),
-        (status = 401, description = "No or a wrong bearer token"), (status = 404, description = "No such store, snapshot or path"),
-        (status = 409, description = "The store is cold"), (status = 422, description = "The tree is damaged"),
-        (status = 503, description = "The store cannot be read")))]
 pub async fn tree(ctx: &Ctx, store: &str, spec: &str, path: &SnapPath, query: &str) -> Reply {
     let paging = match Paging::parse(query) {
         Ok(p) => p,

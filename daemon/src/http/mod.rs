@@ -8,14 +8,21 @@ mod api;
 mod auth;
 mod browse;
 mod browse_json;
+mod browse_schema;
 mod conditional;
+mod doc_parts;
 mod listing;
 mod metrics;
 mod objects;
 mod openapi;
+#[cfg(test)]
+mod openapi_drift;
+mod operations;
 mod paths;
 mod response;
+mod schema;
 mod stores;
+mod task_stats_schema;
 mod text;
 mod viewer;
 
@@ -201,7 +208,8 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     }
 }
 
-async fn route(ctx: &Ctx, req: &Request<Incoming>) -> Reply {
+/// Answers `req` (its method, target and headers; any body is ignored).
+async fn route<B>(ctx: &Ctx, req: &Request<B>) -> Reply {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return response::method_not_allowed();
     }
@@ -236,35 +244,35 @@ async fn route(ctx: &Ctx, req: &Request<Incoming>) -> Reply {
         );
     };
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    use objects::Kind;
+    use operations as op;
     match segments.as_slice() {
         [] | [""] => viewer::page(ctx, &[], query, req.headers()).await,
         ["ui", rest @ ..] => viewer::page(ctx, rest, query, req.headers()).await,
-        ["api", "v1", "openapi.json"] => openapi::document(),
-        ["healthz"] => text::healthz(),
-        ["readyz"] => text::readyz(ctx),
-        ["status"] => text::status(ctx).await,
-        ["metrics"] => metrics::metrics(ctx).await,
-        ["api", "v1", "status"] => api::status(ctx),
-        ["api", "v1", "schedules"] => api::schedules(ctx, None).await,
-        ["api", "v1", "schedules", name] => api::schedules(ctx, Some(name)).await,
-        ["api", "v1", "tasks"] => api::tasks(ctx, query).await,
-        ["api", "v1", "tasks", id] => api::task(ctx, id).await,
-        ["api", "v1", "resources"] => objects::list(ctx, Kind::Resources, false).await,
-        ["api", "v1", "resources", name] => objects::get(ctx, Kind::Resources, name).await,
-        ["api", "v1", "stores"] => objects::list(ctx, Kind::Stores, true).await,
-        ["api", "v1", "stores", name] => objects::get(ctx, Kind::Stores, name).await,
-        ["api", "v1", "sources"] => objects::list(ctx, Kind::Sources, false).await,
-        ["api", "v1", "sources", name] => objects::get(ctx, Kind::Sources, name).await,
-        ["api", "v1", "destinations"] => objects::list(ctx, Kind::Destinations, false).await,
-        ["api", "v1", "destinations", name] => objects::get(ctx, Kind::Destinations, name).await,
+        ["api", "v1", "openapi.json"] => op::openapi(),
+        ["healthz"] => op::healthz(),
+        ["readyz"] => op::readyz(ctx),
+        ["status"] => op::status_text(ctx).await,
+        ["metrics"] => op::metrics(ctx).await,
+        ["api", "v1", "status"] => op::status(ctx),
+        ["api", "v1", "schedules"] => op::list_schedules(ctx).await,
+        ["api", "v1", "schedules", name] => op::get_schedule(ctx, name).await,
+        ["api", "v1", "tasks"] => op::list_tasks(ctx, query).await,
+        ["api", "v1", "tasks", id] => op::get_task(ctx, id).await,
+        ["api", "v1", "resources"] => op::list_resources(ctx).await,
+        ["api", "v1", "resources", name] => op::get_resource(ctx, name).await,
+        ["api", "v1", "stores"] => op::list_stores(ctx).await,
+        ["api", "v1", "stores", name] => op::get_store(ctx, name).await,
+        ["api", "v1", "sources"] => op::list_sources(ctx).await,
+        ["api", "v1", "sources", name] => op::get_source(ctx, name).await,
+        ["api", "v1", "destinations"] => op::list_destinations(ctx).await,
+        ["api", "v1", "destinations", name] => op::get_destination(ctx, name).await,
         _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
     }
 }
 
 /// `/api/v1/stores/{store}/snapshots[/{id}[/tree|files/{path}]]`: reads
 /// backed-up data, so the bearer token is checked first.
-async fn snapshot_routes(ctx: &Ctx, req: &Request<Incoming>, raw: &[&str]) -> Reply {
+async fn snapshot_routes<B>(ctx: &Ctx, req: &Request<B>, raw: &[&str]) -> Reply {
     if let Err(reply) = auth::check(ctx, req.headers()) {
         return reply;
     }
@@ -272,7 +280,8 @@ async fn snapshot_routes(ctx: &Ctx, req: &Request<Incoming>, raw: &[&str]) -> Re
         return error(StatusCode::BAD_REQUEST, "the store name is not valid UTF-8");
     };
     let Some(id) = raw.get(5).map(|i| browse::decode(i)) else {
-        return browse::snapshots(ctx, &store, req.uri().query().unwrap_or("")).await;
+        let query = req.uri().query().unwrap_or("");
+        return browse_schema::list_snapshots(ctx, &store, query).await;
     };
     let Some(id) = id else {
         return error(
@@ -286,13 +295,18 @@ async fn snapshot_routes(ctx: &Ctx, req: &Request<Incoming>, raw: &[&str]) -> Re
         Ok(p) => p,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
+    use browse_schema as op;
     match raw.get(6) {
-        None => browse::snapshot_detail(ctx, &store, &id).await,
+        None => op::get_snapshot(ctx, &store, &id).await,
         Some(&"tree") => {
             let query = req.uri().query().unwrap_or("");
-            browse::tree(ctx, &store, &id, &path, query).await
+            if rest.is_empty() {
+                op::list_snapshot_root(ctx, &store, &id, &path, query).await
+            } else {
+                op::list_snapshot_dir(ctx, &store, &id, &path, query).await
+            }
         }
-        Some(&"files") => browse::file(ctx, &store, &id, &path, req.headers()).await,
+        Some(&"files") => op::get_snapshot_file(ctx, &store, &id, &path, req.headers()).await,
         Some(_) => error(
             StatusCode::NOT_FOUND,
             format!("no such endpoint: {}", req.uri().path()),

@@ -1,29 +1,149 @@
-//! `GET /api/v1/openapi.json`: the OpenAPI 3.1 document of the endpoint.
+//! `GET /api/v1/openapi.json`: the OpenAPI 3.1 document of the endpoint,
+//! generated from the types the handlers send (utoipa).
 //!
-//! The document is written by hand in `openapi.json` next to this file,
-//! from what the handlers return (checked against the live daemon by
-//! `tests/openapi_schemathesis.rs`). It declares the GET operations; what
-//! holds for every operation is added here once, when the document is
-//! first served:
+//! [`ApiDoc`] lists the operations (`operations.rs`, and the restore-point
+//! ones from `browse_schema.rs`); each names its response bodies by type,
+//! so the schemas are those of the serialized structs. What holds for
+//! every operation is added here once, when the document is first served:
 //! - each GET gets its HEAD twin: same parameters, statuses and headers,
 //!   no body (`response::without_body`);
-//! - each operation can answer 414 (a request target over 4 KiB);
-//! - `info.version` is the daemon's version.
+//! - each operation can answer 414 (a request target over 4 KiB).
 
 use std::sync::OnceLock;
 
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
+use utoipa::OpenApi;
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::{RefOr, Schema};
 
+use super::browse_schema::BrowseApi;
+use super::doc_parts::{
+    self, BadRequest, Cold, Corrupt, Healthy, MethodNotAllowed, NotFound, NotReady,
+    RangeNotSatisfiable, Ready, ServiceUnavailable, Text, Unauthorized, UriTooLong,
+};
+use super::operations;
 use super::response::{Reply, error, json};
 
-/// The hand-written part.
-const SOURCE: &str = include_str!("openapi.json");
+/// The status and object endpoints; [`generate`] adds the restore-point
+/// ones ([`BrowseApi`]).
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "klosetd read-only HTTP endpoint",
+        description = "Status, task history, applied objects and restore points of a klosetd \
+            daemon. Only GET and HEAD are served: HEAD answers like GET (same status and headers, \
+            `Content-Length` included) without a body, and every other method gets 405 with \
+            `Allow: GET, HEAD` (see `components.responses.MethodNotAllowed`). Any request target \
+            longer than 4 KiB gets 414. Errors are JSON: \
+            `{\"error\": {\"status\": 404, \"message\": \"…\"}}`. When `[daemon] token_file` is \
+            set, the restore-point endpoints (`/api/v1/stores/{store}/snapshots…`) need \
+            `Authorization: Bearer <token>`; status endpoints stay open.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    tags(
+        (name = "probes", description = "Plain text for curl, probes and Prometheus."),
+        (name = "status", description = "The daemon, its schedules and its task history."),
+        (name = "objects", description = "The applied resources, stores, sources and destinations."),
+        (name = "snapshots",
+            description = "Restore points: reads backed-up data (bearer token when one is set)."),
+    ),
+    paths(
+        operations::healthz, operations::readyz, operations::status_text, operations::metrics,
+        operations::openapi, operations::status, operations::list_schedules,
+        operations::get_schedule, operations::list_tasks, operations::get_task,
+        operations::list_resources, operations::get_resource, operations::list_stores,
+        operations::get_store, operations::list_sources, operations::get_source,
+        operations::list_destinations, operations::get_destination,
+    ),
+    components(
+        schemas(
+            super::schema::ErrorBody,
+            super::schema::SnapshotHex,
+            crate::state::TaskKind,
+            crate::state::TaskStatus,
+            doc_parts::TaskFilterQuery
+        ),
+        responses(BadRequest, Unauthorized, NotFound, MethodNotAllowed, Cold, RangeNotSatisfiable,
+            Corrupt, ServiceUnavailable, UriTooLong, Text, Healthy, Ready, NotReady),
+    ),
+)]
+pub struct ApiDoc;
+
+/// What the derive cannot say: the bearer scheme, and how fields of a
+/// body depend on each other (JSON Schema keywords added to the schemas).
+struct Completion;
+
+impl utoipa::Modify for Completion {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(doc_parts::BEARER, doc_parts::bearer_scheme());
+        for (schema, keyword, value) in constraints() {
+            let extensions = match components.schemas.get_mut(schema) {
+                Some(RefOr::T(Schema::Object(object))) => &mut object.extensions,
+                Some(RefOr::T(Schema::AllOf(all_of))) => &mut all_of.extensions,
+                _ => continue, // `constraints_land` fails on this
+            };
+            extensions
+                .get_or_insert_with(Extensions::default)
+                .insert(keyword.into(), value);
+        }
+    }
+}
+
+/// Per schema, a keyword and its value: a run names its `schedule` or its
+/// one-shot `task`, never both; a finished run has `finished_at`; a
+/// schedule names its `source` (backup), `destination` (restore) or `to`
+/// (sync) exactly for its kind; the task filters `schedule` and `task`
+/// exclude each other; a snapshot's detail takes no other field.
+fn constraints() -> Vec<(&'static str, &'static str, Value)> {
+    let origin = json!([{ "required": ["schedule"] }, { "required": ["task"] }]);
+    let only_for = |field: &str, kind: &str| {
+        json!({
+            "if": { "properties": { "task": { "const": kind } } },
+            "then": { "required": [field] },
+            "else": { "not": { "required": [field] } },
+        })
+    };
+    let finished = json!({
+        "if": { "properties": { "status": { "const": "running" } } },
+        "then": { "properties": { "finished_at": { "type": "null" }, "duration_ms": { "type": "null" } } },
+        "else": { "properties": { "finished_at": { "type": "string" } } },
+    });
+    vec![
+        ("RunningTask", "oneOf", origin.clone()),
+        ("Task", "oneOf", origin),
+        ("Task", "allOf", json!([finished])),
+        (
+            "Schedule",
+            "allOf",
+            json!([
+                only_for("source", "backup"),
+                only_for("destination", "restore"),
+                only_for("to", "sync"),
+            ]),
+        ),
+        (
+            "TaskFilter",
+            "not",
+            json!({ "required": ["schedule", "task"] }),
+        ),
+        ("SnapshotDetail", "unevaluatedProperties", json!(false)),
+    ]
+}
+
+/// The whole generated document (both parts, [`Completion`] applied),
+/// before [`complete`].
+pub fn generate() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi().merge_from(BrowseApi::openapi());
+    utoipa::Modify::modify(&Completion, &mut doc);
+    doc
+}
 
 /// The document.
 pub fn document() -> Reply {
     static DOCUMENT: OnceLock<Result<Value, String>> = OnceLock::new();
-    match DOCUMENT.get_or_init(|| build(SOURCE)) {
+    match DOCUMENT.get_or_init(build) {
         Ok(doc) => json(StatusCode::OK, doc),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -32,10 +152,14 @@ pub fn document() -> Reply {
     }
 }
 
-/// Parses `source` and completes it (HEAD twins, 414, version).
-fn build(source: &str) -> Result<Value, String> {
-    let mut doc: Value = serde_json::from_str(source).map_err(|e| e.to_string())?;
-    doc["info"]["version"] = json!(env!("CARGO_PKG_VERSION"));
+/// The generated document, completed (HEAD twins, 414).
+fn build() -> Result<Value, String> {
+    let doc = serde_json::to_value(generate()).map_err(|e| e.to_string())?;
+    complete(doc)
+}
+
+/// Adds the HEAD twins and 414 to every operation of `doc`.
+fn complete(mut doc: Value) -> Result<Value, String> {
     let shared = doc["components"]["responses"].clone();
     let paths = doc
         .get_mut("paths")
@@ -107,7 +231,7 @@ mod tests {
     use super::*;
 
     fn doc() -> Value {
-        build(SOURCE).expect("the document parses")
+        build().expect("the document is generated")
     }
 
     /// Every `$ref` in `v`.
@@ -123,6 +247,15 @@ mod tests {
             }
             Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
             _ => {}
+        }
+    }
+
+    #[test]
+    fn constraints_land() {
+        let doc = doc();
+        for (schema, keyword, value) in constraints() {
+            let landed = &doc["components"]["schemas"][schema][keyword];
+            assert_eq!(landed, &value, "{schema}.{keyword}");
         }
     }
 

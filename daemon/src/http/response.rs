@@ -11,6 +11,8 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use super::schema::{ErrorBody, ErrorDetail};
+
 /// Every response of the endpoint.
 pub type Reply = Response<Body>;
 
@@ -71,13 +73,18 @@ fn build(status: StatusCode, content_type: &'static str, body: Bytes) -> Reply {
     r
 }
 
-/// A JSON body.
+/// Pretty JSON with sorted object keys and a final newline.
+fn encode<T: Serialize>(value: &T) -> serde_json::Result<Vec<u8>> {
+    let mut body = serde_json::to_vec_pretty(&serde_json::to_value(value)?)?;
+    body.push(b'\n');
+    Ok(body)
+}
+
+/// A JSON body, pretty-printed with its object keys sorted (as the
+/// endpoint always sent them: a `serde_json::Value` object is sorted).
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {
-    match serde_json::to_vec_pretty(value) {
-        Ok(mut body) => {
-            body.push(b'\n');
-            build(status, "application/json", Bytes::from(body))
-        }
+    match encode(value) {
+        Ok(body) => build(status, "application/json", Bytes::from(body)),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot encode the response: {e}"),
@@ -109,11 +116,13 @@ pub fn with_type(status: StatusCode, content_type: &'static str, body: String) -
 
 /// A JSON error: `{"error": {"status": 404, "message": "…"}}`.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Reply {
-    let body = serde_json::json!({
-        "error": { "status": status.as_u16(), "message": message.into() }
-    });
-    let mut bytes = serde_json::to_vec_pretty(&body).unwrap_or_default();
-    bytes.push(b'\n');
+    let body = ErrorBody {
+        error: ErrorDetail {
+            status: status.as_u16(),
+            message: message.into(),
+        },
+    };
+    let bytes = encode(&body).unwrap_or_default();
     build(status, "application/json", Bytes::from(bytes))
 }
 
