@@ -250,6 +250,11 @@ fn prunes_and_backups_of_one_store_run_side_by_side() {
             base(&root)
         ),
     );
+    // The store exists before the daemon starts: the first prune may be due
+    // at the first backup's tick, and a prune does not initialise a store.
+    Kloset::new()
+        .passphrase(PASS)
+        .must_at(root.join("store"), ["create", "--kdf-memory-mib", "8"]);
     let d = Daemon::start(
         &conf,
         &root.join("klosetd.log"),
