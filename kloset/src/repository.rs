@@ -545,14 +545,17 @@ impl Repository {
         Tree::decode(&raw, &format!("tree {}", id.short()))
     }
 
-    /// Lists every snapshot, sorted by time. Snapshots that cannot be read
-    /// are returned separately with their error.
-    pub fn snapshots_with_problems(&self) -> Result<(Vec<Snapshot>, Vec<SnapshotProblem>)> {
+    /// Reads every snapshot header, 16 at a time, and hands each to `visit`
+    /// as it arrives (in no particular order) with its object path; one
+    /// that cannot be read comes as its error. Memory follows what `visit`
+    /// keeps, not the number of snapshots. Fails at once on an error that
+    /// may pass (the store was unreachable), without visiting the rest.
+    pub fn visit_snapshots(&self, mut visit: impl FnMut(&str, Result<Snapshot>)) -> Result<()> {
         let listed = self.storage.list(Some(SNAPSHOTS_DIR))?;
         let keys = self.keys.clone();
         let storage = self.storage.clone();
-        let results: Vec<(String, Result<Snapshot>)> = self.storage.run(async {
-            futures::stream::iter(listed.into_iter().map(|l| {
+        self.storage.run(async {
+            let mut results = futures::stream::iter(listed.into_iter().map(|l| {
                 let keys = keys.clone();
                 let storage = storage.clone();
                 async move {
@@ -567,19 +570,26 @@ impl Repository {
                     (l.path, result)
                 }
             }))
-            .buffer_unordered(16)
-            .collect()
-            .await
-        });
+            .buffer_unordered(16);
+            while let Some((path, result)) = results.next().await {
+                match result {
+                    Err(e) if e.is_retryable() => return Err(e),
+                    other => visit(&path, other),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Lists every snapshot, sorted by time. Snapshots that cannot be read
+    /// are returned separately with their error.
+    pub fn snapshots_with_problems(&self) -> Result<(Vec<Snapshot>, Vec<SnapshotProblem>)> {
         let mut good = Vec::new();
         let mut bad = Vec::new();
-        for (path, r) in results {
-            match r {
-                Ok(s) => good.push(s),
-                Err(e) if e.is_retryable() => return Err(e),
-                Err(e) => bad.push((path, e)),
-            }
-        }
+        self.visit_snapshots(|path, r| match r {
+            Ok(s) => good.push(s),
+            Err(e) => bad.push((path.to_string(), e)),
+        })?;
         good.sort_by(|a, b| a.time_ns.cmp(&b.time_ns).then(a.id.cmp(&b.id)));
         bad.sort_by(|a, b| a.0.cmp(&b.0));
         Ok((good, bad))

@@ -121,8 +121,13 @@ pub async fn snapshots(ctx: &Ctx, store: &str, query: &str) -> Reply {
         Ok(r) => r,
         Err(reply) => return reply,
     };
-    let (page, more) = match blocking(move || repo.snapshots()).await {
-        Ok(list) => snapshot_page(list, after, paging.limit),
+    let limit = paging.limit;
+    let (page, more) = match blocking(move || snapshot_page(&repo, after, limit)).await {
+        // Any damaged snapshot fails the list, as `kloset ls` does.
+        Ok(found) => match found.problems.into_iter().next() {
+            None => (found.page, found.more),
+            Some((_, e)) => return engine_error(&e),
+        },
         Err(reply) => return reply,
     };
     let next_cursor = more
@@ -143,20 +148,53 @@ pub async fn snapshots(ctx: &Ctx, store: &str, query: &str) -> Reply {
     stream_json(body)
 }
 
-/// The page of `list` after `after` (newest first), at most `limit`, and
-/// whether more follow.
+/// A page of a store's snapshots, newest first, read header by header.
+#[derive(Debug)]
+pub struct SnapshotPage {
+    /// At most `limit` snapshots after the cursor, newest first.
+    pub page: Vec<Snapshot>,
+    /// Whether more follow.
+    pub more: bool,
+    /// How many snapshots the store has (readable ones).
+    pub total: usize,
+    /// Snapshots that cannot be read, by object path.
+    pub problems: Vec<kloset::repository::SnapshotProblem>,
+}
+
+/// The snapshots after `after` (newest first), at most `limit`. Keeps only
+/// the `limit + 1` newest before the cursor while reading, so memory
+/// follows the page, not the number of snapshots in the store.
 pub fn snapshot_page(
-    mut list: Vec<Snapshot>,
+    repo: &Repository,
     after: Option<SnapshotCursor>,
     limit: usize,
-) -> (Vec<Snapshot>, bool) {
-    if let Some(a) = after {
-        list.retain(|s| SnapshotCursor::from(s) < a);
-    }
-    list.sort_by_key(|s| std::cmp::Reverse(SnapshotCursor::from(s)));
-    let more = list.len() > limit;
-    list.truncate(limit);
-    (list, more)
+) -> kloset::Result<SnapshotPage> {
+    let mut kept: std::collections::BTreeMap<SnapshotCursor, Snapshot> = Default::default();
+    let mut total = 0;
+    let mut problems = Vec::new();
+    repo.visit_snapshots(|path, read| match read {
+        Ok(s) => {
+            total += 1;
+            let at = SnapshotCursor::from(&s);
+            if after.is_none_or(|a| at < a) {
+                kept.insert(at, s);
+                if kept.len() > limit.saturating_add(1) {
+                    kept.pop_first();
+                }
+            }
+        }
+        Err(e) => problems.push((path.to_string(), e)),
+    })?;
+    problems.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut page: Vec<Snapshot> = kept.into_values().rev().collect();
+    let more = page.len() > limit;
+    page.truncate(limit);
+    Ok(SnapshotPage {
+        page,
+        more,
+        total,
+        problems,
+    })
 }
 
 /// A JSON body written as it is serialized.

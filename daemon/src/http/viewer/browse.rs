@@ -96,9 +96,9 @@ async fn store_page(ctx: &Ctx, store: &str, query: &str) -> Result<Page, Failure
     };
     let def = store_def(ctx, store)?;
     let repo = open(ctx, &def, false).await?;
-    let (snaps, problems) = blocking(move || repo.snapshots_with_problems()).await?;
-    let total = snaps.len();
-    let (snaps, more) = snapshot_page(snaps, after, paging.limit);
+    let limit = paging.limit;
+    let found = blocking(move || snapshot_page(&repo, after, limit)).await?;
+    let (snaps, more, total, problems) = (found.page, found.more, found.total, found.problems);
     let cold = def.storage_type == StorageType::Cold;
     let conditions = ctx.live.conditions();
     let mut body = format!(
