@@ -4,8 +4,8 @@
 //! observed is what runs now.
 //!
 //! An apply is prepared first (the diff against the applied objects, the
-//! new schedule table, conditions), recorded in the state database, and only
-//! then committed in memory (schedules swapped in, readiness tests started,
+//! new schedule table, conditions), recorded in the state database in one
+//! call, and only then committed in memory (the live status included) (schedules swapped in, readiness tests started,
 //! one-shot tasks considered). A revision is recorded as applied only when
 //! all of that succeeded. A failed apply changes nothing that runs; it is
 //! retried with backoff (as kube-runtime's error policy requeues) and shown
@@ -35,8 +35,11 @@ pub struct ApplyError {
     cause: anyhow::Error,
 }
 
-fn failed(step: &'static str) -> impl FnOnce(anyhow::Error) -> ApplyError {
-    move |cause| ApplyError { step, cause }
+fn failed(step: &'static str) -> impl FnOnce(StateError) -> ApplyError {
+    move |cause| ApplyError {
+        step,
+        cause: cause.into(),
+    }
 }
 
 /// The kinds whose objects have a connection test.
@@ -233,7 +236,7 @@ impl Daemon {
             .db
             .call(|db| db.all_schedule_states())
             .await
-            .map_err(|e| failed("reading schedule states")(e.into()))?
+            .map_err(failed("reading schedule states"))?
             .into_iter()
             .map(|s| (s.name, s.last_run_at))
             .collect();
@@ -249,19 +252,21 @@ impl Daemon {
             now,
         );
 
-        // Record: conditions of changed and removed objects, then the
-        // revision and its objects. Each step may be repeated harmlessly.
+        // Record, in one call to the database: conditions of changed and
+        // removed objects, next runs of removed schedules, then the
+        // revision and its objects. Each step may be repeated harmlessly,
+        // and the live status is not touched until the commit.
         let mut pending = Vec::new();
         let mut removed = Vec::new();
         for (object, change) in &changes.changes {
-            let key = (object.kind, object.name.clone());
             match change {
-                Change::Removed => removed.push(key),
+                Change::Removed => removed.push((object.kind, object.name.clone())),
                 Change::Added | Change::Changed if testable(object.kind) => {
                     // Not ready until its test says so: an old condition
                     // describes the old definition.
                     pending.push((
-                        key,
+                        object.kind,
+                        object.name.clone(),
                         Condition {
                             ready: false,
                             reason: "Pending".into(),
@@ -273,14 +278,11 @@ impl Daemon {
                 Change::Added | Change::Changed => {}
             }
         }
-        self.write_conditions(pending)
-            .await
-            .map_err(failed("recording conditions"))?;
-        for key in &removed {
-            self.remove_condition(key.clone())
-                .await
-                .map_err(failed("removing conditions of removed objects"))?;
-        }
+        let gone_schedules: Vec<String> = removed
+            .iter()
+            .filter(|(kind, _)| *kind == ObjectKind::Schedule)
+            .map(|(_, name)| name.clone())
+            .collect();
         let revision = desired.revision.clone();
         let objects: Vec<AppliedObject> = definitions
             .into_iter()
@@ -291,14 +293,14 @@ impl Daemon {
                 definition,
             })
             .collect();
-        let gone_schedules: Vec<String> = changes
-            .of(ObjectKind::Schedule)
-            .filter(|(_, c)| *c == Change::Removed)
-            .map(|(n, _)| n.to_string())
-            .collect();
-        let gone = gone_schedules.clone();
-        self.db
+        let (gone, forgotten) = (gone_schedules.clone(), removed.clone());
+        let conditions = self
+            .db
             .call(move |db| {
+                let written = db.set_conditions(&pending, now)?;
+                for (kind, name) in &forgotten {
+                    db.remove_condition(*kind, name)?;
+                }
                 for name in &gone {
                     db.set_next_run(name, None)?;
                 }
@@ -307,13 +309,16 @@ impl Daemon {
                     // Recording the attempt itself failed earlier.
                     Err(StateError::RevisionNotAttempted { .. }) => {
                         db.record_attempt(&revision, true, None, now)?;
-                        db.record_applied(&revision, now)
+                        db.record_applied(&revision, now)?;
                     }
-                    other => other,
+                    other => {
+                        other?;
+                    }
                 }
+                Ok(written)
             })
             .await
-            .map_err(|e| failed("recording the applied revision")(e.into()))?;
+            .map_err(failed("recording the revision and its conditions"))?;
 
         // Commit.
         let restart = self.apply_daemon_settings(&desired.daemon).await;
@@ -321,13 +326,10 @@ impl Daemon {
         for name in &gone_schedules {
             tracing::info!(schedule = %name, "schedule removed: no further runs");
         }
-        self.live.next_runs_changed(
-            &gone_schedules
-                .iter()
-                .map(|n| (n.clone(), None))
-                .collect::<Vec<_>>(),
-        );
+        self.live.schedules_removed(&gone_schedules);
+        self.live.conditions_written(conditions);
         for key in &removed {
+            self.live.condition_removed(key);
             self.readiness.forget(key);
         }
         for (object, change) in &changes.changes {

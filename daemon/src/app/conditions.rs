@@ -131,17 +131,6 @@ impl Daemon {
         self.live.conditions_written(records);
         Ok(())
     }
-
-    /// Removes an object's condition (the object is gone).
-    pub(super) async fn remove_condition(&self, key: ObjectKey) -> anyhow::Result<()> {
-        let (kind, name) = key.clone();
-        self.db
-            .call(move |db| db.remove_condition(kind, &name))
-            .await
-            .with_context(|| format!("removing the condition of {}.{}", key.0, key.1))?;
-        self.live.condition_removed(&key);
-        Ok(())
-    }
 }
 
 /// Whether a recorded condition already says `new`.

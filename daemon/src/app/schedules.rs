@@ -108,10 +108,7 @@ impl Daemon {
         if changed.is_empty() {
             return;
         }
-        let shown: Vec<_> = changed
-            .iter()
-            .map(|(n, at)| (n.clone(), Some(*at)))
-            .collect();
+        let shown = changed.clone();
         // The database first: after a failure the next tick tries again.
         match self.db.call(move |db| db.set_next_runs(&changed)).await {
             Ok(()) => {

@@ -134,14 +134,20 @@ impl Live {
         }
     }
 
-    /// Next run times changed (`None`: the schedule is removed).
-    pub fn next_runs_changed(&self, changed: &[(String, Option<Option<DateTime<Utc>>>)]) {
+    /// Next run times changed (`None`: no further run).
+    pub fn next_runs_changed(&self, changed: &[(String, Option<DateTime<Utc>>)]) {
         if let Ok(mut shown) = self.next_runs.write() {
             for (name, at) in changed {
-                match at {
-                    Some(at) => shown.insert(name.clone(), *at),
-                    None => shown.remove(name),
-                };
+                shown.insert(name.clone(), *at);
+            }
+        }
+    }
+
+    /// Schedules are no longer applied: their next runs are gone.
+    pub fn schedules_removed(&self, names: &[String]) {
+        if let Ok(mut shown) = self.next_runs.write() {
+            for name in names {
+                shown.remove(name);
             }
         }
     }
