@@ -79,6 +79,8 @@ mod openapi_schemathesis;
 mod ops_examples;
 #[path = "plan.rs"]
 mod plan;
+#[path = "shared_resources.rs"]
+mod shared_resources;
 #[path = "state_crash.rs"]
 mod state_crash;
 #[path = "systemd_unit.rs"]

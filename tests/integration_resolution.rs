@@ -214,17 +214,16 @@ protocol = "pg_dumpall"
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    // The connection settings the location was parsed into.
     let options = |name: &str| -> Vec<(String, String)> {
         let src = &v["sources"][name];
-        let opts = src["endpoint"]["options"]
-            .as_array()
-            .unwrap_or_else(|| panic!("options of {name}: {src}"));
-        opts.iter()
-            .map(|o| {
-                (
-                    o[0].as_str().expect("key").to_string(),
-                    o[1].as_str().expect("value").to_string(),
-                )
+        let settings = &src["endpoint"]["settings"];
+        ["host", "port", "user", "database"]
+            .iter()
+            .filter_map(|key| match &settings[key] {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => Some((key.to_string(), s.clone())),
+                other => Some((key.to_string(), other.to_string())),
             })
             .collect()
     };

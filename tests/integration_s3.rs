@@ -22,34 +22,14 @@ use common::e2e::{Setup, assert_no_secret, restore_task, settled_condition, snap
 use common::e2e::{wait_finished, wait_succeeded};
 use common::rng::SplitMix64;
 use common::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
-use kloset::{Location, Storage};
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStoreExt, PutPayload};
 
 const MIB: usize = 1 << 20;
 
-/// `bucket` on `s3` through the S3 API (with the right credentials).
-fn bucket_storage(s3: &S3Server, bucket: &str) -> Storage {
-    let options: Vec<(String, String)> = [
-        ("aws_endpoint", s3.endpoint()),
-        ("aws_region", "us-east-1".to_string()),
-        ("aws_allow_http", "true".to_string()),
-        ("aws_access_key_id", ACCESS_KEY.to_string()),
-        ("aws_secret_access_key", SECRET_KEY.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let location = Location::S3 {
-        bucket: bucket.to_string(),
-        prefix: String::new(),
-    };
-    Storage::open(&location, &options, false).expect("open the bucket")
-}
-
 /// The ETag S3 reports for `key` (`MD5-N` for an object put in N parts).
 fn etag(s3: &S3Server, bucket: &str, key: &str) -> String {
-    let storage = bucket_storage(s3, bucket);
+    let storage = s3.bucket_storage(bucket);
     let (store, path) = (storage.object_store(), ObjPath::parse(key).expect("key"));
     let meta = storage
         .run(async move { store.head(&path).await })
@@ -59,7 +39,7 @@ fn etag(s3: &S3Server, bucket: &str, key: &str) -> String {
 
 /// Puts `objects` (key → bytes) into `bucket` through the S3 API.
 fn put_objects(s3: &S3Server, bucket: &str, objects: &BTreeMap<String, Vec<u8>>) {
-    let storage = bucket_storage(s3, bucket);
+    let storage = s3.bucket_storage(bucket);
     let store = storage.object_store();
     for (key, bytes) in objects {
         // `parse` keeps the key as written (`from` would percent-encode

@@ -267,24 +267,69 @@ fn nixos_module_parses_and_matches_the_unit() {
 /// The docs whose fenced blocks are checked.
 const DOCS: [&str; 2] = ["operations.md", "configuration.md"];
 
+/// Every Markdown file under `docs/`, relative to it, sorted.
+fn all_docs() -> Vec<String> {
+    let root = repo().join("docs");
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read docs") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                let rel = path.strip_prefix(&root).expect("under docs");
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every ```toml block of every page under `docs/` is validated by the real
+/// `klosetd validate`. In [`DOCS`] each block is a whole example on its
+/// own. On the other pages the blocks build one configuration (an
+/// integration page declares a resource in one block and the stores that
+/// use it in the next), so they are validated together, one file per
+/// block. A block that starts with `# fragment` is shown as a piece of a
+/// larger file and skipped.
 #[test]
 fn doc_toml_blocks_are_valid_configs() {
     let mut checked = 0;
-    for name in DOCS {
-        let (_, text) = doc(name);
+    for name in all_docs() {
+        let (_, text) = doc(&name);
+        let standalone = DOCS.contains(&name.as_str());
+        let mut scratch = None;
+        let mut lines = Vec::new();
         for (lang, line, block) in fenced_blocks(&text) {
             if lang != "toml" || block.starts_with("# fragment") {
                 continue;
             }
-            let scratch = tempfile::tempdir().expect("temp dir");
-            let conf = scratch.path().join("conf.d");
-            std::fs::create_dir(&conf).expect("conf dir");
-            std::fs::write(conf.join("00-example.toml"), &block).expect("write");
-            assert_valid_config(&conf, &format!("docs/{name}:{line}"));
+            if standalone || scratch.is_none() {
+                let dir = tempfile::tempdir().expect("temp dir");
+                std::fs::create_dir(dir.path().join("conf.d")).expect("conf dir");
+                scratch = Some(dir);
+            }
+            let Some(dir) = &scratch else { continue };
+            let conf = dir.path().join("conf.d");
+            std::fs::write(
+                conf.join(format!("{:03}-line-{line}.toml", lines.len())),
+                &block,
+            )
+            .expect("write");
+            lines.push(line);
             checked += 1;
+            if standalone {
+                assert_valid_config(&conf, &format!("docs/{name}:{line}"));
+            }
+        }
+        if let (false, Some(dir)) = (standalone, &scratch) {
+            let what = format!("docs/{name} (its blocks at lines {lines:?}, together)");
+            assert_valid_config(&dir.path().join("conf.d"), &what);
         }
     }
-    assert!(checked >= 1, "no TOML example was checked");
+    assert!(checked >= 30, "only {checked} TOML examples were checked");
 }
 
 #[test]

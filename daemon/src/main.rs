@@ -135,6 +135,9 @@ fn main() -> ExitCode {
         }
         Command::Validate { dir, json } => match klosetd::config::load_and_validate(&dir) {
             Ok(state) => {
+                for w in &state.warnings {
+                    eprintln!("warning: {w}");
+                }
                 if json {
                     match serde_json::to_string_pretty(&state) {
                         Ok(s) => println!("{s}"),

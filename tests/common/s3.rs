@@ -158,6 +158,25 @@ impl S3Server {
         path
     }
 
+    /// `bucket` through the S3 API, with the right credentials.
+    pub fn bucket_storage(&self, bucket: &str) -> kloset::Storage {
+        let options: Vec<(String, String)> = [
+            ("aws_endpoint", self.endpoint()),
+            ("aws_region", "us-east-1".to_string()),
+            ("aws_allow_http", "true".to_string()),
+            ("aws_access_key_id", ACCESS_KEY.to_string()),
+            ("aws_secret_access_key", SECRET_KEY.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let location = kloset::Location::S3 {
+            bucket: bucket.to_string(),
+            prefix: String::new(),
+        };
+        kloset::Storage::open(&location, &options, false).expect("open the bucket")
+    }
+
     /// The environment the `kloset` CLI needs to reach this server.
     pub fn env(&self) -> Vec<(String, String)> {
         [

@@ -222,6 +222,9 @@ impl Daemon {
     /// error nothing that runs has changed.
     pub(super) async fn apply(&mut self, desired: Arc<DesiredState>) -> Result<Diff, ApplyError> {
         let now = self.clock.now();
+        for w in &desired.warnings {
+            tracing::warn!("config warning: {w}");
+        }
         let definitions = definitions(&desired);
         let prints: crate::config::diff::Fingerprints = definitions
             .iter()

@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::mpsc;
 
 use crate::config::DesiredState;
-use crate::integrations::connect::{test_destination, test_source};
+use crate::integrations::{Purpose, Role};
 use crate::scheduler::Clock;
 use crate::state::{Condition, ObjectKind};
 use crate::status::ObjectKey;
@@ -174,7 +174,7 @@ fn run_test(desired: &DesiredState, key: &ObjectKey) -> Condition {
     let (kind, name) = key;
     match kind {
         ObjectKind::Store => match desired.stores.get(name) {
-            Some(def) => match open_store_detailed(def, true) {
+            Some(def) => match open_store_detailed(def, true, Purpose::Test) {
                 Ok(opened) => condition(
                     true,
                     opened.reason.as_str(),
@@ -190,14 +190,14 @@ fn run_test(desired: &DesiredState, key: &ObjectKey) -> Condition {
             None => condition(false, "NotDeclared", format!("no [store.{name}]")),
         },
         ObjectKind::Source => match desired.sources.get(name) {
-            Some(def) => match test_source(&def.endpoint) {
+            Some(def) => match def.endpoint.test(Role::Source) {
                 Ok(reason) => condition(true, reason, def.endpoint.location.clone()),
                 Err(e) => condition(false, e.reason, e.message),
             },
             None => condition(false, "NotDeclared", format!("no [source.{name}]")),
         },
         ObjectKind::Destination => match desired.destinations.get(name) {
-            Some(def) => match test_destination(&def.endpoint) {
+            Some(def) => match def.endpoint.test(Role::Destination) {
                 Ok(reason) => condition(true, reason, def.endpoint.location.clone()),
                 Err(e) => condition(false, e.reason, e.message),
             },

@@ -10,15 +10,14 @@ use kloset::ops::check::{CheckOptions, check};
 use kloset::ops::export::export;
 use kloset::ops::restore::{RestoreOptions, restore};
 use kloset::repository::CreateOptions;
-use kloset::{Location, Progress, Repository, Snapshot, Storage};
+use kloset::{Progress, Repository, Snapshot, Storage};
 use serde::Serialize;
 
 use super::args::{BackupArgs, CheckArgs, Cli, CreateArgs, RestoreArgs, StoreCommand, Top};
 use super::output::{Bar, json, mode_string, size};
 use super::passphrase::{Sources, obtain};
 use super::{EXIT_ERROR, EXIT_OK, EXIT_PARTIAL};
-use crate::integrations::connectors::RestoreTarget;
-use crate::integrations::{Role, names_with};
+use crate::integrations::{Endpoint, Purpose, RestoreTarget, Role, from_location, names_with};
 use crate::tasks::hooks::run_hook;
 
 /// An error in how the command was called (exit code 2).
@@ -43,37 +42,41 @@ fn version(as_json: bool) {
             "version": env!("CARGO_PKG_VERSION"),
             "importers": names_with(Role::Source),
             "exporters": names_with(Role::Destination),
-            "klosets": kloset::STORE_BACKENDS,
+            "klosets": names_with(Role::Store),
         }));
     } else {
         println!("kloset {}", env!("CARGO_PKG_VERSION"));
         println!("importers: {}", names_with(Role::Source).join(", "));
         println!("exporters: {}", names_with(Role::Destination).join(", "));
-        println!("klosets: {}", kloset::STORE_BACKENDS.join(", "));
+        println!("klosets: {}", names_with(Role::Store).join(", "));
     }
 }
 
-/// A store location with its backend options, and the passphrase when the
-/// configuration provides it (`@NAME`).
+/// A store's endpoint, and the passphrase when the configuration provides
+/// it (`@NAME`).
 pub(super) struct Target {
-    pub(super) location: Location,
-    pub(super) options: Vec<(String, String)>,
+    pub(super) endpoint: Endpoint,
     pub(super) passphrase: Option<zeroize::Zeroizing<Vec<u8>>>,
+}
+
+impl Target {
+    /// The store backend; `create` makes a missing local directory.
+    pub(super) fn storage(&self, create: bool) -> Result<Storage> {
+        Ok(self.endpoint.storage(create, Purpose::Work)?)
+    }
 }
 
 pub(super) fn resolve_store(cli: &Cli, s: &str) -> Result<Target> {
     if let Some(name) = s.strip_prefix('@') {
         let named = super::named::store(&cli.config, name)?;
         return Ok(Target {
-            location: named.location,
-            options: named.options,
+            endpoint: named.endpoint,
             passphrase: Some(named.passphrase),
         });
     }
-    let location = Location::parse(s).map_err(|e| UsageError(e.to_string()))?;
+    let endpoint = from_location(s, Role::Store).map_err(UsageError)?;
     Ok(Target {
-        location,
-        options: Vec::new(),
+        endpoint,
         passphrase: None,
     })
 }
@@ -91,7 +94,7 @@ fn store_passphrase(cli: &Cli, confirm: bool) -> Result<zeroize::Zeroizing<Vec<u
 
 fn open_repo(cli: &Cli, location: &str) -> Result<Repository> {
     let target = resolve_store(cli, location)?;
-    let storage = Storage::open(&target.location, &target.options, false)?;
+    let storage = target.storage(false)?;
     let pass = match target.passphrase {
         Some(p) if cli.passphrase_file.is_none() => p,
         _ => store_passphrase(cli, false)?,
@@ -131,12 +134,12 @@ fn run_at(cli: &Cli, location: &str, command: &StoreCommand) -> Result<i32> {
 }
 
 fn create(cli: &Cli, location: &str, args: &CreateArgs) -> Result<i32> {
-    let target = resolve_store(cli, location)?;
-    let pass = match target.passphrase {
+    let mut target = resolve_store(cli, location)?;
+    let pass = match target.passphrase.take() {
         Some(p) if cli.passphrase_file.is_none() => p,
         _ => store_passphrase(cli, true)?,
     };
-    let storage = Storage::open(&target.location, &target.options, true)?;
+    let storage = target.storage(true)?;
     let mut options = CreateOptions::default();
     options.config.pack_size = u32::try_from(args.pack_size.as_u64())
         .map_err(|_| UsageError("--pack-size is too large".into()))?;

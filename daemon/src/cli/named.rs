@@ -5,10 +5,9 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
-use kloset::Location;
 use zeroize::Zeroizing;
 
-use crate::config::desired::{DestinationDef, SourceDef};
+use crate::config::desired::{DestinationDef, Endpoint, SourceDef};
 use crate::config::{DesiredState, load_and_validate};
 
 /// Loads and validates the config directory, or explains why it cannot.
@@ -26,9 +25,7 @@ pub fn load(dir: &Path) -> Result<DesiredState> {
 /// A store resolved from `@NAME`.
 pub struct NamedStore {
     /// Where it is.
-    pub location: Location,
-    /// Backend settings with credentials read.
-    pub options: Vec<(String, String)>,
+    pub endpoint: Endpoint,
     /// The passphrase from its `passphrase_file` or `passphrase_env`.
     pub passphrase: Zeroizing<Vec<u8>>,
 }
@@ -44,11 +41,12 @@ pub fn store(dir: &Path, name: &str) -> Result<NamedStore> {
         )
     })?;
     Ok(NamedStore {
-        location: Location::parse(&def.endpoint.location)?,
-        options: def
-            .endpoint
-            .backend_options()
-            .map_err(|e| anyhow!("store {name}: {e}"))?,
+        endpoint: {
+            def.endpoint
+                .check_secrets()
+                .map_err(|e| anyhow!("store {name}: {e}"))?;
+            def.endpoint.clone()
+        },
         passphrase: def
             .passphrase
             .read()

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use kloset::ops::sync::{SyncFilter, SyncOptions, SyncReport, sync};
 use kloset::repository::{Probe, probe};
-use kloset::{Progress, Repository, Storage};
+use kloset::{Progress, Repository};
 
 use super::EXIT_OK;
 use super::args::Cli;
@@ -71,7 +71,8 @@ impl SyncArgs {
 /// Opens the target store with its own passphrase.
 fn open_target(cli: &Cli, spec: &str) -> Result<Repository> {
     let target = resolve_store(cli, spec)?;
-    let storage = Storage::open(&target.location, &target.options, false)
+    let storage = target
+        .storage(false)
         .with_context(|| format!("opening the target store {spec}"))?;
     match probe(&storage).with_context(|| format!("reading the target store {spec}"))? {
         Probe::Store(_) => {}

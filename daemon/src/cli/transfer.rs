@@ -1,23 +1,20 @@
-//! Where a CLI backup reads from and a restore writes to: a local path, an
-//! `s3://` or `sftp://` URL (credentials from the standard `AWS_*`
-//! variables and `~/.ssh`), or a `@NAME` declared in the config directory,
-//! which goes through the same connectors as the daemon.
+//! Where a CLI backup reads from and a restore writes to: a local path, a
+//! URL of an integration that reads locations (credentials from the
+//! standard variables such as `AWS_*` and from `~/.ssh`), or a `@NAME`
+//! declared in the config directory. Both go through the integrations'
+//! connectors, as in the daemon.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
-use kloset::bucket::{BucketExporter, BucketImporter};
-use kloset::import::{FsImporter, Importer};
-use kloset::sftp::{SftpConfig, SftpExporter, SftpImporter};
-use kloset::{Location, Storage};
 
 use crate::config::desired::SourceDef;
-use crate::integrations::connectors::{self, RestoreTarget};
+use crate::integrations::{Endpoint, RestoreTarget, Role, from_location};
 
 /// What a backup reads.
 pub struct BackupSource {
     /// The importer.
-    pub importer: Box<dyn Importer>,
+    pub importer: Box<dyn kloset::import::Importer>,
     /// The source name recorded in the snapshot (`None`: the origin).
     pub name: Option<String>,
     /// Excludes declared with the source.
@@ -28,48 +25,49 @@ pub struct BackupSource {
     pub def: Option<SourceDef>,
 }
 
-/// Resolves `PATH`, `s3://…`, `sftp://…` or `@NAME`.
+/// Resolves `PATH`, a URL or `@NAME`.
 pub fn backup_source(config: &Path, arg: &str) -> Result<BackupSource> {
     if let Some(name) = arg.strip_prefix('@') {
         let def = super::named::source(config, name)?;
-        let importer = connectors::importer(&def).map_err(|e| anyhow!("source {name}: {e}"))?;
+        let importer = def
+            .endpoint
+            .importer()
+            .map_err(|e| anyhow!("source {name}: {e}"))?;
         return Ok(BackupSource {
             importer,
             name: Some(name.to_string()),
             excludes: def.excludes.clone(),
-            all_or_nothing: matches!(def.endpoint.integration, "postgresql" | "exec"),
+            all_or_nothing: def.endpoint.policies().all_or_nothing,
             def: Some(def),
         });
     }
-    let importer: Box<dyn Importer> = match url(arg)? {
-        Some(Location::S3 { .. }) => Box::new(BucketImporter::new(open_bucket(arg)?)),
-        Some(location @ Location::Sftp { .. }) => Box::new(
-            SftpImporter::connect(SftpConfig::from_location(&location, &Vec::new())?)
-                .with_context(|| format!("connecting to {location}"))?,
-        ),
-        _ => {
-            let path = Path::new(arg.strip_prefix("fs://").unwrap_or(arg));
-            let root = std::fs::canonicalize(path)
-                .with_context(|| format!("cannot back up {}", path.display()))?;
-            if !(root.is_dir() || root.is_file()) {
-                return Err(anyhow!(
-                    "cannot back up {}: neither a directory nor a regular file",
-                    root.display()
-                ));
-            }
-            Box::new(FsImporter::new(root))
+    let endpoint = if arg.contains("://") {
+        located(arg, Role::Source)?
+    } else {
+        // A plain path: back up what it is now, and say so when it is
+        // missing or neither a directory nor a file.
+        let root = std::fs::canonicalize(arg).with_context(|| format!("cannot back up {arg}"))?;
+        if !(root.is_dir() || root.is_file()) {
+            return Err(anyhow!(
+                "cannot back up {}: neither a directory nor a regular file",
+                root.display()
+            ));
         }
+        located(&root.to_string_lossy(), Role::Source)?
     };
     Ok(BackupSource {
-        importer,
+        importer: endpoint
+            .importer()
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("connecting to {}", endpoint.location))?,
         name: None,
         excludes: Vec::new(),
-        all_or_nothing: false,
+        all_or_nothing: endpoint.policies().all_or_nothing,
         def: None,
     })
 }
 
-/// Resolves `-to DIR`, `s3://…`, `sftp://…` or `@NAME`.
+/// Resolves `-to DIR`, a URL or `@NAME`.
 pub fn restore_target(config: &Path, arg: Option<&str>) -> Result<RestoreTarget> {
     let Some(arg) = arg else {
         return Ok(RestoreTarget::Local(
@@ -78,35 +76,26 @@ pub fn restore_target(config: &Path, arg: Option<&str>) -> Result<RestoreTarget>
     };
     if let Some(name) = arg.strip_prefix('@') {
         let def = super::named::destination(config, name)?;
-        return connectors::restore_target(&def.endpoint, None)
+        return def
+            .endpoint
+            .restore_target(None)
             .map_err(|e| anyhow!("destination {name}: {e}"));
     }
-    Ok(match url(arg)? {
-        Some(Location::S3 { .. }) => {
-            RestoreTarget::Exporter(Box::new(BucketExporter::new(open_bucket(arg)?)))
-        }
-        Some(location @ Location::Sftp { .. }) => RestoreTarget::Exporter(Box::new(
-            SftpExporter::connect(SftpConfig::from_location(&location, &Vec::new())?)
-                .with_context(|| format!("connecting to {location}"))?,
-        )),
-        _ => RestoreTarget::Local(PathBuf::from(arg.strip_prefix("fs://").unwrap_or(arg))),
+    let endpoint = located(arg, Role::Destination)?;
+    endpoint
+        .restore_target(None)
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("connecting to {}", endpoint.location))
+}
+
+/// The endpoint of a location argument. Integrations that need settings a
+/// URL cannot carry (a password, a command) are declared and used as
+/// `@NAME`.
+fn located(arg: &str, role: Role) -> Result<Endpoint> {
+    from_location(arg, role).map_err(|e| {
+        anyhow!(
+            "{e}; declare it as a {} in the config directory and use @NAME",
+            role.as_str()
+        )
     })
-}
-
-/// The location of an `s3://` or `sftp://` argument; `None` for paths
-/// (and `fs://`). Any other scheme is refused rather than taken as a path.
-fn url(arg: &str) -> Result<Option<Location>> {
-    match arg.split_once("://").map(|(scheme, _)| scheme) {
-        Some("s3" | "sftp") => Ok(Some(Location::parse(arg)?)),
-        None | Some("fs") => Ok(None),
-        Some(other) => Err(anyhow!(
-            "{other}:// is not a location the CLI reads or writes directly; \
-             declare it as a source or destination and use @NAME (postgresql and exec work that way)"
-        )),
-    }
-}
-
-fn open_bucket(arg: &str) -> Result<Storage> {
-    let location = Location::parse(arg)?;
-    Storage::open(&location, &Vec::new(), false).with_context(|| format!("opening {arg}"))
 }

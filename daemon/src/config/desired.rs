@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
-use zeroize::Zeroizing;
 
 use super::model::{InitPolicy, RetentionTable, StorageType, TaskKind};
 
@@ -22,92 +21,7 @@ pub struct Declaration {
     pub hash: String,
 }
 
-/// A secret: read when needed, never stored in the desired state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SecretRef {
-    /// A file (e.g. under `$CREDENTIALS_DIRECTORY`).
-    File(#[serde(serialize_with = "lossy::path")] PathBuf),
-    /// An environment variable.
-    Env(String),
-}
-
-impl SecretRef {
-    /// Reads the secret; one trailing newline of a file is dropped. The
-    /// error names the file or variable, never the value.
-    pub fn read(&self) -> Result<Zeroizing<Vec<u8>>, String> {
-        let mut bytes = match self {
-            SecretRef::File(p) => Zeroizing::new(
-                std::fs::read(p)
-                    .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))?,
-            ),
-            SecretRef::Env(name) => match std::env::var_os(name) {
-                Some(v) => {
-                    Zeroizing::new(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec())
-                }
-                None => return Err(format!("environment variable {name} is not set")),
-            },
-        };
-        if bytes.ends_with(b"\n") {
-            bytes.pop();
-            if bytes.ends_with(b"\r") {
-                bytes.pop();
-            }
-        }
-        if bytes.is_empty() {
-            return Err(match self {
-                SecretRef::File(p) => format!("secret file {} is empty", p.display()),
-                SecretRef::Env(n) => format!("environment variable {n} is empty"),
-            });
-        }
-        Ok(bytes)
-    }
-}
-
-/// How to reach a store, source or destination.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Endpoint {
-    /// The integration serving it.
-    pub integration: &'static str,
-    /// Its protocol.
-    pub protocol: &'static str,
-    /// The location (path or URL; never contains credentials).
-    pub location: String,
-    /// The resource it came from, if any.
-    pub resource: Option<String>,
-    /// Backend settings (e.g. `aws_endpoint`), no secrets.
-    pub options: Vec<(String, String)>,
-    /// Backend credentials by setting name (e.g. `aws_secret_access_key`).
-    pub credentials: Vec<(String, SecretRef)>,
-    /// The command, as argv (`exec`; empty otherwise).
-    pub command: Vec<String>,
-}
-
-impl Endpoint {
-    /// Backend settings with credentials read from their secrets. The
-    /// error names the setting and the file or variable, never the value.
-    pub fn backend_options(&self) -> Result<Vec<(String, String)>, String> {
-        let mut options = self.options.clone();
-        for (key, secret) in &self.credentials {
-            let value = secret.read().map_err(|e| format!("{key}: {e}"))?;
-            let text = std::str::from_utf8(&value)
-                .map_err(|_| format!("{key}: the secret is not UTF-8"))?
-                .to_string();
-            options.push((key.clone(), text));
-        }
-        Ok(options)
-    }
-}
-
-impl Endpoint {
-    /// A backend setting by name.
-    pub fn option(&self, key: &str) -> Option<&str> {
-        self.options
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
+pub use crate::integrations::{Endpoint, SecretRef};
 
 /// A `[resource.NAME]`: something in the inventory, as status shows it
 /// (connection fields; credentials only by where they are read from).
@@ -353,6 +267,10 @@ pub struct DesiredState {
     pub schedules: BTreeMap<String, ScheduleDef>,
     /// One-shot tasks by name.
     pub tasks: BTreeMap<String, OneShotDef>,
+    /// What is valid but probably not meant (e.g. a source inside a
+    /// store), each at its `file:line`.
+    #[serde(skip)]
+    pub warnings: Vec<super::error::ConfigError>,
 }
 
 impl DesiredState {

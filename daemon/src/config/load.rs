@@ -27,6 +27,15 @@ pub struct Located<T> {
     /// BLAKE3 (hex) of the object's table as written, canonicalised: equal
     /// content gives an equal hash whatever the formatting.
     pub hash: String,
+    /// 1-based line of each key of its table, for errors about one key.
+    pub key_lines: BTreeMap<String, usize>,
+}
+
+impl<T> Located<T> {
+    /// The line of `key` in the table, or the table's own line.
+    pub fn line_of_key(&self, key: &str) -> usize {
+        self.key_lines.get(key).copied().unwrap_or(self.line)
+    }
 }
 
 /// Every object of the directory, merged, not yet validated.
@@ -222,6 +231,7 @@ fn merge(
                     file: path.to_path_buf(),
                     line,
                     hash: content_hash(values.get("daemon")),
+                    key_lines: BTreeMap::new(),
                 })
             }
         }
@@ -309,6 +319,7 @@ fn insert_all<T>(
             continue;
         }
         let hash = content_hash(values.get(table).and_then(|t| t.get(&name)));
+        let key_lines = key_lines(text, table, &name);
         into.insert(
             name,
             Located {
@@ -316,9 +327,33 @@ fn insert_all<T>(
                 file: path.to_path_buf(),
                 line,
                 hash,
+                key_lines,
             },
         );
     }
+}
+
+/// The line of each key of `[table.name]` in `text`.
+fn key_lines(text: &str, table: &str, name: &str) -> BTreeMap<String, usize> {
+    use toml::de::{DeTable, DeValue};
+    let Ok(doc) = DeTable::parse(text) else {
+        return BTreeMap::new();
+    };
+    fn find<'i>(t: &DeTable<'i>, key: &str) -> Option<DeValue<'i>> {
+        t.iter()
+            .find(|(k, _)| k.get_ref().as_ref() == key)
+            .map(|(_, v)| v.get_ref().clone())
+    }
+    let Some(DeValue::Table(group)) = find(doc.get_ref(), table) else {
+        return BTreeMap::new();
+    };
+    let Some(DeValue::Table(object)) = find(&group, name) else {
+        return BTreeMap::new();
+    };
+    object
+        .iter()
+        .map(|(k, _)| (k.get_ref().to_string(), line_of(text, k.span().start)))
+        .collect()
 }
 
 /// Hashes a TOML value through its canonical JSON form (keys sorted).
@@ -401,14 +436,14 @@ mod tests {
         let d = dir_with(&[
             (
                 "a.toml",
-                "[store.main]\nlocation = \"/x\"\nlocaton = \"typo\"\n",
+                "[schedule.main]\ntask = \"check\"\nstoer = \"typo\"\n",
             ),
             ("b.toml", "[schedule.x]\ntask = \"backup\"\ncron = \n"),
         ]);
         let errs = load_dir(d.path()).expect_err("errors");
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert_eq!(errs[0].line, Some(3), "{}", errs[0]);
-        assert!(errs[0].message.contains("locaton"), "{}", errs[0]);
+        assert!(errs[0].message.contains("stoer"), "{}", errs[0]);
         assert!(errs[1].file.as_ref().is_some_and(|f| f.ends_with("b.toml")));
         assert_eq!(errs[1].line, Some(3), "{}", errs[1]);
     }

@@ -10,6 +10,7 @@ mod endpoint;
 pub mod error;
 pub mod load;
 pub mod model;
+mod places;
 pub mod retention;
 pub mod validate;
 
@@ -121,23 +122,23 @@ mod tests {
             ["backup", "check", "prune", "restore", "sync"]
         );
         // Every integration appears in every role it provides.
-        for i in crate::integrations::BUILTIN {
-            for role in i.roles {
+        for i in crate::integrations::REGISTRY {
+            for role in i.roles() {
                 let used = match role {
                     crate::integrations::Role::Source => state
                         .sources
                         .values()
-                        .any(|s| s.endpoint.integration == i.name),
+                        .any(|s| s.endpoint.integration == i.name()),
                     crate::integrations::Role::Destination => state
                         .destinations
                         .values()
-                        .any(|d| d.endpoint.integration == i.name),
+                        .any(|d| d.endpoint.integration == i.name()),
                     crate::integrations::Role::Store => state
                         .stores
                         .values()
-                        .any(|s| s.endpoint.integration == i.name),
+                        .any(|s| s.endpoint.integration == i.name()),
                 };
-                assert!(used, "docs/reference.d lacks {} as a {role:?}", i.name);
+                assert!(used, "docs/reference.d lacks {} as a {role:?}", i.name());
             }
         }
     }

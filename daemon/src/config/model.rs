@@ -2,7 +2,9 @@
 //!
 //! No I/O and no cross-file knowledge here. Unknown keys are errors
 //! (`deny_unknown_fields`), so a typo fails validation instead of being
-//! ignored. Spans point back into the file for error messages.
+//! ignored; the keys of resources, stores, sources and destinations that
+//! belong to an integration are collected (`connection`, `placement`) and
+//! checked by that integration. Spans point back into the file for error messages.
 
 use std::collections::BTreeMap;
 
@@ -49,51 +51,18 @@ pub struct DaemonTable {
     pub token_file: Option<String>,
 }
 
-/// `[resource.NAME]`: something in the inventory.
+/// `[resource.NAME]`: something in the inventory. The keys besides
+/// `class` and `subclass` are the connection, read by the integration that
+/// serves the class (see `docs/integrations/`).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ResourceTable {
     /// e.g. `filesystem`, `object-storage`, `database`.
     pub class: String,
     /// e.g. `local`, `s3`, `postgresql`.
     pub subclass: String,
-    /// Filesystem path (class `filesystem`).
-    pub path: Option<String>,
-    /// Service endpoint URL (S3-compatible storage).
-    pub endpoint: Option<String>,
-    /// Region.
-    pub region: Option<String>,
-    /// Bucket.
-    pub bucket: Option<String>,
-    /// Key prefix inside the bucket.
-    pub prefix: Option<String>,
-    /// Allow plain HTTP endpoints.
-    pub allow_http: Option<bool>,
-    /// Host name.
-    pub host: Option<String>,
-    /// TCP port.
-    pub port: Option<u16>,
-    /// User name.
-    pub user: Option<String>,
-    /// Database name.
-    pub database: Option<String>,
-    /// Access key id, from a file.
-    pub access_key_id_file: Option<String>,
-    /// Access key id, from an environment variable.
-    pub access_key_id_env: Option<String>,
-    /// Secret access key, from a file.
-    pub secret_access_key_file: Option<String>,
-    /// Secret access key, from an environment variable.
-    pub secret_access_key_env: Option<String>,
-    /// Password, from a file.
-    pub password_file: Option<String>,
-    /// Password, from an environment variable.
-    pub password_env: Option<String>,
-    /// Private key file (SSH).
-    pub key_file: Option<String>,
-    /// OpenSSH `known_hosts` file that must hold the server's host key (SSH;
-    /// default `~/.ssh/known_hosts`).
-    pub known_hosts_file: Option<String>,
+    /// The connection: `path`, `endpoint`, `host`, credentials, ...
+    #[serde(flatten)]
+    pub connection: toml::Table,
 }
 
 /// `standard` or `cold` (policy only; never changes the storage).
@@ -130,7 +99,6 @@ pub enum InitPolicy {
 
 /// `[store.NAME]`: where backups are kept.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct StoreTable {
     /// A resource by name, or …
     pub resource: Option<String>,
@@ -148,11 +116,14 @@ pub struct StoreTable {
     pub passphrase_env: Option<String>,
     /// `auto` (default) or `never`.
     pub init: Option<InitPolicy>,
+    /// Where inside the resource (`path`, `bucket`, `prefix`), read by the
+    /// integration.
+    #[serde(flatten)]
+    pub placement: toml::Table,
 }
 
 /// `[source.NAME]`: what is backed up.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SourceTable {
     /// A resource by name, or …
     pub resource: Option<String>,
@@ -165,23 +136,19 @@ pub struct SourceTable {
     /// Glob patterns to skip.
     #[serde(default)]
     pub excludes: Vec<String>,
-    /// The command whose standard output is backed up (`exec`), as argv.
-    pub command: Option<Vec<String>>,
-    /// The file name the command's output gets in the snapshot (`exec`).
-    pub file: Option<String>,
     /// A command run before the backup (argv); if it fails, nothing is backed up.
     pub pre: Option<Vec<String>>,
     /// A command run after the backup, whatever its outcome (argv); not run
     /// when `pre` failed (no backup started).
     pub post: Option<Vec<String>>,
-    /// Integration-specific options.
-    #[serde(default)]
-    pub options: toml::Table,
+    /// Where inside the resource and the integration's own keys (`path`,
+    /// `bucket`, `prefix`, `database`, `command`, `file`, ...).
+    #[serde(flatten)]
+    pub placement: toml::Table,
 }
 
 /// `[destination.NAME]`: where restores go.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DestinationTable {
     /// A resource by name, or …
     pub resource: Option<String>,
@@ -191,11 +158,10 @@ pub struct DestinationTable {
     pub integration: Option<String>,
     /// Protocol, when the integration has several.
     pub protocol: Option<String>,
-    /// The command a restored file is piped into (`exec`), as argv.
-    pub command: Option<Vec<String>>,
-    /// Integration-specific options.
-    #[serde(default)]
-    pub options: toml::Table,
+    /// Where inside the resource and the integration's own keys (`path`,
+    /// `bucket`, `prefix`, `database`, `command`, `options`, ...).
+    #[serde(flatten)]
+    pub placement: toml::Table,
 }
 
 /// What a schedule or one-shot task does (one vocabulary with the state

@@ -26,6 +26,22 @@ pub(super) struct Ctx {
 }
 
 impl Ctx {
+    /// An error at `line` of `at`'s file.
+    pub(super) fn err_at<T>(
+        &mut self,
+        at: &Located<T>,
+        line: usize,
+        object: &str,
+        message: impl Into<String>,
+    ) {
+        self.errors.push(ConfigError::at(
+            &at.file,
+            line,
+            Some(object.to_string()),
+            message,
+        ));
+    }
+
     pub(super) fn err<T>(&mut self, at: &Located<T>, object: &str, message: impl Into<String>) {
         self.errors.push(ConfigError::at(
             &at.file,
@@ -54,24 +70,7 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
-/// Resolves a path as written in `file`: `$CREDENTIALS_DIRECTORY/…` (or
-/// `${CREDENTIALS_DIRECTORY}/…`) expands from the environment; a relative
-/// path is taken against the directory of `file`.
-pub fn resolve_path(file: &Path, written: &str) -> Result<PathBuf, String> {
-    for var in ["${CREDENTIALS_DIRECTORY}", "$CREDENTIALS_DIRECTORY"] {
-        if let Some(rest) = written.strip_prefix(var) {
-            let base = std::env::var_os("CREDENTIALS_DIRECTORY")
-                .ok_or_else(|| format!("{written:?} uses $CREDENTIALS_DIRECTORY, which is not set (systemd sets it with LoadCredential=)"))?;
-            return Ok(PathBuf::from(base).join(rest.trim_start_matches('/')));
-        }
-    }
-    let p = Path::new(written);
-    if p.is_absolute() {
-        Ok(p.to_path_buf())
-    } else {
-        Ok(file.parent().unwrap_or(Path::new("/")).join(p))
-    }
-}
+pub use crate::integrations::resolve_path;
 
 /// Validates a loaded directory into the desired state.
 pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
@@ -106,13 +105,14 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
             raw,
             l,
             &object,
-            Role::Store,
             Wanted {
+                role: Role::Store,
+                name,
                 resource: s.resource.as_deref(),
                 location: s.location.as_deref(),
                 integration: s.integration.as_deref(),
                 protocol: s.protocol.as_deref(),
-                command: None,
+                placement: &s.placement,
             },
         );
         let passphrase = secret(
@@ -159,40 +159,21 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
             Some(argv) => argv.clone(),
             None => Vec::new(),
         });
-        if let Some(mut endpoint) = endpoint(
+        if let Some(endpoint) = endpoint(
             &mut cx,
             raw,
             l,
             &object,
-            Role::Source,
             Wanted {
+                role: Role::Source,
+                name,
                 resource: s.resource.as_deref(),
                 location: s.location.as_deref(),
                 integration: s.integration.as_deref(),
                 protocol: s.protocol.as_deref(),
-                command: s.command.as_deref(),
+                placement: &s.placement,
             },
         ) {
-            match (endpoint.integration, &s.file) {
-                ("exec", Some(file)) if kloset::tree::is_safe_name(file.as_bytes()) => {
-                    endpoint.options.push(("file".into(), file.clone()));
-                }
-                ("exec", Some(file)) => cx.err(
-                    l,
-                    &object,
-                    format!("file = {file:?} must be one file name (no `/`, not `.` or `..`)"),
-                ),
-                ("exec", None) => endpoint
-                    .options
-                    .push(("file".into(), format!("{name}.out"))),
-                (other, Some(_)) => cx.err(
-                    l,
-                    &object,
-                    format!("`file` belongs to the exec integration, not {other}"),
-                ),
-                _ => {}
-            }
-            integration_options(&mut cx, l, &object, &mut endpoint, &s.options, &[]);
             let [pre, post] = hooks;
             sources.insert(
                 name.clone(),
@@ -211,25 +192,21 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
     for (name, l) in &raw.destinations {
         let object = format!("destination.{name}");
         let d = &l.value;
-        if let Some(mut endpoint) = endpoint(
+        if let Some(endpoint) = endpoint(
             &mut cx,
             raw,
             l,
             &object,
-            Role::Destination,
             Wanted {
+                role: Role::Destination,
+                name,
                 resource: d.resource.as_deref(),
                 location: d.location.as_deref(),
                 integration: d.integration.as_deref(),
                 protocol: d.protocol.as_deref(),
-                command: d.command.as_deref(),
+                placement: &d.placement,
             },
         ) {
-            let allowed: &[&str] = match endpoint.integration {
-                "postgresql" => &["clean"],
-                _ => &[],
-            };
-            integration_options(&mut cx, l, &object, &mut endpoint, &d.options, allowed);
             destinations.insert(
                 name.clone(),
                 DestinationDef {
@@ -326,6 +303,8 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
             );
         }
     }
+    let (clashes, warnings) = super::places::check(&stores, &sources, &destinations);
+    cx.errors.extend(clashes);
     if !cx.errors.is_empty() {
         cx.errors
             .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
@@ -345,38 +324,8 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
         destinations,
         schedules,
         tasks,
+        warnings,
     })
-}
-
-/// Checks `options = { … }` against the boolean options an integration
-/// understands and records them on the endpoint.
-fn integration_options<T>(
-    cx: &mut Ctx,
-    l: &Located<T>,
-    object: &str,
-    endpoint: &mut Endpoint,
-    options: &toml::Table,
-    allowed: &[&str],
-) {
-    for (key, value) in options {
-        match (allowed.contains(&key.as_str()), value) {
-            (true, toml::Value::Boolean(b)) => endpoint.options.push((key.clone(), b.to_string())),
-            (true, _) => cx.err(l, object, format!("options.{key} is true or false")),
-            (false, _) => cx.err(
-                l,
-                object,
-                format!(
-                    "option {key:?} is not understood by the {} integration{}",
-                    endpoint.integration,
-                    if allowed.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (it takes: {})", allowed.join(", "))
-                    }
-                ),
-            ),
-        }
-    }
 }
 
 /// A resource as status shows it: its set fields, and its credentials by
@@ -384,39 +333,34 @@ fn integration_options<T>(
 fn resource_def(name: &str, l: &Located<super::model::ResourceTable>) -> ResourceDef {
     let r = &l.value;
     let mut fields = BTreeMap::new();
-    let mut set = |key: &str, value: Option<String>| {
-        if let Some(v) = value {
-            fields.insert(key.to_string(), v);
-        }
-    };
-    set("path", r.path.clone());
-    set("endpoint", r.endpoint.clone());
-    set("region", r.region.clone());
-    set("bucket", r.bucket.clone());
-    set("prefix", r.prefix.clone());
-    set("allow_http", r.allow_http.map(|b| b.to_string()));
-    set("host", r.host.clone());
-    set("port", r.port.map(|p| p.to_string()));
-    set("user", r.user.clone());
-    set("database", r.database.clone());
-    set("key_file", r.key_file.clone());
-    set("known_hosts_file", r.known_hosts_file.clone());
     let mut credentials = BTreeMap::new();
-    let mut cred = |key: &str, file: &Option<String>, env: &Option<String>| {
-        if let Some(f) = file {
-            let path = resolve_path(&l.file, f).unwrap_or_else(|_| PathBuf::from(f));
-            credentials.insert(key.to_string(), SecretRef::File(path));
-        } else if let Some(e) = env {
-            credentials.insert(key.to_string(), SecretRef::Env(e.clone()));
+    for (key, value) in &r.connection {
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        // `password_file`, `secret_access_key_env`: a credential by where
+        // it is read from. `key_file` and `known_hosts_file` name files
+        // that are shown as they are.
+        let credential = CREDENTIALS.iter().find_map(|c| {
+            if *key == format!("{c}_file") {
+                let path = resolve_path(&l.file, &text).unwrap_or_else(|_| PathBuf::from(&text));
+                Some((c, SecretRef::File(path)))
+            } else if *key == format!("{c}_env") {
+                Some((c, SecretRef::Env(text.clone())))
+            } else {
+                None
+            }
+        });
+        match credential {
+            Some((c, secret)) => {
+                credentials.insert(c.to_string(), secret);
+            }
+            None => {
+                fields.insert(key.clone(), text);
+            }
         }
-    };
-    cred("access_key_id", &r.access_key_id_file, &r.access_key_id_env);
-    cred(
-        "secret_access_key",
-        &r.secret_access_key_file,
-        &r.secret_access_key_env,
-    );
-    cred("password", &r.password_file, &r.password_env);
+    }
     ResourceDef {
         name: name.to_string(),
         class: r.class.clone(),
@@ -426,6 +370,15 @@ fn resource_def(name: &str, l: &Located<super::model::ResourceTable>) -> Resourc
         origin: origin(l),
     }
 }
+
+/// Resource keys `NAME_file` / `NAME_env` that hold credentials.
+const CREDENTIALS: &[&str] = &[
+    "password",
+    "access_key_id",
+    "secret_access_key",
+    "account_key",
+    "sas_token",
+];
 
 fn locate(raw: &RawConfig, table: &str, name: &str) -> (PathBuf, usize) {
     let found = match table {
@@ -551,34 +504,10 @@ pub(super) fn secret<T>(
     env: Option<&str>,
     required: bool,
 ) -> Option<SecretRef> {
-    let secret = match (file, env) {
-        (Some(_), Some(_)) => {
-            cx.err(
-                l,
-                object,
-                format!("give either {what}_file or {what}_env, not both"),
-            );
-            return None;
-        }
-        (Some(f), None) => match resolve_path(&l.file, f) {
-            Ok(p) => SecretRef::File(p),
-            Err(e) => {
-                cx.err(l, object, format!("{what}_file: {e}"));
-                return None;
-            }
-        },
-        (None, Some(e)) => SecretRef::Env(e.to_string()),
-        (None, None) => {
-            if required {
-                cx.err(l, object, format!("{what}_file or {what}_env is required (secrets are never written in the TOML)"));
-            }
-            return None;
-        }
-    };
-    match secret.read() {
-        Ok(_) => Some(secret),
+    match crate::integrations::secret::secret(&l.file, what, file, env, required) {
+        Ok(s) => s,
         Err(e) => {
-            cx.err(l, object, format!("{what}: {e}"));
+            cx.err(l, object, e);
             None
         }
     }

@@ -18,12 +18,6 @@ use super::run::{TaskResult, first_few};
 use super::store::open_store;
 use crate::config::desired::{DesiredState, StoreDef};
 use crate::config::model::RetentionTable;
-use crate::integrations::connectors;
-
-/// Whether a source's integration produces dumps that are useless when partial.
-fn all_or_nothing(integration: &str) -> bool {
-    matches!(integration, "postgresql" | "exec")
-}
 
 pub(super) fn run_backup(
     state: &DesiredState,
@@ -67,7 +61,7 @@ fn backup_with(
     retention: Option<&RetentionTable>,
     progress: Arc<Progress>,
 ) -> TaskResult {
-    let importer = match connectors::importer(def) {
+    let importer = match def.endpoint.importer() {
         Ok(i) => i,
         Err(e) => return TaskResult::failed(format!("source {}: {e}", def.name)),
     };
@@ -84,7 +78,7 @@ fn backup_with(
         parent: ParentPolicy::Latest,
         threads: 0,
         progress,
-        all_or_nothing: all_or_nothing(def.endpoint.integration),
+        all_or_nothing: def.endpoint.policies().all_or_nothing,
     };
     let snap = match backup_from(&repo, importer.as_ref(), &options) {
         Ok(s) => s,

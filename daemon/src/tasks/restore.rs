@@ -24,7 +24,7 @@ use super::run::{RunStatus, TaskResult, cold_refusal, first_few};
 use super::store::open_store;
 use super::verify::verify_restore;
 use crate::config::desired::{DesiredState, StoreDef};
-use crate::integrations::connectors::{RestoreTarget, restore_target};
+use crate::integrations::{RestorePick, RestoreTarget};
 
 /// What a restore task asks for.
 #[derive(Debug)]
@@ -67,7 +67,7 @@ pub(super) fn run_restore(
         Err(e) => return TaskResult::failed(format!("destination {}: {e}", def.name)),
     };
     let subdir = req.into_snapshot_dir.then_some(short.as_str());
-    let target = match restore_target(&def.endpoint, subdir) {
+    let target = match def.endpoint.restore_target(subdir) {
         Ok(t) => t,
         Err(e) => return TaskResult::failed(format!("destination {}: {e}", def.name)),
     };
@@ -146,9 +146,9 @@ fn single_file(
     path: &str,
     endpoint: &crate::config::desired::Endpoint,
 ) -> Result<String, String> {
-    if !matches!(endpoint.integration, "postgresql" | "exec") {
+    let RestorePick::OneFile(wanted) = endpoint.policies().restore else {
         return Ok(path.to_string());
-    }
+    };
     let node = kloset::ops::restore::find_node(repo, snap, path).map_err(|e| e.to_string())?;
     if node.kind != kloset::tree::NodeKind::Dir {
         return Ok(path.to_string());
@@ -162,11 +162,6 @@ fn single_file(
             .map(|n| (n.kind, n.name_lossy()))
             .collect(),
         None => Vec::new(),
-    };
-    let wanted = |name: &str| match (endpoint.integration, endpoint.protocol) {
-        ("postgresql", "pg_dumpall") => name == crate::integrations::postgresql::CLUSTER_FILE,
-        ("postgresql", _) => name.ends_with(".dump"),
-        _ => true,
     };
     let files: Vec<&str> = names
         .iter()

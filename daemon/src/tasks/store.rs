@@ -9,16 +9,20 @@
 //! in that case, so `init = "never"` never writes anything.
 
 use kloset::repository::{CreateOptions, Probe, probe};
-use kloset::{Error, ErrorKind, Location, Repository, Storage};
+use kloset::{Error, ErrorKind, Repository, Storage};
 
 use crate::config::desired::StoreDef;
 use crate::config::model::InitPolicy;
+use crate::integrations::Purpose;
 
 /// Why a store is not ready.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreReason {
     /// The backend could not be reached (network, permissions, I/O).
     Unreachable,
+    /// The connection failed for the reason its integration's connection
+    /// test gives (`HostKeyMismatch`, `AuthenticationFailed`, `NotFound`, ...).
+    Connection(&'static str),
     /// The passphrase does not unlock the store.
     WrongPassphrase,
     /// The location holds something that is not a Kloset store.
@@ -39,11 +43,18 @@ pub enum StoreReason {
     Cancelled,
 }
 
+impl serde::Serialize for StoreReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl StoreReason {
     /// The reason as shown in conditions (`"WrongPassphrase"`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             StoreReason::Unreachable => "Unreachable",
+            StoreReason::Connection(reason) => reason,
             StoreReason::WrongPassphrase => "WrongPassphrase",
             StoreReason::ForeignData => "ForeignData",
             StoreReason::Empty => "Empty",
@@ -86,6 +97,7 @@ impl StoreProblem {
         matches!(
             self.reason,
             StoreReason::Unreachable
+                | StoreReason::Connection(_)
                 | StoreReason::Locked
                 | StoreReason::SecretUnreadable
                 | StoreReason::Empty
@@ -106,7 +118,10 @@ impl StoreProblem {
             ErrorKind::InvalidArgument => StoreReason::InvalidConfig,
             ErrorKind::Cancelled => StoreReason::Cancelled,
             ErrorKind::NotFound | ErrorKind::Storage | ErrorKind::Io | ErrorKind::Incomplete => {
-                StoreReason::Unreachable
+                match def.endpoint.failure_reason(e) {
+                    Some(reason) if reason != "Unreachable" => StoreReason::Connection(reason),
+                    _ => StoreReason::Unreachable,
+                }
             }
         };
         StoreProblem::new(def, reason, e.to_string())
@@ -141,20 +156,23 @@ pub struct OpenedStore {
     pub reason: ReadyReason,
 }
 
-/// Opens the store `def`, initialising it when empty if `allow_init` and
-/// `init = "auto"`.
+/// Opens the store `def` for work, initialising it when empty if
+/// `allow_init` and `init = "auto"`.
 pub fn open_store(def: &StoreDef, allow_init: bool) -> Result<Repository, StoreProblem> {
-    open_store_detailed(def, allow_init).map(|o| o.repo)
+    open_store_detailed(def, allow_init, Purpose::Work).map(|o| o.repo)
 }
 
-/// Like [`open_store`], also saying whether the store was initialised.
-pub fn open_store_detailed(def: &StoreDef, allow_init: bool) -> Result<OpenedStore, StoreProblem> {
+/// Like [`open_store`], also saying whether the store was initialised; a
+/// [`Purpose::Test`] gives up on a silent backend within seconds.
+pub fn open_store_detailed(
+    def: &StoreDef,
+    allow_init: bool,
+    purpose: Purpose,
+) -> Result<OpenedStore, StoreProblem> {
     let may_init = allow_init && def.init == InitPolicy::Auto;
-    let location = Location::parse(&def.endpoint.location)
-        .map_err(|e| StoreProblem::new(def, StoreReason::InvalidConfig, e.to_string()))?;
-    let options = def
-        .endpoint
-        .backend_options()
+    let location = &def.endpoint.location;
+    def.endpoint
+        .check_secrets()
         .map_err(|m| StoreProblem::new(def, StoreReason::SecretUnreadable, m))?;
     let passphrase = def.passphrase.read().map_err(|m| {
         StoreProblem::new(
@@ -163,10 +181,10 @@ pub fn open_store_detailed(def: &StoreDef, allow_init: bool) -> Result<OpenedSto
             format!("passphrase: {m}"),
         )
     })?;
-    let storage = match Storage::open(&location, &options, may_init) {
+    let storage = match def.endpoint.storage(may_init, purpose) {
         Ok(s) => s,
         Err(Error::NotAStore { found: None, .. }) => {
-            return Err(empty(def, &location, allow_init, "does not exist"));
+            return Err(empty(def, location, allow_init, "does not exist"));
         }
         Err(e) => return Err(StoreProblem::from_kloset(def, &e)),
     };
@@ -193,7 +211,7 @@ pub fn open_store_detailed(def: &StoreDef, allow_init: bool) -> Result<OpenedSto
                 Err(e) => Err(StoreProblem::from_kloset(def, &e)),
             }
         }
-        Probe::Empty => Err(empty(def, &location, allow_init, "is empty")),
+        Probe::Empty => Err(empty(def, location, allow_init, "is empty")),
         Probe::Foreign(what) => Err(StoreProblem::new(
             def,
             StoreReason::ForeignData,
@@ -205,7 +223,7 @@ pub fn open_store_detailed(def: &StoreDef, allow_init: bool) -> Result<OpenedSto
     }
 }
 
-fn empty(def: &StoreDef, location: &Location, allow_init: bool, state: &str) -> StoreProblem {
+fn empty(def: &StoreDef, location: &str, allow_init: bool, state: &str) -> StoreProblem {
     let why = match (def.init, allow_init) {
         (InitPolicy::Never, _) => "it is not initialised because the store says init = \"never\"",
         (InitPolicy::Auto, false) => {

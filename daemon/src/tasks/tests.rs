@@ -161,16 +161,24 @@ fn backup_initialises_the_store_and_writes_a_snapshot() {
     assert_eq!(env.snapshots(), 2);
 
     // Opening it now says Opened, not Initialized.
-    let opened =
-        open_store_detailed(&env.state.stores["s"], true).unwrap_or_else(|e| panic!("{e}"));
+    let opened = open_store_detailed(
+        &env.state.stores["s"],
+        true,
+        crate::integrations::Purpose::Work,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(opened.reason, ReadyReason::Opened);
 }
 
 #[test]
 fn readiness_initialises_an_empty_store_with_init_auto() {
     let env = setup("");
-    let opened =
-        open_store_detailed(&env.state.stores["s"], true).unwrap_or_else(|e| panic!("{e}"));
+    let opened = open_store_detailed(
+        &env.state.stores["s"],
+        true,
+        crate::integrations::Purpose::Work,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(opened.reason, ReadyReason::Initialized);
     assert!(env.store().join("kloset").is_file());
 }
@@ -185,7 +193,10 @@ fn concurrent_initialisations_both_open_the_one_store() {
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let def = def.clone();
-                std::thread::spawn(move || open_store_detailed(&def, true).map(|o| o.reason))
+                std::thread::spawn(move || {
+                    open_store_detailed(&def, true, crate::integrations::Purpose::Work)
+                        .map(|o| o.reason)
+                })
             })
             .collect();
         let reasons: Vec<ReadyReason> = threads

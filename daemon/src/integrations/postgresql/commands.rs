@@ -18,7 +18,7 @@ use kloset::command::{
 };
 use zeroize::Zeroizing;
 
-use super::connect::NotConnected;
+use crate::integrations::NotConnected;
 
 /// Seconds a client waits for the server to answer a connection.
 const CONNECT_TIMEOUT_S: &str = "10";

@@ -1,0 +1,499 @@
+//! `s3`: a bucket prefix on any S3-compatible service as source,
+//! destination and store. A resource holds the service (`endpoint`,
+//! `region`, `allow_http`, credentials) and may hold a `bucket` and
+//! `prefix`; an app adds its own `bucket` and `prefix` (relative to the
+//! resource's prefix in the same bucket, or absolute with a leading `/`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kloset::Storage;
+use kloset::bucket::{BucketExporter, BucketImporter};
+use kloset::import::Importer;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
+
+use super::keys::{secret_of, string, text};
+use super::place::Place;
+use super::probe::{io_reason, probe_write};
+use super::seam::{
+    AppInput, Base, Connector, Integration, NotConnected, ParseError, Parsed, Purpose,
+    RestoreTarget, Role,
+};
+use super::secret::SecretRef;
+
+/// How long a connection test's S3 request may take to connect, and in all.
+pub const TEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// See [`TEST_CONNECT_TIMEOUT`].
+pub const TEST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `s3` integration.
+#[derive(Debug)]
+pub struct S3;
+
+impl Integration for S3 {
+    fn name(&self) -> &'static str {
+        "s3"
+    }
+    fn classes(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("object-storage", "s3"),
+            ("object-storage", "minio"),
+            ("object-storage", "ceph"),
+            ("object-storage", "garage"),
+        ]
+    }
+    fn schemes(&self) -> &'static [&'static str] {
+        &["s3"]
+    }
+    fn protocols(&self) -> &'static [&'static str] {
+        &["s3"]
+    }
+    fn roles(&self) -> &'static [Role] {
+        &[Role::Source, Role::Destination, Role::Store]
+    }
+    fn resource_keys(&self) -> &'static [&'static str] {
+        &[
+            "endpoint",
+            "region",
+            "bucket",
+            "prefix",
+            "allow_http",
+            "access_key_id_file",
+            "access_key_id_env",
+            "secret_access_key_file",
+            "secret_access_key_env",
+        ]
+    }
+    fn app_keys(&self, _: Role) -> &'static [&'static str] {
+        &["bucket", "prefix"]
+    }
+    fn connector(&self, input: &AppInput<'_>) -> Result<Parsed, Vec<ParseError>> {
+        let app = |r: Result<Option<String>, String>| r.map_err(|m| vec![ParseError::App(m)]);
+        let res = |r: Result<Option<String>, String>| r.map_err(|m| vec![ParseError::Resource(m)]);
+        let app_bucket = app(string(input.app, "bucket"))?;
+        let app_prefix = app(text(input.app, "prefix"))?;
+        let settings = match &input.base {
+            Base::Resource { table, file } => {
+                let res_bucket = res(string(table, "bucket"))?;
+                let res_prefix = res(text(table, "prefix"))?;
+                let allow_http = match table.get("allow_http") {
+                    None => None,
+                    Some(toml::Value::Boolean(b)) => Some(*b),
+                    Some(_) => {
+                        return Err(vec![ParseError::Resource(
+                            "`allow_http` is true or false".into(),
+                        )]);
+                    }
+                };
+                let cred = |what: &str| {
+                    secret_of(table, file, what).map_err(|m| vec![ParseError::Resource(m)])
+                };
+                let (bucket, prefix) = place_in(res_bucket, res_prefix, app_bucket, app_prefix)?;
+                S3Settings {
+                    bucket,
+                    prefix,
+                    endpoint: res(string(table, "endpoint"))?,
+                    region: res(string(table, "region"))?,
+                    allow_http,
+                    access_key_id: cred("access_key_id")?,
+                    secret_access_key: cred("secret_access_key")?,
+                }
+            }
+            Base::Location(loc) => {
+                if app_bucket.is_some() || app_prefix.is_some() {
+                    return Err(vec![ParseError::App(
+                        "`bucket` and `prefix` go with `resource`; a `location` is already the whole place".into(),
+                    )]);
+                }
+                let rest = loc
+                    .strip_prefix("s3://")
+                    .unwrap_or(loc)
+                    .trim_end_matches('/');
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(vec![ParseError::App(
+                        "an s3:// location names a bucket: s3://bucket/prefix".into(),
+                    )]);
+                }
+                S3Settings {
+                    bucket: bucket.to_string(),
+                    prefix: clean_prefix(prefix).map_err(|m| vec![ParseError::App(m)])?,
+                    endpoint: None,
+                    region: None,
+                    allow_http: None,
+                    access_key_id: None,
+                    secret_access_key: None,
+                }
+            }
+            Base::Nothing => {
+                return Err(vec![ParseError::App(
+                    "`resource` or `location` is required".into(),
+                )]);
+            }
+        };
+        Ok(Parsed {
+            location: settings.location(),
+            connector: Arc::new(S3Connector { s: settings }),
+        })
+    }
+}
+
+/// The bucket and prefix of an app: its own bucket with its own prefix, or
+/// the resource's bucket with the app's prefix under the resource's (a
+/// leading `/` starts at the bucket's root).
+fn place_in(
+    res_bucket: Option<String>,
+    res_prefix: Option<String>,
+    app_bucket: Option<String>,
+    app_prefix: Option<String>,
+) -> Result<(String, String), Vec<ParseError>> {
+    let app_err = |m: String| vec![ParseError::App(m)];
+    let res_prefix = clean_prefix(res_prefix.as_deref().unwrap_or(""))
+        .map_err(|m| vec![ParseError::Resource(m)])?;
+    let same_bucket = app_bucket.is_none() || app_bucket == res_bucket;
+    let bucket = match (app_bucket, res_bucket) {
+        (Some(b), _) | (None, Some(b)) => b,
+        (None, None) => {
+            return Err(vec![ParseError::Resource(
+                "an S3 resource needs `bucket` (or give `bucket` on each store, source and destination)".into(),
+            )]);
+        }
+    };
+    let prefix = match app_prefix {
+        Some(p) if p.starts_with('/') || !same_bucket => clean_prefix(&p).map_err(app_err)?,
+        Some(p) => {
+            let own = clean_prefix(&p).map_err(app_err)?;
+            if res_prefix.is_empty() {
+                own
+            } else {
+                format!("{res_prefix}/{own}")
+            }
+        }
+        None if same_bucket => res_prefix,
+        None => String::new(),
+    };
+    Ok((bucket, prefix))
+}
+
+/// A prefix without leading or trailing `/`, refusing `.` and `..` parts.
+fn clean_prefix(p: &str) -> Result<String, String> {
+    let trimmed = p.trim_matches('/');
+    if trimmed
+        .split('/')
+        .any(|part| part == ".." || part == "." || (part.is_empty() && !trimmed.is_empty()))
+    {
+        return Err(format!("prefix {p:?} has an empty, `.` or `..` part"));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Everything that says where a bucket prefix is and how to sign in.
+#[derive(Clone, Debug)]
+struct S3Settings {
+    bucket: String,
+    prefix: String,
+    endpoint: Option<String>,
+    region: Option<String>,
+    allow_http: Option<bool>,
+    access_key_id: Option<SecretRef>,
+    secret_access_key: Option<SecretRef>,
+}
+
+impl S3Settings {
+    fn location(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+}
+
+/// A bucket prefix.
+#[derive(Debug)]
+struct S3Connector {
+    s: S3Settings,
+}
+
+impl S3Connector {
+    /// The backend at the prefix, `subdir` appended when given.
+    fn open(&self, purpose: Purpose, subdir: Option<&str>) -> kloset::Result<Storage> {
+        let s = &self.s;
+        let config_err = |m: String| kloset::Error::InvalidArgument(m);
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&s.bucket);
+        if let Some(e) = &s.endpoint {
+            builder = builder.with_endpoint(e);
+        }
+        if let Some(r) = &s.region {
+            builder = builder.with_region(r);
+        }
+        if let Some(h) = s.allow_http {
+            builder = builder.with_allow_http(h);
+        }
+        if let Some(k) = &s.access_key_id {
+            let v = k
+                .read_text()
+                .map_err(|e| config_err(format!("access_key_id: {e}")))?;
+            builder = builder.with_access_key_id(v.as_str());
+        }
+        if let Some(k) = &s.secret_access_key {
+            let v = k
+                .read_text()
+                .map_err(|e| config_err(format!("secret_access_key: {e}")))?;
+            builder = builder.with_secret_access_key(v.as_str());
+        }
+        if purpose == Purpose::Test {
+            // An endpoint that accepts connections and never answers is
+            // `Unreachable` after about 10 s, not after object_store's
+            // default 3 minutes of retries (work keeps those).
+            let secs = |d: Duration| format!("{}s", d.as_secs());
+            builder = builder
+                .with_config(
+                    AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                    secs(TEST_CONNECT_TIMEOUT),
+                )
+                .with_config(
+                    AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                    secs(TEST_REQUEST_TIMEOUT),
+                )
+                .with_retry(RetryConfig {
+                    backoff: BackoffConfig::default(),
+                    max_retries: 1,
+                    retry_timeout: TEST_REQUEST_TIMEOUT,
+                });
+        }
+        let s3 = builder
+            .build()
+            .map_err(|e| config_err(format!("configuring S3 bucket {}: {e}", s.bucket)))?;
+        let prefix = match subdir {
+            Some(d) if s.prefix.is_empty() => d.to_string(),
+            Some(d) => format!("{}/{d}", s.prefix),
+            None => s.prefix.clone(),
+        };
+        let location = match subdir {
+            Some(d) => format!("{}/{d}", s.location()),
+            None => s.location(),
+        };
+        Storage::from_object_store(Arc::new(s3), &prefix, &location, None)
+    }
+}
+
+impl Connector for S3Connector {
+    fn settings(&self) -> serde_json::Value {
+        let s = &self.s;
+        serde_json::json!({
+            "bucket": s.bucket,
+            "prefix": s.prefix,
+            "endpoint": s.endpoint,
+            "region": s.region,
+            "allow_http": s.allow_http,
+            "access_key_id": s.access_key_id,
+            "secret_access_key": s.secret_access_key,
+        })
+    }
+
+    fn place(&self) -> Option<Place> {
+        let service = self
+            .s
+            .endpoint
+            .as_deref()
+            .unwrap_or("aws")
+            .trim_end_matches('/');
+        Some(Place::new(
+            format!("s3://{service}"),
+            &format!("{}/{}", self.s.bucket, self.s.prefix),
+        ))
+    }
+
+    fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
+        let mut out = Vec::new();
+        if let Some(k) = &self.s.access_key_id {
+            out.push(("access_key_id", k));
+        }
+        if let Some(k) = &self.s.secret_access_key {
+            out.push(("secret_access_key", k));
+        }
+        out
+    }
+
+    fn test(&self, role: Role) -> Result<&'static str, NotConnected> {
+        let location = self.s.location();
+        let storage = self
+            .open(Purpose::Test, None)
+            .map_err(|e| NotConnected::new("InvalidConfig", e.to_string()))?;
+        match role {
+            Role::Source => {
+                BucketImporter::new(storage)
+                    .root()
+                    .map_err(|e| failure(&location, "list", &e.to_string(), Some(&e)))?;
+                Ok("Listable")
+            }
+            Role::Destination => {
+                probe_write(&storage)
+                    .map_err(|e| failure(&location, "write to", &e.to_string(), Some(&e)))?;
+                Ok("Writable")
+            }
+            Role::Store => Err(NotConnected::new(
+                "Unsupported",
+                "stores are tested by opening them",
+            )),
+        }
+    }
+
+    fn importer(&self) -> Result<Box<dyn kloset::import::Importer>, String> {
+        let storage = self.open(Purpose::Work, None).map_err(|e| e.to_string())?;
+        Ok(Box::new(BucketImporter::new(storage)))
+    }
+
+    fn restore_target(&self, subdir: Option<&str>) -> Result<RestoreTarget, String> {
+        let storage = self
+            .open(Purpose::Work, subdir)
+            .map_err(|e| e.to_string())?;
+        Ok(RestoreTarget::Exporter(Box::new(BucketExporter::new(
+            storage,
+        ))))
+    }
+
+    fn storage(&self, _create: bool, purpose: Purpose) -> kloset::Result<Storage> {
+        self.open(purpose, None)
+    }
+
+    fn failure_reason(&self, e: &kloset::Error) -> Option<&'static str> {
+        Some(failure("", "", &e.to_string(), None).reason)
+    }
+}
+
+/// S3 error codes meaning the credentials were not accepted (AWS, MinIO,
+/// Ceph, Garage, s3s), whatever the HTTP status.
+const AUTH_CODES: &[&str] = &[
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "NotSignedUp",
+    "InvalidToken",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "InvalidSecurity",
+    "AuthorizationHeaderMalformed",
+];
+
+/// Reasons for S3 failures: the service's error code first (`<Code>…`),
+/// then the HTTP status, then object_store's typed errors; connection
+/// failures are `Unreachable`. An answer from the server is never
+/// `Unreachable`.
+fn failure(location: &str, op: &str, text: &str, io: Option<&std::io::Error>) -> NotConnected {
+    let code = |c: &str| text.contains(&format!("<Code>{c}</Code>"));
+    let kind = io.map(|e| e.kind());
+    let reason = if AUTH_CODES.iter().any(|c| code(c))
+        || text.contains("401 Unauthorized")
+        || text.contains("lacked valid authentication credentials")
+    {
+        "AuthenticationFailed"
+    } else if code("NoSuchBucket") {
+        "NotFound"
+    } else if code("AccessDenied")
+        || text.contains("403 Forbidden")
+        || kind == Some(std::io::ErrorKind::PermissionDenied)
+    {
+        "PermissionDenied"
+    } else if text.contains("error sending request")
+        || text.contains("onnection refused")
+        || text.contains("dns error")
+        || text.contains("timed out")
+        || text.contains("Server returned non-2xx status code: 5")
+    {
+        "Unreachable"
+    } else {
+        io.map_or("Unreachable", io_reason)
+    };
+    NotConnected::new(reason, format!("cannot {op} {location}: {text}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_get_the_reason_of_the_service_code() {
+        let answer = |status: &str, code: &str| {
+            format!(
+                "Generic S3 error: Error performing list request: Error performing GET \
+                 http://127.0.0.1:9000/b?list-type=2 in 1ms - Server returned non-2xx status \
+                 code: {status}: <?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}\
+                 </Code><Message>m</Message></Error>"
+            )
+        };
+        let cases = [
+            (
+                answer("403 Forbidden", "SignatureDoesNotMatch"),
+                "AuthenticationFailed",
+            ),
+            (
+                answer("403 Forbidden", "InvalidAccessKeyId"),
+                "AuthenticationFailed",
+            ),
+            (
+                answer("403 Forbidden", "NotSignedUp"),
+                "AuthenticationFailed",
+            ),
+            (
+                answer("400 Bad Request", "ExpiredToken"),
+                "AuthenticationFailed",
+            ),
+            (answer("404 Not Found", "NoSuchBucket"), "NotFound"),
+            (answer("403 Forbidden", "AccessDenied"), "PermissionDenied"),
+            (
+                answer("403 Forbidden", "AllAccessDisabled"),
+                "PermissionDenied",
+            ),
+            (answer("503 Service Unavailable", "SlowDown"), "Unreachable"),
+            (
+                "Generic S3 error: Error performing GET http://127.0.0.1:1/b in 2s, after 10 \
+                 retries - HTTP error: error sending request"
+                    .to_string(),
+                "Unreachable",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = std::io::Error::other(text.clone());
+            assert_eq!(
+                failure("s3://b", "list", &text, Some(&e)).reason,
+                want,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_app_prefix_is_under_the_resource_prefix_in_the_same_bucket() {
+        let s = |x: &str| Some(x.to_string());
+        let ok = |r: Result<(String, String), Vec<ParseError>>| r.expect("valid");
+        assert_eq!(
+            ok(place_in(s("b"), s("fleet"), None, s("host1"))),
+            ("b".into(), "fleet/host1".into())
+        );
+        assert_eq!(
+            ok(place_in(s("b"), s("fleet"), None, s("/top"))),
+            ("b".into(), "top".into())
+        );
+        assert_eq!(
+            ok(place_in(s("b"), s("fleet"), s("other"), s("x"))),
+            ("other".into(), "x".into())
+        );
+        assert_eq!(
+            ok(place_in(s("b"), s("fleet"), s("other"), None)),
+            ("other".into(), String::new())
+        );
+        assert_eq!(
+            ok(place_in(s("b"), s("fleet"), s("b"), None)),
+            ("b".into(), "fleet".into())
+        );
+        assert_eq!(
+            ok(place_in(None, None, s("b"), s("p/"))),
+            ("b".into(), "p".into())
+        );
+        let e = place_in(None, None, None, s("p")).expect_err("no bucket");
+        assert!(matches!(e.as_slice(), [ParseError::Resource(_)]));
+        assert!(place_in(s("b"), None, None, s("a/../b")).is_err());
+    }
+}
