@@ -218,8 +218,7 @@ fn sync_killed_with_kill_9_resumes_and_resends_at_most_the_packs_in_flight() {
     let uploaded = after - before;
     // Which packs are indexed now: the others were sent by the killed run
     // and their data sent again by the rerun.
-    let storage = Storage::open(&Location::parse(&dst_loc).expect("loc"), &Vec::new(), false)
-        .expect("storage");
+    let storage = Storage::open(&Location::parse(&dst_loc).expect("loc"), false).expect("storage");
     let repo = Repository::open(storage, OTHER.as_bytes()).expect("open");
     let indexed: HashSet<String> = repo.index().packs().iter().map(|p| p.to_hex()).collect();
     let resent: u64 = after_files

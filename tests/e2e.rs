@@ -83,6 +83,8 @@ mod plan;
 mod shared_resources;
 #[path = "state_crash.rs"]
 mod state_crash;
+#[path = "store_reasons.rs"]
+mod store_reasons;
 #[path = "systemd_unit.rs"]
 mod systemd_unit;
 #[path = "web_viewer.rs"]

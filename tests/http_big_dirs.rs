@@ -158,8 +158,7 @@ fn big_directories_and_snapshot_lists_page_in_bounded_memory() {
     let made = started.elapsed();
 
     // The store, written in-process: one big snapshot, then many small ones.
-    let storage =
-        Storage::open(&Location::Fs(root.join("store")), &Vec::new(), true).expect("storage");
+    let storage = Storage::open(&Location::Fs(root.join("store")), true).expect("storage");
     let opts = CreateOptions {
         kdf: kloset::crypto::KdfParams::with_cost(64, 1, 1),
         ..CreateOptions::default()

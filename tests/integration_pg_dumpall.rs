@@ -43,8 +43,7 @@ fn whole_cluster_round_trip_through_pg_dumpall_and_psql() {
         bin_dir: Some(pg.bin_dir().to_path_buf()),
     };
     let tmp = tempfile::tempdir().expect("tmp");
-    let storage =
-        Storage::open(&Location::Fs(tmp.path().join("store")), &Vec::new(), true).expect("store");
+    let storage = Storage::open(&Location::Fs(tmp.path().join("store")), true).expect("store");
     let opts = CreateOptions {
         kdf: kloset::crypto::KdfParams::with_cost(64, 1, 1),
         ..CreateOptions::default()

@@ -28,8 +28,7 @@ fn conn(pg: &PgServer, user: &str, password: &str, database: Option<&str>) -> Pg
 }
 
 fn store(dir: &std::path::Path) -> Repository {
-    let storage =
-        Storage::open(&Location::Fs(dir.join("store")), &Vec::new(), true).expect("open store");
+    let storage = Storage::open(&Location::Fs(dir.join("store")), true).expect("open store");
     let opts = CreateOptions {
         kdf: kloset::crypto::KdfParams::with_cost(64, 1, 1),
         ..CreateOptions::default()
@@ -201,9 +200,9 @@ fn a_whole_cluster_backup_holds_every_database_and_the_globals() {
     assert_eq!(snap.stats.files, 3);
 
     let out = tmp.path().join("globals.sql");
-    let cat = kloset::command::CommandExporter::new(
+    let cat = kloset_connectors::command::CommandExporter::new(
         "file".into(),
-        kloset::command::CommandSpec::new("sh")
+        kloset_connectors::command::CommandSpec::new("sh")
             .args(["-c", "cat > \"$OUT\""])
             .env("OUT", out.display().to_string()),
     );

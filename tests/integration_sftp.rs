@@ -1,5 +1,5 @@
 //! The SFTP integration through the real daemon against a real OpenSSH
-//! server on loopback (`kloset/tests/common/sshd.rs`): a remote directory
+//! server on loopback (`connectors/tests/common/sshd.rs`): a remote directory
 //! backed up as a source, restored by a one-shot task into another remote
 //! directory byte for byte with modes and mtimes (and refused the second
 //! time, the files existing), a local directory backed up into an SFTP
@@ -7,8 +7,6 @@
 //! rejected client key give precise conditions.
 
 use crate::common;
-#[path = "../kloset/tests/common/sshd.rs"]
-mod sshd;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
@@ -19,7 +17,7 @@ use common::daemon::{Daemon, lit};
 use common::e2e::{Setup, restore_task, settled_condition, wait_finished, wait_succeeded};
 use common::rng::SplitMix64;
 use filetime::FileTime;
-use sshd::{Sshd, keygen, set_mode};
+use common::sshd::{Sshd, keygen, set_mode};
 
 /// A small tree with what SFTP must carry: nested directories, modes,
 /// an empty file and directory, a symlink, a non-ASCII name, 2 MiB of

@@ -104,7 +104,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .expect("usage: prune_memory DIR BLOBS");
     std::fs::create_dir_all(&dir).expect("mkdir");
-    let storage = Storage::open(&Location::Fs(dir.clone()), &Vec::new(), false).expect("open");
+    let storage = Storage::open(&Location::Fs(dir.clone()), false).expect("open");
     let options = CreateOptions {
         kdf: KdfParams::with_cost(8 * 1024, 1, 1),
         ..Default::default()

@@ -1,5 +1,9 @@
 //! Kloset: a content-addressed, deduplicating, compressed and encrypted
-//! backup store over object storage (local disk, S3-compatible, SFTP, in-memory).
+//! backup store over any object storage: the store format and its
+//! operations. It opens local directories and memory by itself; any other
+//! `object_store::ObjectStore` (S3, SFTP, …) comes in through
+//! [`Storage::from_object_store`], and connectors to the world (buckets,
+//! SFTP, commands) live in the `kloset-connectors` crate.
 //!
 //! The on-store format is written down in `FORMAT.md` next to this crate.
 //! This crate has no configuration parsing and no daemon concerns.
@@ -9,7 +13,7 @@
 //! use kloset::ops::backup::{backup, BackupOptions};
 //! use kloset::repository::CreateOptions;
 //!
-//! let storage = Storage::open(&Location::Memory, &Vec::new(), false).unwrap();
+//! let storage = Storage::open(&Location::Memory, false).unwrap();
 //! let mut opts = CreateOptions::default();
 //! opts.kdf = kloset::crypto::KdfParams::with_cost(64, 1, 1); // fast, for the example
 //! let repo = Repository::create(storage, b"correct horse", opts).unwrap();
@@ -21,10 +25,8 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
-pub mod bucket;
 pub mod chunker;
 pub mod codec;
-pub mod command;
 pub mod crypto;
 pub mod dirfd;
 pub mod error;
@@ -41,7 +43,6 @@ pub mod ops;
 pub mod pack;
 pub mod progress;
 pub mod repository;
-pub mod sftp;
 pub mod snapshot;
 pub mod storage;
 pub mod tree;
@@ -54,6 +55,3 @@ pub use progress::Progress;
 pub use repository::Repository;
 pub use snapshot::Snapshot;
 pub use storage::{Location, Storage};
-
-/// The store backends built into this library.
-pub const STORE_BACKENDS: &[&str] = &["fs", "s3", "sftp", "mem"];

@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn marks_round_trip_and_damaged_marks_mark_everything() {
-        let storage = Storage::open(&Location::Memory, &Vec::new(), false).expect("storage");
+        let storage = Storage::open(&Location::Memory, false).expect("storage");
         let keys = Keys::derive(&MasterKey::generate());
         assert_eq!(load(&storage, &keys).expect("load"), Marked::None);
         let (a, b) = (PackId::random(), PackId::random());

@@ -237,8 +237,7 @@ mod tests {
     fn trailer_read_with_ranged_gets() {
         let keys = Keys::derive(&MasterKey::generate());
         let p = pack_of(&keys, 4);
-        let storage =
-            Storage::open(&crate::storage::Location::Memory, &Vec::new(), false).expect("storage");
+        let storage = Storage::open(&crate::storage::Location::Memory, false).expect("storage");
         storage
             .put_new(Key::Pack(p.id), p.bytes.clone())
             .expect("put");

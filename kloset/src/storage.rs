@@ -22,59 +22,33 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use crate::error::{Error, Result};
 use crate::id::{IndexId, LockId, MarkId, PackId, SnapshotId};
 
-/// Where a store lives, parsed from the user's location string.
+/// Where a store the engine opens by itself lives: a local directory or
+/// memory. Other backends (S3, SFTP, …) are `ObjectStore`s that callers
+/// build and hand to [`Storage::from_object_store`] (klosetd's integrations
+/// do; see the `kloset-connectors` crate).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Location {
     /// A local directory (`/path`, `./path`, `fs:///path`).
     Fs(PathBuf),
-    /// An S3-compatible bucket and key prefix (`s3://bucket/prefix`).
-    S3 { bucket: String, prefix: String },
     /// A process-local in-memory store (`mem://`), for tests.
     Memory,
-    /// A directory on an SFTP server (`sftp://[user@]host[:port]/abs/path`);
-    /// credentials come from backend options, never from the location.
-    Sftp {
-        /// Login name (`None`: the local user's name).
-        user: Option<String>,
-        /// Host name or IP address (IPv6 without brackets).
-        host: String,
-        /// TCP port (22 unless given).
-        port: u16,
-        /// Absolute remote directory, without a trailing `/` (except `/`).
-        path: String,
-    },
 }
 
 impl Location {
-    /// Parses `PATH`, `fs://PATH`, `s3://BUCKET[/PREFIX]`,
-    /// `sftp://[USER@]HOST[:PORT]/ABS/PATH` or `mem://`.
-    /// Relative paths are made absolute against the current directory.
+    /// Parses `PATH`, `fs://PATH` or `mem://`. Relative paths are made
+    /// absolute against the current directory.
     pub fn parse(s: &str) -> Result<Location> {
         if s.is_empty() {
             return Err(Error::InvalidArgument("empty store location".into()));
         }
-        if let Some(rest) = s.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.len() < 3 {
-                return Err(Error::InvalidArgument(format!(
-                    "invalid S3 bucket name in {s:?}"
-                )));
-            }
-            return Ok(Location::S3 {
-                bucket: bucket.to_string(),
-                prefix: prefix.trim_matches('/').to_string(),
-            });
-        }
         if s == "mem://" {
             return Ok(Location::Memory);
-        }
-        if let Some(rest) = s.strip_prefix("sftp://") {
-            return crate::sftp::parse_location(rest);
         }
         let path = s.strip_prefix("fs://").unwrap_or(s);
         if let Some((scheme, _)) = path.split_once("://") {
             return Err(Error::InvalidArgument(format!(
-                "unsupported store location scheme {scheme:?} (built in: fs, s3, sftp)"
+                "the engine opens local directories and mem:// by itself, not {scheme}:// \
+                 (other backends are built by klosetd's integrations)"
             )));
         }
         let path = Path::new(path);
@@ -94,15 +68,7 @@ impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Fs(p) => write!(f, "{}", p.display()),
-            Location::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
-            Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
             Location::Memory => f.write_str("mem://"),
-            Location::Sftp {
-                user,
-                host,
-                port,
-                path,
-            } => crate::sftp::fmt_location(f, user.as_deref(), host, *port, path),
         }
     }
 }
@@ -191,18 +157,10 @@ impl std::fmt::Debug for Storage {
     }
 }
 
-/// Extra backend settings (for S3: `aws_*` configuration keys such as
-/// `aws_endpoint`, `aws_access_key_id`), applied over the environment.
-pub type BackendOptions = Vec<(String, String)>;
-
 impl Storage {
     /// Connects to `location`. For local directories, `create_dir` makes the
     /// directory when it does not exist (used by `create`).
-    pub fn open(
-        location: &Location,
-        options: &BackendOptions,
-        create_dir: bool,
-    ) -> Result<Storage> {
+    pub fn open(location: &Location, create_dir: bool) -> Result<Storage> {
         let (store, prefix, local_root): (Arc<dyn ObjectStore>, String, Option<PathBuf>) =
             match location {
                 Location::Fs(path) => {
@@ -221,31 +179,11 @@ impl Storage {
                         .with_automatic_cleanup(true);
                     (Arc::new(fs), String::new(), Some(path.clone()))
                 }
-                Location::S3 { bucket, prefix } => {
-                    let mut builder =
-                        object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-                    for (key, value) in options {
-                        let key: object_store::aws::AmazonS3ConfigKey =
-                            key.parse().map_err(|_| {
-                                Error::InvalidArgument(format!("unknown S3 option {key:?}"))
-                            })?;
-                        builder = builder.with_config(key, value);
-                    }
-                    let s3 = builder.build().map_err(|e| {
-                        Error::storage(format!("configuring S3 bucket {bucket}"), e)
-                    })?;
-                    (Arc::new(s3), prefix.clone(), None)
-                }
                 Location::Memory => (
                     Arc::new(object_store::memory::InMemory::new()),
                     String::new(),
                     None,
                 ),
-                Location::Sftp { .. } => {
-                    let config = crate::sftp::SftpConfig::from_location(location, options)?;
-                    let store = crate::sftp::SftpStore::open(config, create_dir)?;
-                    (Arc::new(store), String::new(), None)
-                }
             };
         Storage::from_object_store(store, &prefix, &location.to_string(), local_root)
     }
@@ -469,24 +407,18 @@ mod tests {
             Location::parse("fs:///tmp/x").expect("p"),
             Location::Fs("/tmp/x".into())
         );
-        assert_eq!(
-            Location::parse("s3://bucket/a/b/").expect("p"),
-            Location::S3 {
-                bucket: "bucket".into(),
-                prefix: "a/b".into()
-            }
-        );
         assert!(
             matches!(Location::parse("rel/dir").expect("p"), Location::Fs(p) if p.is_absolute())
         );
-        assert!(Location::parse("s3://ab").is_err());
+        assert!(Location::parse("s3://bucket/a").is_err());
+        assert_eq!(Location::parse("mem://").expect("mem"), Location::Memory);
         assert!(Location::parse("ftp://x").is_err());
         assert!(Location::parse("").is_err());
     }
 
     #[test]
     fn keys_and_memory_round_trip() {
-        let s = Storage::open(&Location::Memory, &Vec::new(), false).expect("open");
+        let s = Storage::open(&Location::Memory, false).expect("open");
         let id = PackId::random();
         assert!(
             Key::Pack(id)

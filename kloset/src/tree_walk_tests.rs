@@ -175,7 +175,7 @@ fn skipped_entries_are_checked_not_decoded() {
 }
 
 fn memory_repo() -> Repository {
-    let storage = Storage::open(&Location::Memory, &Vec::new(), false).expect("storage");
+    let storage = Storage::open(&Location::Memory, false).expect("storage");
     let opts = CreateOptions {
         kdf: crate::crypto::KdfParams::with_cost(64, 1, 1),
         ..CreateOptions::default()

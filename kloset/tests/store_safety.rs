@@ -113,7 +113,7 @@ fn concurrent_writers_share_one_store() {
     let store_dir = tmp.path().join("store");
     let loc = Location::Fs(store_dir.clone());
     Repository::create(
-        Storage::open(&loc, &Vec::new(), true).expect("storage"),
+        Storage::open(&loc, true).expect("storage"),
         PASS,
         create_options(256 * 1024),
     )
@@ -138,20 +138,13 @@ fn concurrent_writers_share_one_store() {
         for src in &sources {
             let loc = loc.clone();
             s.spawn(move || {
-                let repo = Repository::open(
-                    Storage::open(&loc, &Vec::new(), false).expect("storage"),
-                    PASS,
-                )
-                .expect("open");
+                let repo = Repository::open(Storage::open(&loc, false).expect("storage"), PASS)
+                    .expect("open");
                 backup(&repo, src, &BackupOptions::default()).expect("backup");
             });
         }
     });
-    let repo = Repository::open(
-        Storage::open(&loc, &Vec::new(), false).expect("storage"),
-        PASS,
-    )
-    .expect("open");
+    let repo = Repository::open(Storage::open(&loc, false).expect("storage"), PASS).expect("open");
     let snaps = repo.snapshots().expect("snapshots");
     assert_eq!(snaps.len(), 4);
     let report = full_check(&repo);

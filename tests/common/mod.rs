@@ -11,6 +11,8 @@
 //! - [`postgres`]: run a real PostgreSQL server on a free loopback port.
 //! - [`e2e`]: config directories, task waits and secret checks for the
 //!   integration tests that drive the daemon.
+//! - [`sshd`]: run a real OpenSSH server on a free loopback port (shared with
+//!   the connectors crate's tests).
 #![allow(dead_code, unused_imports)]
 
 pub mod cli;
@@ -19,5 +21,7 @@ pub mod e2e;
 pub mod postgres;
 pub mod rng;
 pub mod s3;
+#[path = "../../connectors/tests/common/sshd.rs"]
+pub mod sshd;
 pub mod store;
 pub mod tree;

@@ -160,21 +160,18 @@ impl S3Server {
 
     /// `bucket` through the S3 API, with the right credentials.
     pub fn bucket_storage(&self, bucket: &str) -> kloset::Storage {
-        let options: Vec<(String, String)> = [
-            ("aws_endpoint", self.endpoint()),
-            ("aws_region", "us-east-1".to_string()),
-            ("aws_allow_http", "true".to_string()),
-            ("aws_access_key_id", ACCESS_KEY.to_string()),
-            ("aws_secret_access_key", SECRET_KEY.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let location = kloset::Location::S3 {
-            bucket: bucket.to_string(),
-            prefix: String::new(),
-        };
-        kloset::Storage::open(&location, &options, false).expect("open the bucket")
+        let s3 = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_endpoint(self.endpoint())
+            .with_region("us-east-1")
+            .with_allow_http(true)
+            .with_access_key_id(ACCESS_KEY)
+            .with_secret_access_key(SECRET_KEY)
+            .build()
+            .expect("configure the bucket");
+        let location = format!("s3://{bucket}");
+        kloset::Storage::from_object_store(std::sync::Arc::new(s3), "", &location, None)
+            .expect("open the bucket")
     }
 
     /// The environment the `kloset` CLI needs to reach this server.

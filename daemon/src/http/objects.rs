@@ -354,10 +354,18 @@ async fn one(
                 .ok()
                 .and_then(|l| l.into_iter().next())
                 .map(|t| task_view(&t, None));
-            let contents = if detail {
-                Some(contents(ctx, s).await)
-            } else {
-                None
+            // A store that is not ready is not opened again for its
+            // contents: on a silent backend that would hold this request
+            // for the backend's minutes of retries.
+            let contents = match conditions.get(&(ObjectKind::Store, name.to_string())) {
+                _ if !detail => None,
+                Some(c) if c.ready => Some(contents(ctx, s).await),
+                Some(c) => Some(StoreContents::Unreadable {
+                    error: format!("the store is not ready ({}): {}", c.reason, c.message),
+                }),
+                None => Some(StoreContents::Unreadable {
+                    error: "the store has not been tested yet".into(),
+                }),
             };
             ObjectView::Store(Box::new(Store {
                 name: s.name.clone(),

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use kloset::command::{CommandExporter, CommandFile, CommandImporter, CommandSpec};
+use kloset_connectors::command::{CommandExporter, CommandFile, CommandImporter, CommandSpec};
 
 use super::place::Place;
 use super::seam::{

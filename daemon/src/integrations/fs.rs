@@ -151,7 +151,7 @@ impl Connector for FsConnector {
     }
 
     fn storage(&self, create: bool, _: Purpose) -> kloset::Result<Storage> {
-        Storage::open(&Location::Fs(self.path.clone()), &Vec::new(), create)
+        Storage::open(&Location::Fs(self.path.clone()), create)
     }
 }
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kloset::Storage;
-use kloset::bucket::{BucketExporter, BucketImporter};
 use kloset::import::Importer;
+use kloset_connectors::bucket::{BucketExporter, BucketImporter};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
 

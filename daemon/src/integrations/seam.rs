@@ -8,9 +8,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use kloset::Storage;
 use kloset::export::Exporter;
 use kloset::import::Importer;
-use kloset::{Location, Storage};
 use serde::Serialize;
 
 use super::place::Place;
@@ -349,11 +349,6 @@ impl Endpoint {
     /// failure the integration does not classify.
     pub fn failure_reason(&self, e: &kloset::Error) -> Option<&'static str> {
         self.connector.failure_reason(e)
-    }
-
-    /// The location as the engine parses it (for messages and the CLI).
-    pub fn engine_location(&self) -> Option<Location> {
-        Location::parse(&self.location).ok()
     }
 
     fn as_data(&self) -> serde_json::Value {

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kloset::sftp::{SftpAuth, SftpConfig, SftpExporter, SftpImporter, SftpStore};
-use kloset::{Location, Storage};
+use kloset::Storage;
+use kloset_connectors::sftp::{
+    SftpAuth, SftpConfig, SftpExporter, SftpImporter, SftpStore, SftpUrl,
+};
 
 use super::keys::{port, secret_of, string};
 use super::place::Place;
@@ -73,12 +75,12 @@ impl Integration for Sftp {
                             .into(),
                     )]);
                 }
-                let Ok(Location::Sftp {
+                let Ok(SftpUrl {
                     user,
                     host,
                     port,
                     path,
-                }) = Location::parse(loc)
+                }) = SftpUrl::parse(loc)
                 else {
                     return Err(vec![ParseError::App(
                         "give sftp://[user@]host[:port]/absolute/path".into(),
@@ -243,8 +245,8 @@ impl SftpConnector {
         let mut config = match auth {
             // A command-line location: the engine finds the defaults (the
             // local user, a key in ~/.ssh).
-            None => SftpConfig::from_location(
-                &Location::Sftp {
+            None => SftpConfig::from_url(
+                &SftpUrl {
                     user: s.user.clone(),
                     host: s.host.clone(),
                     port: s.port.unwrap_or(22),
@@ -285,7 +287,7 @@ impl SftpConnector {
 
 /// The reason of an error that may come from SFTP.
 fn reason_of(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
-    kloset::sftp::error_kind(e).map(|k| k.reason())
+    kloset_connectors::sftp::error_kind(e).map(|k| k.reason())
 }
 
 impl Connector for SftpConnector {

@@ -34,8 +34,8 @@ impl Env {
     }
 
     fn snapshots(&self) -> usize {
-        let storage = Storage::open(&Location::Fs(self.store()), &Vec::new(), false)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let storage =
+            Storage::open(&Location::Fs(self.store()), false).unwrap_or_else(|e| panic!("{e}"));
         let repo = Repository::open(storage, PASS.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         repo.snapshots().unwrap_or_else(|e| panic!("{e}")).len()
     }

@@ -13,7 +13,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use kloset::command::{
+use kloset_connectors::command::{
     CommandExporter, CommandFailed, CommandFile, CommandImporter, CommandReader, CommandSpec,
 };
 use zeroize::Zeroizing;

@@ -279,7 +279,7 @@ fn forget_deletes_only_removed_snapshot_objects() {
     use crate::repository::CreateOptions;
     use crate::storage::{Key, Location, SNAPSHOTS_DIR, Storage};
 
-    let storage = Storage::open(&Location::Memory, &Vec::new(), false).expect("storage");
+    let storage = Storage::open(&Location::Memory, false).expect("storage");
     let opts = CreateOptions {
         kdf: crate::crypto::KdfParams::with_cost(64, 1, 1),
         ..Default::default()

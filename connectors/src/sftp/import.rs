@@ -1,6 +1,6 @@
 //! The SFTP importer: backs up a directory on an SFTP server.
 //!
-//! Follows the importer contract (`crate::import`): entries come from one
+//! Follows the importer contract (`kloset::import`): entries come from one
 //! `readdir` per directory with the server's `lstat` attributes, symlink
 //! targets from `readlink`, files stream through a buffered SFTP handle.
 //! SFTP (v3) gives whole-second mtimes and no ctime, inode or device, so
@@ -18,8 +18,8 @@ use ssh2::{FileStat, FileType};
 use super::conn::{Conn, Pool};
 use super::store::join;
 use super::{SftpConfig, SftpError};
-use crate::import::{Importer, Listed, Opened, SourcePath};
-use crate::tree::{Node, NodeKind};
+use kloset::import::{Importer, Listed, Opened, SourcePath};
+use kloset::tree::{Node, NodeKind};
 
 /// Read buffer per open file (libssh2 pipelines requests up to its size).
 const READ_BUFFER: usize = 1 << 20;

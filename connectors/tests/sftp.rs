@@ -6,6 +6,7 @@
 //! unreadable files). Key authentication only: a password test would need
 //! a local user with a password, which these tests do not create.
 
+#[path = "../../kloset/tests/common/mod.rs"]
 mod common;
 #[path = "common/sshd.rs"]
 mod sshd;
@@ -19,9 +20,12 @@ use kloset::ops::backup::{BackupOptions, backup, backup_from};
 use kloset::ops::check::{CheckOptions, check};
 use kloset::ops::export::export;
 use kloset::ops::restore::{RestoreOptions, restore};
-use kloset::sftp::{SftpAuth, SftpErrorKind, SftpExporter, SftpImporter, SftpStore, error_kind};
 use kloset::storage::Key;
 use kloset::{ErrorKind, Location, Repository, Storage};
+use kloset_connectors::sftp::{
+    SftpAuth, SftpErrorKind, SftpExporter, SftpImporter, SftpStore, SftpUrl, error_kind,
+    open_storage,
+};
 use object_store::path::Path as ObjPath;
 use object_store::{
     ObjectStore, ObjectStoreExt, PutMode, PutPayload, RenameOptions, RenameTargetMode,
@@ -118,14 +122,14 @@ fn repository_over_sftp_backs_up_restores_and_checks_clean() {
     make_source(&src, 20 << 20);
     let remote = sshd.dir.path().join("stores/main");
     let url = sshd.url("root", &remote);
-    let loc = Location::parse(&url).expect("location");
+    let loc = SftpUrl::parse(&url).expect("location");
     assert_eq!(loc.to_string(), url);
 
     // Without create_dir, a missing directory is not a store.
-    let err = Storage::open(&loc, &sshd.options(), false).expect_err("missing");
+    let err = open_storage(&loc, &sshd.options(), false).expect_err("missing");
     assert_eq!(err.kind(), ErrorKind::NotAStore, "{err}");
 
-    let storage = Storage::open(&loc, &sshd.options(), true).expect("open the SFTP store");
+    let storage = open_storage(&loc, &sshd.options(), true).expect("open the SFTP store");
     assert_eq!(storage.location(), url);
     let repo = Repository::create(storage, PASS, create_options(4 << 20)).expect("create");
     let snap = backup(&repo, &src, &BackupOptions::default()).expect("backup");
@@ -134,7 +138,7 @@ fn repository_over_sftp_backs_up_restores_and_checks_clean() {
     drop(repo);
 
     // A fresh connection sees everything.
-    let storage = Storage::open(&loc, &sshd.options(), false).expect("reopen");
+    let storage = open_storage(&loc, &sshd.options(), false).expect("reopen");
     let repo = Repository::open(storage, PASS).expect("open repository");
     let out = tmp.path().join("out");
     restore(&repo, &snap, "/", &out, &RestoreOptions::default()).expect("restore");
@@ -151,7 +155,7 @@ fn repository_over_sftp_backs_up_restores_and_checks_clean() {
     full_check(&repo);
 
     // The engine's create-only writes are refused for existing names.
-    let storage = Storage::open(&loc, &sshd.options(), false).expect("reopen");
+    let storage = open_storage(&loc, &sshd.options(), false).expect("reopen");
     let err = storage
         .put_new(Key::Header, bytes::Bytes::from_static(b"not a header"))
         .expect_err("the header exists");
@@ -314,7 +318,7 @@ fn importer_and_exporter_round_trip_remote_trees() {
     let src = sshd.dir.path().join("remote-src");
     make_source(&src, 3 << 20);
     let repo = Repository::create(
-        Storage::open(&Location::Memory, &Vec::new(), false).expect("mem"),
+        Storage::open(&Location::Memory, false).expect("mem"),
         PASS,
         create_options(1 << 20),
     )
@@ -386,7 +390,7 @@ fn wrong_keys_fail_authentication() {
     assert_eq!(err.kind(), SftpErrorKind::AuthenticationFailed, "{err}");
 
     // Through the store: the kind survives the engine error chain.
-    let loc = Location::parse(&sshd.url("root", &dir.join("s"))).expect("loc");
+    let loc = SftpUrl::parse(&sshd.url("root", &dir.join("s"))).expect("loc");
     let opts = vec![
         ("sftp_key_file".to_string(), stranger.display().to_string()),
         (
@@ -394,7 +398,7 @@ fn wrong_keys_fail_authentication() {
             sshd.known_hosts.display().to_string(),
         ),
     ];
-    let err = Storage::open(&loc, &opts, true).expect_err("unauthorized key");
+    let err = open_storage(&loc, &opts, true).expect_err("unauthorized key");
     assert_eq!(
         error_kind(&err),
         Some(SftpErrorKind::AuthenticationFailed),
@@ -463,10 +467,10 @@ fn unknown_or_changed_host_keys_are_refused_with_the_fingerprint() {
     assert!(err.to_string().contains(&fingerprint), "{err}");
 
     // The store refuses before writing anything.
-    let loc = Location::parse(&sshd.url("root", &dir.join("s"))).expect("loc");
+    let loc = SftpUrl::parse(&sshd.url("root", &dir.join("s"))).expect("loc");
     let mut opts = sshd.options();
     opts[1].1 = changed.display().to_string();
-    let err = Storage::open(&loc, &opts, true).expect_err("changed host key");
+    let err = open_storage(&loc, &opts, true).expect_err("changed host key");
     assert_eq!(
         error_kind(&err),
         Some(SftpErrorKind::HostKeyMismatch),
@@ -482,7 +486,7 @@ fn nothing_listening_is_unreachable() {
         l.local_addr().expect("addr").port()
     };
     let tmp = tempfile::tempdir().expect("tmp");
-    let mut cfg = kloset::sftp::SftpConfig::new(
+    let mut cfg = kloset_connectors::sftp::SftpConfig::new(
         "127.0.0.1",
         "root",
         "/tmp",
@@ -497,9 +501,9 @@ fn nothing_listening_is_unreachable() {
         "{err}"
     );
 
-    let loc = Location::parse(&format!("sftp://root@127.0.0.1:{port}/srv")).expect("loc");
+    let loc = SftpUrl::parse(&format!("sftp://root@127.0.0.1:{port}/srv")).expect("loc");
     let opts = vec![("sftp_password".to_string(), "hunter2".to_string())];
-    let err = Storage::open(&loc, &opts, true).expect_err("nothing listens");
+    let err = open_storage(&loc, &opts, true).expect_err("nothing listens");
     assert_eq!(error_kind(&err), Some(SftpErrorKind::Unreachable), "{err}");
     assert!(!format!("{err} {err:?}").contains("hunter2"));
 }
@@ -527,7 +531,7 @@ fn unreadable_remote_files_are_recorded_not_fatal() {
     );
 
     let repo = Repository::create(
-        Storage::open(&Location::Memory, &Vec::new(), false).expect("mem"),
+        Storage::open(&Location::Memory, false).expect("mem"),
         PASS,
         create_options(1 << 20),
     )

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kloset::sftp::{SftpAuth, SftpConfig};
+use kloset_connectors::sftp::{SftpAuth, SftpConfig};
 
 const SSHD: &str = "/usr/sbin/sshd";
 

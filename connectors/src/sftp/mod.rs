@@ -27,8 +27,51 @@ pub use export::SftpExporter;
 pub use import::SftpImporter;
 pub use store::SftpStore;
 
-use crate::error::{Error, Result};
-use crate::storage::{BackendOptions, Location};
+use kloset::{Error, Result};
+
+/// Backend settings by name (`sftp_key_file`, ...), as embedders pass them.
+pub type BackendOptions = Vec<(String, String)>;
+
+/// A directory on an SFTP server: `sftp://[user@]host[:port]/abs/path`.
+/// Credentials come from options, never from the URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SftpUrl {
+    /// Login name (`None`: the local user's name).
+    pub user: Option<String>,
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port (22 unless given).
+    pub port: u16,
+    /// Absolute remote directory, without a trailing `/` (except `/`).
+    pub path: String,
+}
+
+impl SftpUrl {
+    /// Parses `sftp://[user@]host[:port]/abs/path` (`[v6addr]` for IPv6).
+    pub fn parse(s: &str) -> Result<SftpUrl> {
+        let rest = s
+            .strip_prefix("sftp://")
+            .ok_or_else(|| Error::InvalidArgument("an SFTP location starts with sftp://".into()))?;
+        parse_location(rest)
+    }
+}
+
+/// The store backend at `url` as a [`kloset::Storage`]; `create` makes a
+/// missing directory.
+pub fn open_storage(
+    url: &SftpUrl,
+    options: &BackendOptions,
+    create: bool,
+) -> Result<kloset::Storage> {
+    let store = SftpStore::open(SftpConfig::from_url(url, options)?, create)?;
+    kloset::Storage::from_object_store(std::sync::Arc::new(store), "", &url.to_string(), None)
+}
+
+impl std::fmt::Display for SftpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fmt_location(f, self.user.as_deref(), &self.host, self.port, &self.path)
+    }
+}
 
 /// The default SSH port.
 pub const DEFAULT_PORT: u16 = 22;
@@ -103,18 +146,13 @@ impl SftpConfig {
     /// the default [`SftpConfig::timeout`]). Other options are errors. Without a key
     /// file or password, the first of `~/.ssh/id_ed25519`, `id_ecdsa`,
     /// `id_rsa` that exists is used.
-    pub fn from_location(location: &Location, options: &BackendOptions) -> Result<SftpConfig> {
-        let Location::Sftp {
+    pub fn from_url(location: &SftpUrl, options: &BackendOptions) -> Result<SftpConfig> {
+        let SftpUrl {
             user,
             host,
             port,
             path,
-        } = location
-        else {
-            return Err(Error::InvalidArgument(format!(
-                "{location} is not an sftp:// location"
-            )));
-        };
+        } = location;
         let (mut key_file, mut passphrase, mut password, mut known_hosts) =
             (None, None, None, None);
         let mut timeout = None;
@@ -197,7 +235,7 @@ impl SftpConfig {
 
     /// `sftp://user@host[:port]/path`, as shown to users (no secrets).
     pub fn url(&self) -> String {
-        Location::Sftp {
+        SftpUrl {
             user: Some(self.user.clone()),
             host: self.host.clone(),
             port: self.port,
@@ -233,7 +271,7 @@ fn normalize_root(path: &str) -> String {
 
 /// Parses what follows `sftp://`: `[user@]host[:port]/abs/path`, with
 /// `[v6addr]` for IPv6. A password in the URL is refused.
-pub(crate) fn parse_location(rest: &str) -> Result<Location> {
+fn parse_location(rest: &str) -> Result<SftpUrl> {
     let bad =
         |why: &str| Error::InvalidArgument(format!("invalid SFTP location sftp://{rest}: {why}"));
     let (authority, path) = match rest.find('/') {
@@ -284,7 +322,7 @@ pub(crate) fn parse_location(rest: &str) -> Result<Location> {
     if path.split('/').any(|c| c == "..") {
         return Err(bad("'..' is not allowed in the path"));
     }
-    Ok(Location::Sftp {
+    Ok(SftpUrl {
         user,
         host: host.to_string(),
         port,
@@ -293,7 +331,7 @@ pub(crate) fn parse_location(rest: &str) -> Result<Location> {
 }
 
 /// Writes an `sftp://` location (the inverse of [`parse_location`]).
-pub(crate) fn fmt_location(
+fn fmt_location(
     f: &mut std::fmt::Formatter<'_>,
     user: Option<&str>,
     host: &str,
@@ -459,10 +497,10 @@ mod tests {
 
     #[test]
     fn locations_parse_and_display() {
-        let l = Location::parse("sftp://bob@example.org:2222/srv/backups/").expect("parse");
+        let l = SftpUrl::parse("sftp://bob@example.org:2222/srv/backups/").expect("parse");
         assert_eq!(
             l,
-            Location::Sftp {
+            SftpUrl {
                 user: Some("bob".into()),
                 host: "example.org".into(),
                 port: 2222,
@@ -470,16 +508,9 @@ mod tests {
             }
         );
         assert_eq!(l.to_string(), "sftp://bob@example.org:2222/srv/backups");
-        let v6 = Location::parse("sftp://[::1]/x").expect("v6");
+        let v6 = SftpUrl::parse("sftp://[::1]/x").expect("v6");
         assert_eq!(v6.to_string(), "sftp://[::1]/x");
-        assert!(matches!(
-            v6,
-            Location::Sftp {
-                port: 22,
-                user: None,
-                ..
-            }
-        ));
+        assert!((v6.port, v6.user.is_none()) == (22, true));
         for bad in [
             "sftp://host",
             "sftp://bob:secret@host/x",
@@ -488,37 +519,37 @@ mod tests {
             "sftp:///x",
             "sftp://h/a/../b",
         ] {
-            let e = Location::parse(bad).expect_err(bad);
+            let e = SftpUrl::parse(bad).expect_err(bad);
             assert!(!e.to_string().contains("secret"), "{e}");
         }
     }
 
     #[test]
     fn options_are_checked_and_secrets_never_printed() {
-        let l = Location::parse("sftp://bob@h/x").expect("parse");
+        let l = SftpUrl::parse("sftp://bob@h/x").expect("parse");
         let opts = vec![
             ("sftp_key_file".to_string(), "/k".to_string()),
             ("sftp_key_passphrase".to_string(), "hunter2".to_string()),
             ("sftp_known_hosts_file".to_string(), "/kh".to_string()),
         ];
-        let c = SftpConfig::from_location(&l, &opts).expect("config");
+        let c = SftpConfig::from_url(&l, &opts).expect("config");
         assert_eq!(c.known_hosts, PathBuf::from("/kh"));
         assert!(!format!("{c:?}").contains("hunter2"));
         let pw = vec![("sftp_password".to_string(), "hunter2".to_string())];
-        let c = SftpConfig::from_location(&l, &pw).expect("config");
+        let c = SftpConfig::from_url(&l, &pw).expect("config");
         assert!(!format!("{c:?}").contains("hunter2"));
         assert_eq!(c.url(), "sftp://bob@h/x");
         let unknown = vec![("sftp_pasword".to_string(), "hunter2".to_string())];
-        let e = SftpConfig::from_location(&l, &unknown).expect_err("unknown");
+        let e = SftpConfig::from_url(&l, &unknown).expect_err("unknown");
         assert!(e.to_string().contains("sftp_pasword") && !e.to_string().contains("hunter2"));
         let both = [opts[0].clone(), pw[0].clone()].to_vec();
-        assert!(SftpConfig::from_location(&l, &both).is_err());
+        assert!(SftpConfig::from_url(&l, &both).is_err());
         let timeout = [pw[0].clone(), ("sftp_timeout".into(), "7".into())].to_vec();
-        let c = SftpConfig::from_location(&l, &timeout).expect("config");
+        let c = SftpConfig::from_url(&l, &timeout).expect("config");
         assert_eq!(c.timeout, Duration::from_secs(7));
         for bad in ["0", "-1", "7s", ""] {
             let t = [pw[0].clone(), ("sftp_timeout".into(), bad.into())].to_vec();
-            let e = SftpConfig::from_location(&l, &t).expect_err(bad);
+            let e = SftpConfig::from_url(&l, &t).expect_err(bad);
             assert!(e.to_string().contains("sftp_timeout"), "{e}");
         }
     }

@@ -1,6 +1,6 @@
 //! The SFTP exporter: restores into a directory on an SFTP server.
 //!
-//! Follows the exporter contract (`crate::export`): directories are made
+//! Follows the exporter contract (`kloset::export`): directories are made
 //! with `mkdir -p` and get their mode and mtime when finished; a file is
 //! written to a temporary name in its directory, fsynced where the server
 //! can, given its mode and mtime, then renamed over the final name, so a
@@ -18,9 +18,9 @@ use ssh2::FileStat;
 use super::conn::{Conn, Pool};
 use super::store::{create_temp, exists, fsync, join, mkdir_p, rename_into_place};
 use super::{SftpConfig, SftpError};
-use crate::export::Exporter;
-use crate::import::SourcePath;
-use crate::tree::Node;
+use kloset::export::Exporter;
+use kloset::import::SourcePath;
+use kloset::tree::Node;
 
 /// Write buffer per file (libssh2 pipelines writes up to its size).
 const WRITE_BUFFER: usize = 1 << 20;

@@ -24,11 +24,11 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use serde_bytes::ByteBuf;
 
-use crate::export::Exporter;
-use crate::import::{Importer, Listed, Opened, SourcePath};
-use crate::repository::now_ns;
-use crate::storage::Storage;
-use crate::tree::{Node, NodeKind};
+use kloset::Storage;
+use kloset::export::Exporter;
+use kloset::import::{Importer, Listed, Opened, SourcePath};
+use kloset::repository::now_ns;
+use kloset::tree::{Node, NodeKind};
 
 /// Files at least this large are uploaded in parts of this size.
 pub const MULTIPART_THRESHOLD: usize = 8 * 1024 * 1024;
@@ -330,10 +330,10 @@ impl Exporter for BucketExporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::Location;
+    use kloset::Location;
 
     fn memory_with(objects: &[(&str, &[u8])]) -> Storage {
-        let s = Storage::open(&Location::Memory, &Vec::new(), false).expect("open");
+        let s = Storage::open(&Location::Memory, false).expect("open");
         for (key, data) in objects {
             let store = s.object_store();
             // Keys as written, as a real bucket holds them.

@@ -3,11 +3,11 @@
 //! and a backup and restore through a store in memory.
 
 use super::*;
-use crate::ops::backup::{BackupOptions, backup_from};
-use crate::ops::export::export;
-use crate::ops::restore::RestoreOptions;
-use crate::repository::CreateOptions;
-use crate::{Location, Repository, Storage};
+use kloset::ops::backup::{BackupOptions, backup_from};
+use kloset::ops::export::export;
+use kloset::ops::restore::RestoreOptions;
+use kloset::repository::CreateOptions;
+use kloset::{Location, Repository, Storage};
 
 fn sh(script: &str) -> CommandSpec {
     CommandSpec::new("sh").args(["-c", script])
@@ -24,9 +24,9 @@ fn root_file(name: &str) -> SourcePath {
 }
 
 fn memory_repo() -> Repository {
-    let storage = Storage::open(&Location::Memory, &Vec::new(), false).expect("storage");
+    let storage = Storage::open(&Location::Memory, false).expect("storage");
     let opts = CreateOptions {
-        kdf: crate::crypto::KdfParams::with_cost(64, 1, 1),
+        kdf: kloset::crypto::KdfParams::with_cost(64, 1, 1),
         ..CreateOptions::default()
     };
     Repository::create(storage, b"pass", opts).expect("create")

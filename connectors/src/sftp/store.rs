@@ -34,7 +34,7 @@ use ssh2::{OpenFlags, OpenType, RenameFlags};
 
 use super::conn::{Conn, Pool, unsupported};
 use super::{SftpConfig, SftpError, SftpErrorKind};
-use crate::error::{Error, Result};
+use kloset::{Error, Result};
 
 /// The store name in `object_store` errors.
 pub(crate) const STORE_NAME: &str = "SFTP";

@@ -26,10 +26,10 @@ use std::time::Duration;
 use std::os::unix::process::CommandExt;
 use zeroize::Zeroizing;
 
-use crate::export::Exporter;
-use crate::import::{Importer, Listed, Opened, SourcePath};
-use crate::repository::now_ns;
-use crate::tree::{Node, NodeKind};
+use kloset::export::Exporter;
+use kloset::import::{Importer, Listed, Opened, SourcePath};
+use kloset::repository::now_ns;
+use kloset::tree::{Node, NodeKind};
 
 /// How much of a command's stderr is kept for its error message.
 pub const STDERR_TAIL: usize = 8 * 1024;
