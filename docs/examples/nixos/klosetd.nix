@@ -63,8 +63,18 @@ in
       '';
       example = lib.literalExpression ''
         {
+          # The S3 service once; each store on it adds bucket and prefix.
+          resource.offsite = {
+            class = "object-storage";
+            subclass = "s3";
+            region = "eu-central-1";
+            secret_access_key_file = "$CREDENTIALS_DIRECTORY/s3.secret_access_key";
+            access_key_id_file = "$CREDENTIALS_DIRECTORY/s3.access_key_id";
+          };
           store.offsite = {
-            location = "s3://example-backups/''${config.networking.hostName}";
+            resource = "offsite";
+            bucket = "example-backups";
+            prefix = config.networking.hostName;
             passphrase_file = "$CREDENTIALS_DIRECTORY/offsite.passphrase";
           };
           source.home.location = "/home";
