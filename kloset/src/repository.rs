@@ -150,7 +150,7 @@ impl Repository {
             }
         }
         let (header, opened) = Header::create(passphrase, options.kdf, &options.config)?;
-        storage.put_new(Key::Header, Bytes::from(header.to_json()))?;
+        storage.put_new(Key::Header, Bytes::from(header.to_json()?))?;
         let repo = Repository::from_opened(storage, opened);
         // The index is empty; remember that it was read.
         repo.refresh_index()?;
@@ -449,8 +449,8 @@ impl Repository {
     /// prune needs), keeping the store id, keys and configuration. Only
     /// the header changes. See `ops::upgrade` for the checks around it.
     pub(crate) fn write_upgraded_header(&self) -> Result<Header> {
-        let up = self.header.upgraded();
-        self.storage.put(Key::Header, Bytes::from(up.to_json()))?;
+        let up = self.header.upgraded()?;
+        self.storage.put(Key::Header, Bytes::from(up.to_json()?))?;
         Ok(up)
     }
 
@@ -612,10 +612,14 @@ impl Repository {
 
     /// Writes a snapshot header. Call only after its data is durable.
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
-        let plain = codec::encode(&codec::to_msgpack(snapshot), self.config.compression_level);
+        let name = format!("snapshot {}", snapshot.id.to_hex());
+        let plain = codec::encode(
+            &codec::to_msgpack(snapshot, &name)?,
+            self.config.compression_level,
+        );
         let sealed = self
             .keys
-            .seal(ObjectKind::Snapshot, snapshot.id.as_bytes(), &plain);
+            .seal(ObjectKind::Snapshot, snapshot.id.as_bytes(), &plain)?;
         self.storage
             .put_new(Key::Snapshot(snapshot.id), Bytes::from(sealed))
     }
