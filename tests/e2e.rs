@@ -79,6 +79,8 @@ mod openapi_schemathesis;
 mod ops_examples;
 #[path = "plan.rs"]
 mod plan;
+#[path = "snapshot_unreadable.rs"]
+mod snapshot_unreadable;
 #[path = "state_crash.rs"]
 mod state_crash;
 #[path = "systemd_unit.rs"]

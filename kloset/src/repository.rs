@@ -604,10 +604,22 @@ impl Repository {
         }
     }
 
-    /// Resolves `latest` or an id prefix.
+    /// Resolves `latest` or an id prefix; fails, naming them, when snapshot
+    /// objects that may be the one asked for cannot be read (see
+    /// [`crate::snapshot::resolve_minding`]).
     pub fn resolve_snapshot(&self, spec: &str) -> Result<Snapshot> {
-        let (good, _) = self.snapshots_with_problems()?;
-        crate::snapshot::resolve(&good, spec).cloned()
+        self.resolve_snapshot_minding(spec, false).map(|(s, _)| s)
+    }
+
+    /// Resolves `latest` or an id prefix; with `skip_unreadable`, among the
+    /// readable snapshots, returning the unreadable objects passed over.
+    pub fn resolve_snapshot_minding(
+        &self,
+        spec: &str,
+        skip_unreadable: bool,
+    ) -> Result<(Snapshot, Vec<SnapshotProblem>)> {
+        let (good, bad) = self.snapshots_with_problems()?;
+        crate::snapshot::resolve_minding(&good, bad, spec, skip_unreadable)
     }
 
     /// Writes a snapshot header. Call only after its data is durable.
