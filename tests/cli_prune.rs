@@ -286,7 +286,11 @@ fn upgrade_moves_a_version_1_store_to_version_2_once() {
     let header = kloset::header::Header::parse(&std::fs::read(&header_path).expect("read"))
         .expect("parse")
         .expect("a header");
-    std::fs::write(&header_path, header.as_version_1().to_json()).expect("write v1");
+    std::fs::write(
+        &header_path,
+        header.as_version_1().expect("v1").to_json().expect("json"),
+    )
+    .expect("write v1");
     let info = fx.must(&["info"]);
     fx.must(&["backup", src_s]);
     let ids = snapshot_ids(&fx);

@@ -81,6 +81,8 @@ mod ops_examples;
 mod plan;
 #[path = "shared_resources.rs"]
 mod shared_resources;
+#[path = "snapshot_unreadable.rs"]
+mod snapshot_unreadable;
 #[path = "state_crash.rs"]
 mod state_crash;
 #[path = "store_reasons.rs"]

@@ -65,14 +65,14 @@ fn snapshot(repo: &Repository, range: std::ops::Range<u64>, source: &str) -> Sna
                 n
             })
             .collect();
-        let tree = Tree::new(files).encode();
+        let tree = Tree::new(files).encode().expect("encode");
         let (id, _) = writer.save_blob(BlobKind::Tree, &tree).expect("tree");
         let mut n = node(format!("d{d}"), NodeKind::Dir);
         n.subtree = Some(id);
         dirs.push(n);
     }
     let (root, _) = writer
-        .save_blob(BlobKind::Tree, &Tree::new(dirs).encode())
+        .save_blob(BlobKind::Tree, &Tree::new(dirs).encode().expect("encode"))
         .expect("root");
     let commit = writer.finish().expect("finish");
     let mut root_node = node(String::new(), NodeKind::Dir);

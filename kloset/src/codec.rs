@@ -83,10 +83,10 @@ pub fn decoder<'a>(encoded: &'a [u8], name: &str) -> Result<Box<dyn Read + Send 
 }
 
 /// Serializes a structure as MessagePack with named fields, so that fields
-/// can be added later without breaking readers.
-pub fn to_msgpack<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serializing our own plain structs into a Vec cannot fail.
-    rmp_serde::to_vec_named(value).unwrap_or_default()
+/// can be added later without breaking readers. `name` (the object being
+/// written) is used in the error; an error, never empty output.
+pub fn to_msgpack<T: Serialize>(value: &T, name: &str) -> Result<Vec<u8>> {
+    rmp_serde::to_vec_named(value).map_err(|e| Error::encode(name, e))
 }
 
 /// Deserializes MessagePack produced by [`to_msgpack`].
@@ -109,6 +109,25 @@ pub fn check_version(version: u32, supported: u32, name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A value whose serialization fails, as a map with a key MessagePack
+    /// or JSON cannot take would.
+    struct Unserializable;
+
+    impl Serialize for Unserializable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("this value cannot be serialized"))
+        }
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_serialized_is_an_error_not_empty_output() {
+        let err = to_msgpack(&Unserializable, "snapshot 0123").expect_err("must fail");
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+        let msg = err.to_string();
+        assert!(msg.contains("cannot encode snapshot 0123"), "{msg}");
+        assert!(msg.contains("this value cannot be serialized"), "{msg}");
+    }
 
     #[test]
     fn compressible_data_is_compressed() {

@@ -77,12 +77,12 @@ fn seal_with(
     kind: ObjectKind,
     id: &[u8; ID_LEN],
     plain: &[u8],
-) -> Vec<u8> {
+) -> Result<Vec<u8>> {
     let nonce_bytes: [u8; NONCE_LEN] = rand::random();
     let nonce = XNonce::from(nonce_bytes);
     let ad = associated_data(kind, id);
-    // Encryption only fails for messages larger than ~256 GiB, which no
-    // caller produces (blobs are at most a chunk, objects are bounded).
+    // Encryption fails only for messages larger than ~256 GiB; an error
+    // (never an empty object) so that nothing is written if it ever does.
     let ct = cipher
         .encrypt(
             &nonce,
@@ -91,11 +91,16 @@ fn seal_with(
                 aad: &ad,
             },
         )
-        .unwrap_or_default();
+        .map_err(|_| {
+            Error::encode(
+                format!("{kind:?} object"),
+                format!("encryption failed for {} bytes", plain.len()),
+            )
+        })?;
     let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
     out.extend_from_slice(&nonce_bytes);
     out.extend_from_slice(&ct);
-    out
+    Ok(out)
 }
 
 fn open_with(
@@ -188,8 +193,9 @@ impl Keys {
         self.chunker_seed
     }
 
-    /// Seals `plain` as an object of `kind` named `id`.
-    pub fn seal(&self, kind: ObjectKind, id: &[u8; ID_LEN], plain: &[u8]) -> Vec<u8> {
+    /// Seals `plain` as an object of `kind` named `id`. Fails (rather than
+    /// returning an empty object) if the cipher refuses the message.
+    pub fn seal(&self, kind: ObjectKind, id: &[u8; ID_LEN], plain: &[u8]) -> Result<Vec<u8>> {
         seal_with(&self.cipher, kind, id, plain)
     }
 
@@ -285,12 +291,7 @@ pub fn wrap_master_key(
 ) -> Result<Vec<u8>> {
     let kek = kdf.derive(passphrase)?;
     let cipher = XChaCha20Poly1305::new(&(*kek).into());
-    Ok(seal_with(
-        &cipher,
-        ObjectKind::MasterKey,
-        store_id,
-        &master.0,
-    ))
+    seal_with(&cipher, ObjectKind::MasterKey, store_id, &master.0)
 }
 
 /// Unwraps the master key; a wrong passphrase fails authentication and is
@@ -330,8 +331,8 @@ mod tests {
     fn seal_open_round_trip_and_fresh_nonces() {
         let k = keys();
         let id = [7u8; 32];
-        let a = k.seal(ObjectKind::Data, &id, b"hello");
-        let b = k.seal(ObjectKind::Data, &id, b"hello");
+        let a = k.seal(ObjectKind::Data, &id, b"hello").expect("seal");
+        let b = k.seal(ObjectKind::Data, &id, b"hello").expect("seal");
         assert_ne!(a[..NONCE_LEN], b[..NONCE_LEN], "nonces must differ");
         assert_eq!(
             k.open(ObjectKind::Data, &id, &a, "x").expect("open"),
@@ -342,7 +343,9 @@ mod tests {
     #[test]
     fn associated_data_binds_kind_and_id() {
         let k = keys();
-        let sealed = k.seal(ObjectKind::Data, &[1; 32], b"payload");
+        let sealed = k
+            .seal(ObjectKind::Data, &[1; 32], b"payload")
+            .expect("seal");
         assert!(k.open(ObjectKind::Tree, &[1; 32], &sealed, "x").is_err());
         assert!(k.open(ObjectKind::Data, &[2; 32], &sealed, "x").is_err());
     }
@@ -350,7 +353,9 @@ mod tests {
     #[test]
     fn every_flipped_bit_is_detected() {
         let k = keys();
-        let sealed = k.seal(ObjectKind::Index, &[3; 32], b"some index bytes");
+        let sealed = k
+            .seal(ObjectKind::Index, &[3; 32], b"some index bytes")
+            .expect("seal");
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 0x01;

@@ -84,6 +84,11 @@ pub enum Error {
     Cancelled,
     #[error("{0}")]
     Incomplete(String),
+    /// A structure could not be serialized or sealed (a value its format
+    /// cannot represent, or a message too large for the cipher): nothing was
+    /// written.
+    #[error("cannot encode {object}: {reason}")]
+    Encode { object: String, reason: String },
 }
 
 fn found_suffix(found: &Option<String>) -> String {
@@ -108,7 +113,7 @@ impl Error {
                 _ => ErrorKind::Storage,
             },
             Error::Io { .. } => ErrorKind::Io,
-            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::InvalidArgument(_) | Error::Encode { .. } => ErrorKind::InvalidArgument,
             Error::Locked { .. } | Error::LockLost { .. } => ErrorKind::Locked,
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Incomplete(_) => ErrorKind::Incomplete,
@@ -129,6 +134,13 @@ impl Error {
         Error::Corrupt {
             object: object.into(),
             reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn encode(object: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Error::Encode {
+            object: object.into(),
+            reason: reason.to_string(),
         }
     }
 

@@ -123,8 +123,8 @@ impl Header {
         let master = MasterKey::generate();
         let wrapped = wrap_master_key(&master, &kdf, passphrase, store_id.as_bytes())?;
         let keys = Keys::derive(&master);
-        let plain = codec::encode(&codec::to_msgpack(config), 3);
-        let sealed = keys.seal(ObjectKind::Config, store_id.as_bytes(), &plain);
+        let plain = codec::encode(&codec::to_msgpack(config, "store configuration")?, 3);
+        let sealed = keys.seal(ObjectKind::Config, store_id.as_bytes(), &plain)?;
         let mut header = Header {
             magic: MAGIC.into(),
             version: FORMAT_VERSION,
@@ -135,7 +135,7 @@ impl Header {
             features: KNOWN_FEATURES.iter().map(|f| f.to_string()).collect(),
             checksum: String::new(),
         };
-        header.checksum = header.compute_checksum();
+        header.checksum = header.compute_checksum()?;
         Ok((
             header.clone(),
             Opened {
@@ -150,24 +150,26 @@ impl Header {
     /// This header as a version 1 store has it (no `features`), with its
     /// checksum: for tests of `upgrade` and of version 1 stores.
     #[doc(hidden)]
-    pub fn as_version_1(&self) -> Header {
+    pub fn as_version_1(&self) -> Result<Header> {
         let mut h = self.clone();
         h.version = 1;
         h.features.clear();
-        h.checksum = h.compute_checksum();
-        h
+        h.checksum = h.compute_checksum()?;
+        Ok(h)
     }
 
-    fn compute_checksum(&self) -> String {
+    fn compute_checksum(&self) -> Result<String> {
         let mut unsummed = self.clone();
         unsummed.checksum = String::new();
-        let canonical = serde_json::to_vec(&unsummed).unwrap_or_default();
-        blake3::hash(&canonical).to_hex().to_string()
+        let canonical = serde_json::to_vec(&unsummed)
+            .map_err(|e| Error::encode("store header (object kloset)", e))?;
+        Ok(blake3::hash(&canonical).to_hex().to_string())
     }
 
     /// Serializes the header as pretty JSON.
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).unwrap_or_default()
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::encode("store header (object kloset)", e))
     }
 
     /// Parses a header; `Ok(None)` means the object is not a kloset header.
@@ -181,7 +183,7 @@ impl Header {
         codec::check_version(probe.version.unwrap_or(0), FORMAT_VERSION, "store header")?;
         let header: Header = serde_json::from_slice(bytes)
             .map_err(|e| Error::corrupt("store header (object kloset)", e.to_string()))?;
-        if header.checksum != header.compute_checksum() {
+        if header.checksum != header.compute_checksum()? {
             return Err(Error::corrupt(
                 "store header (object kloset)",
                 "checksum mismatch: the header is damaged",
@@ -253,7 +255,7 @@ impl Header {
 
     /// This header moved to version 2 with every known feature: the same
     /// store id, keys and configuration.
-    pub fn upgraded(&self) -> Header {
+    pub fn upgraded(&self) -> Result<Header> {
         let mut h = self.clone();
         h.version = FORMAT_VERSION;
         for f in KNOWN_FEATURES {
@@ -261,8 +263,8 @@ impl Header {
                 h.features.push(f.to_string());
             }
         }
-        h.checksum = h.compute_checksum();
-        h
+        h.checksum = h.compute_checksum()?;
+        Ok(h)
     }
 }
 
@@ -284,7 +286,7 @@ mod tests {
     fn create_parse_open() {
         let (h, _) =
             Header::create(b"pw", KdfParams::with_cost(64, 1, 1), &config()).expect("create");
-        let parsed = Header::parse(&h.to_json())
+        let parsed = Header::parse(&h.to_json().expect("json"))
             .expect("parse")
             .expect("is header");
         let opened = parsed.open(b"pw", "loc").expect("open");
@@ -313,7 +315,7 @@ mod tests {
     fn every_changed_byte_of_the_header_is_detected() {
         let (h, _) =
             Header::create(b"pw", KdfParams::with_cost(64, 1, 1), &config()).expect("create");
-        let json = h.to_json();
+        let json = h.to_json().expect("json");
         for i in 0..json.len() {
             for mask in [0x01u8, 0x20, 0x80] {
                 let mut bad = json.clone();
@@ -338,8 +340,8 @@ mod tests {
         assert!(h.has_locks_v2());
         h.version = 1;
         h.features.clear();
-        h.checksum = h.compute_checksum();
-        let json = String::from_utf8(h.to_json()).expect("utf8");
+        h.checksum = h.compute_checksum().expect("checksum");
+        let json = String::from_utf8(h.to_json().expect("json")).expect("utf8");
         assert!(
             !json.contains("features"),
             "a version 1 header has none: {json}"
@@ -349,8 +351,8 @@ mod tests {
             .expect("header");
         assert!(!v1.has_locks_v2());
         v1.check_writable().expect("writable");
-        let up = v1.upgraded();
-        let up = Header::parse(&up.to_json())
+        let up = v1.upgraded().expect("upgrade");
+        let up = Header::parse(&up.to_json().expect("json"))
             .expect("parse")
             .expect("header");
         assert!(up.has_locks_v2());
@@ -358,7 +360,7 @@ mod tests {
         up.open(b"pw", "loc").expect("same passphrase, same keys");
         let mut future = up.clone();
         future.features.push("teleport".into());
-        future.checksum = future.compute_checksum();
+        future.checksum = future.compute_checksum().expect("checksum");
         let e = future.check_writable().expect_err("unknown feature");
         assert!(e.to_string().contains("teleport"), "{e}");
     }
@@ -371,7 +373,7 @@ mod tests {
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
         h.config = hex::encode(sealed);
-        h.checksum = h.compute_checksum();
+        h.checksum = h.compute_checksum().expect("checksum");
         assert_eq!(
             h.open(b"pw", "loc").expect_err("tampered").kind(),
             crate::error::ErrorKind::Corrupt

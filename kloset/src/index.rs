@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
+use crate::error::Result;
 use crate::id::{BlobId, BlobKind, IndexId, PackId};
 use crate::pack::PackEntry;
 
@@ -194,8 +195,8 @@ impl Index {
 }
 
 /// Encodes an index object's plaintext.
-pub fn encode_file(packs: Vec<IndexPack>) -> Vec<u8> {
-    codec::to_msgpack(&IndexFile { v: 1, packs })
+pub fn encode_file(packs: Vec<IndexPack>) -> Result<Vec<u8>> {
+    codec::to_msgpack(&IndexFile { v: 1, packs }, "index")
 }
 
 #[cfg(test)]

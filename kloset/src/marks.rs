@@ -122,15 +122,18 @@ pub fn write(
 ) -> Result<MarkId> {
     let id = MarkId::random();
     let plain = codec::encode(
-        &codec::to_msgpack(&MarkFile {
-            v: 2,
-            time_ns,
-            packs,
-            holder,
-        }),
+        &codec::to_msgpack(
+            &MarkFile {
+                v: 2,
+                time_ns,
+                packs,
+                holder,
+            },
+            "mark",
+        )?,
         3,
     );
-    let sealed = keys.seal(ObjectKind::Mark, id.as_bytes(), &plain);
+    let sealed = keys.seal(ObjectKind::Mark, id.as_bytes(), &plain)?;
     storage.put_new(Key::Mark(id), Bytes::from(sealed))?;
     Ok(id)
 }

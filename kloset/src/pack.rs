@@ -100,21 +100,21 @@ impl PackBuilder {
     }
 
     /// Seals the trailer and returns the pack.
-    pub fn finish(mut self, keys: &Keys) -> FinishedPack {
+    pub fn finish(mut self, keys: &Keys) -> Result<FinishedPack> {
         let trailer = Trailer {
             v: 1,
             blobs: self.entries.clone(),
         };
-        let plain = codec::encode(&codec::to_msgpack(&trailer), 3);
-        let sealed = keys.seal(ObjectKind::PackTrailer, self.id.as_bytes(), &plain);
+        let plain = codec::encode(&codec::to_msgpack(&trailer, "pack trailer")?, 3);
+        let sealed = keys.seal(ObjectKind::PackTrailer, self.id.as_bytes(), &plain)?;
         self.buf.extend_from_slice(&sealed);
         self.buf
             .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
-        FinishedPack {
+        Ok(FinishedPack {
             id: self.id,
             bytes: Bytes::from(self.buf),
             entries: self.entries,
-        }
+        })
     }
 }
 
@@ -194,10 +194,12 @@ mod tests {
         for i in 0..n {
             let raw = vec![i as u8; 100 + i];
             let id = keys.blob_id(BlobKind::Data, &raw);
-            let sealed = keys.seal(ObjectKind::Data, id.as_bytes(), &codec::encode(&raw, 3));
+            let sealed = keys
+                .seal(ObjectKind::Data, id.as_bytes(), &codec::encode(&raw, 3))
+                .expect("seal");
             b.push(BlobKind::Data, id, raw.len() as u32, &sealed);
         }
-        b.finish(keys)
+        b.finish(keys).expect("finish")
     }
 
     #[test]

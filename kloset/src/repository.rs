@@ -150,7 +150,7 @@ impl Repository {
             }
         }
         let (header, opened) = Header::create(passphrase, options.kdf, &options.config)?;
-        storage.put_new(Key::Header, Bytes::from(header.to_json()))?;
+        storage.put_new(Key::Header, Bytes::from(header.to_json()?))?;
         let repo = Repository::from_opened(storage, opened);
         // The index is empty; remember that it was read.
         repo.refresh_index()?;
@@ -449,8 +449,8 @@ impl Repository {
     /// prune needs), keeping the store id, keys and configuration. Only
     /// the header changes. See `ops::upgrade` for the checks around it.
     pub(crate) fn write_upgraded_header(&self) -> Result<Header> {
-        let up = self.header.upgraded();
-        self.storage.put(Key::Header, Bytes::from(up.to_json()))?;
+        let up = self.header.upgraded()?;
+        self.storage.put(Key::Header, Bytes::from(up.to_json()?))?;
         Ok(up)
     }
 
@@ -604,18 +604,34 @@ impl Repository {
         }
     }
 
-    /// Resolves `latest` or an id prefix.
+    /// Resolves `latest` or an id prefix; fails, naming them, when snapshot
+    /// objects that may be the one asked for cannot be read (see
+    /// [`crate::snapshot::resolve_minding`]).
     pub fn resolve_snapshot(&self, spec: &str) -> Result<Snapshot> {
-        let (good, _) = self.snapshots_with_problems()?;
-        crate::snapshot::resolve(&good, spec).cloned()
+        self.resolve_snapshot_minding(spec, false).map(|(s, _)| s)
+    }
+
+    /// Resolves `latest` or an id prefix; with `skip_unreadable`, among the
+    /// readable snapshots, returning the unreadable objects passed over.
+    pub fn resolve_snapshot_minding(
+        &self,
+        spec: &str,
+        skip_unreadable: bool,
+    ) -> Result<(Snapshot, Vec<SnapshotProblem>)> {
+        let (good, bad) = self.snapshots_with_problems()?;
+        crate::snapshot::resolve_minding(&good, bad, spec, skip_unreadable)
     }
 
     /// Writes a snapshot header. Call only after its data is durable.
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
-        let plain = codec::encode(&codec::to_msgpack(snapshot), self.config.compression_level);
+        let name = format!("snapshot {}", snapshot.id.to_hex());
+        let plain = codec::encode(
+            &codec::to_msgpack(snapshot, &name)?,
+            self.config.compression_level,
+        );
         let sealed = self
             .keys
-            .seal(ObjectKind::Snapshot, snapshot.id.as_bytes(), &plain);
+            .seal(ObjectKind::Snapshot, snapshot.id.as_bytes(), &plain)?;
         self.storage
             .put_new(Key::Snapshot(snapshot.id), Bytes::from(sealed))
     }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::{BlobId, SnapshotId, StoreId};
+use crate::repository::SnapshotProblem;
 use crate::tree::Node;
 
 /// Snapshot structure version.
@@ -170,8 +171,111 @@ pub fn resolve<'a>(snapshots: &'a [Snapshot], spec: &str) -> Result<&'a Snapshot
     }
 }
 
+/// The snapshot objects that cannot be read and may be the one `spec`
+/// names: for `latest` every one (its time is unknown); for an id prefix
+/// those whose object name (the id) starts with it, and any whose name is
+/// not an id at all.
+fn unreadable_candidates(unreadable: &[SnapshotProblem], spec: &str) -> Vec<usize> {
+    let prefix = spec.to_ascii_lowercase();
+    unreadable
+        .iter()
+        .enumerate()
+        .filter(|(_, (object, _))| {
+            let name = object
+                .rsplit('/')
+                .next()
+                .unwrap_or(object)
+                .to_ascii_lowercase();
+            spec == "latest" || name.starts_with(&prefix) || SnapshotId::from_hex(&name).is_err()
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Resolves `spec` as [`resolve`] does among the readable snapshots `good`
+/// (sorted by time), minding the snapshot objects that could not be read.
+///
+/// When one of `unreadable` may be the snapshot asked for (see
+/// [`unreadable_candidates`]), it fails with [`Error::Corrupt`] naming every
+/// such object, unless `skip_unreadable`: then it resolves among the
+/// readable ones and returns the objects it passed over, for the caller to
+/// warn about. Never silently picks an older snapshot than the one asked for.
+pub fn resolve_minding(
+    good: &[Snapshot],
+    mut unreadable: Vec<SnapshotProblem>,
+    spec: &str,
+    skip_unreadable: bool,
+) -> Result<(Snapshot, Vec<SnapshotProblem>)> {
+    if spec != "latest" && (spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit())) {
+        return resolve(good, spec).cloned().map(|s| (s, Vec::new()));
+    }
+    let candidates = unreadable_candidates(&unreadable, spec);
+    let mut passed = Vec::new();
+    for i in candidates.into_iter().rev() {
+        passed.push(unreadable.swap_remove(i));
+    }
+    passed.sort_by(|a, b| a.0.cmp(&b.0));
+    if !passed.is_empty() && !skip_unreadable {
+        let names: Vec<&str> = passed.iter().map(|(o, _)| o.as_str()).collect();
+        let what = if spec == "latest" {
+            "the latest snapshot".to_string()
+        } else {
+            format!("snapshot {spec}")
+        };
+        return Err(Error::corrupt(
+            names.join(", "),
+            format!(
+                "{} snapshot object(s) cannot be read ({}), and one of them may be {what}; \
+                 none was chosen",
+                passed.len(),
+                passed[0].1
+            ),
+        ));
+    }
+    resolve(good, spec).cloned().map(|s| (s, passed))
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn damaged(id: u8) -> SnapshotProblem {
+        (
+            format!("snapshots/{}", format!("{id:02x}").repeat(32)),
+            Error::corrupt("x", "authentication failed"),
+        )
+    }
+
+    #[test]
+    fn an_unreadable_snapshot_blocks_latest_unless_skipped() {
+        let good = [snap([0xaa; 32], 1), snap([0xbb; 32], 2)];
+        let err =
+            resolve_minding(&good, vec![damaged(0xcc)], "latest", false).expect_err("must refuse");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("snapshots/{}", "cc".repeat(32))),
+            "{msg}"
+        );
+        assert!(msg.contains("may be the latest snapshot"), "{msg}");
+        let (s, passed) =
+            resolve_minding(&good, vec![damaged(0xcc)], "latest", true).expect("skipped");
+        assert_eq!(s.id, good[1].id);
+        assert_eq!(passed.len(), 1);
+        let (s, passed) = resolve_minding(&good, Vec::new(), "latest", false).expect("clean");
+        assert_eq!((s.id, passed.len()), (good[1].id, 0));
+    }
+
+    #[test]
+    fn a_prefix_is_blocked_only_by_unreadable_objects_it_matches() {
+        let good = [snap([0xaa; 32], 1), snap([0xbb; 32], 2)];
+        let (s, passed) = resolve_minding(&good, vec![damaged(0xcc)], "aa", false).expect("aa");
+        assert_eq!((s.id, passed.len()), (good[0].id, 0));
+        assert!(resolve_minding(&good, vec![damaged(0xcc)], "cc", false).is_err());
+        let mut odd = damaged(0);
+        odd.0 = "snapshots/not-an-id".into();
+        assert!(resolve_minding(&good, vec![odd], "aa", false).is_err());
+    }
+
     #[test]
     fn times_format_before_and_after_1970() {
         assert_eq!(super::format_time(0), "1970-01-01T00:00:00Z");
@@ -190,7 +294,6 @@ mod tests {
         assert_eq!(super::format_time(-1), "1969-12-31T23:59:59Z");
     }
 
-    use super::*;
     use crate::tree::NodeKind;
 
     fn snap(id: [u8; 32], t: i64) -> Snapshot {

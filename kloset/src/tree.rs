@@ -102,8 +102,8 @@ impl Tree {
     }
 
     /// The serialized plaintext (what the tree id hashes).
-    pub fn encode(&self) -> Vec<u8> {
-        codec::to_msgpack(self)
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        codec::to_msgpack(self, "tree")
     }
 
     /// Parses and validates a tree blob's plaintext: version, sorted unique
@@ -185,7 +185,7 @@ mod tests {
     #[test]
     fn round_trip_sorted() {
         let t = Tree::new(vec![node("b"), node("a\nnew line"), node("Ü")]);
-        let back = Tree::decode(&t.encode(), "t").expect("decode");
+        let back = Tree::decode(&t.encode().expect("encode"), "t").expect("decode");
         assert_eq!(back, t);
         assert!(back.find(b"b").is_some());
         assert!(back.find(b"c").is_none());
@@ -197,13 +197,16 @@ mod tests {
             v: 1,
             entries: vec![node("b"), node("a")],
         };
-        assert!(Tree::decode(&unsorted.encode(), "t").is_err());
+        assert!(Tree::decode(&unsorted.encode().expect("encode"), "t").is_err());
         for bad in ["..", ".", "a/b", ""] {
             let t = Tree {
                 v: 1,
                 entries: vec![node(bad)],
             };
-            assert!(Tree::decode(&t.encode(), "t").is_err(), "{bad:?}");
+            assert!(
+                Tree::decode(&t.encode().expect("encode"), "t").is_err(),
+                "{bad:?}"
+            );
         }
         assert!(Tree::decode(b"\xc1garbage", "t").is_err());
     }

@@ -43,14 +43,14 @@ fn all<T: TreeEntry>(bytes: &[u8]) -> Result<Vec<T>> {
 fn walks_what_decode_reads() {
     let names: Vec<Vec<u8>> = vec![b"b".to_vec(), b"a\nb".to_vec(), b"caf\xe9".to_vec()];
     let tree = Tree::new(names.iter().map(|n| node(n)).collect());
-    let bytes = tree.encode();
+    let bytes = tree.encode().expect("encode");
     let nodes: Vec<Node> = all(&bytes).expect("walk");
     assert_eq!(nodes, Tree::decode(&bytes, "t").expect("decode").entries);
     let listed: Vec<Listed> = all(&bytes).expect("listed");
     assert_eq!(listed.len(), 3);
     assert_eq!(listed[2].name.as_slice(), b"caf\xe9");
     assert_eq!((listed[0].mode, listed[0].size), (0o644, 7));
-    let empty = Tree::new(Vec::new()).encode();
+    let empty = Tree::new(Vec::new()).encode().expect("encode");
     assert!(all::<Node>(&empty).expect("empty").is_empty());
 }
 
@@ -63,7 +63,7 @@ fn stops_when_asked() {
     );
     let mut seen = 0;
     let done = walk(
-        tree.encode().as_slice(),
+        tree.encode().expect("encode").as_slice(),
         "t",
         |_| false,
         |_: Listed| {
@@ -78,7 +78,7 @@ fn stops_when_asked() {
 
 #[test]
 fn refuses_what_decode_refuses() {
-    let raw = |entries: Vec<Node>| Tree { v: 1, entries }.encode();
+    let raw = |entries: Vec<Node>| Tree { v: 1, entries }.encode().expect("encode");
     let bad = [
         raw(vec![node(b"b"), node(b"a")]),
         raw(vec![node(b"a"), node(b"a")]),
@@ -91,11 +91,12 @@ fn refuses_what_decode_refuses() {
             v: 2,
             entries: vec![],
         }
-        .encode(),
+        .encode()
+        .expect("encode"),
         b"\xc1garbage".to_vec(),
-        codec::to_msgpack(&serde_json::json!({ "v": 1 })),
-        codec::to_msgpack(&serde_json::json!({ "entries": [], "v": 1 })),
-        codec::to_msgpack(&serde_json::json!([1, []])),
+        codec::to_msgpack(&serde_json::json!({ "v": 1 }), "t").expect("msgpack"),
+        codec::to_msgpack(&serde_json::json!({ "entries": [], "v": 1 }), "t").expect("msgpack"),
+        codec::to_msgpack(&serde_json::json!([1, []]), "t").expect("msgpack"),
     ];
     for (i, bytes) in bad.iter().enumerate() {
         assert!(
@@ -124,7 +125,7 @@ fn skipped_entries_are_checked_not_decoded() {
     let mut nodes: Vec<Node> = names.iter().map(|n| node(n)).collect();
     nodes[3].kind = NodeKind::Symlink;
     nodes[3].target = Some(ByteBuf::from(b"to\xff".to_vec()));
-    let bytes = Tree::new(nodes.clone()).encode();
+    let bytes = Tree::new(nodes.clone()).encode().expect("encode");
     for cut in [0usize, 1, 3, 4, 25, 49, 50] {
         let after = names.get(cut.wrapping_sub(1)).cloned().unwrap_or_default();
         let mut seen = Vec::new();
@@ -141,7 +142,7 @@ fn skipped_entries_are_checked_not_decoded() {
         assert_eq!(seen, nodes[cut..].to_vec(), "after {cut}");
     }
     // A skipped entry still counts for order and safety.
-    let raw = |entries: Vec<Node>| Tree { v: 1, entries }.encode();
+    let raw = |entries: Vec<Node>| Tree { v: 1, entries }.encode().expect("encode");
     for bad in [
         raw(vec![node(b"b"), node(b"a"), node(b"c")]),
         raw(vec![node(b".."), node(b"c")]),
@@ -158,10 +159,14 @@ fn skipped_entries_are_checked_not_decoded() {
     }
     let entry = serde_json::json!({ "kind": "file", "mode": 1, "uid": 2, "gid": 3,
         "mtime_ns": 4, "size": 5, "name": [120] });
-    let reordered = codec::to_msgpack(&Raw {
-        v: 1,
-        entries: vec![entry],
-    });
+    let reordered = codec::to_msgpack(
+        &Raw {
+            v: 1,
+            entries: vec![entry],
+        },
+        "t",
+    )
+    .expect("msgpack");
     let listed: Vec<Listed> = all(&reordered).expect("name last");
     assert_eq!(listed[0].name.as_slice(), b"x");
     assert_eq!(listed[0].size, 5);

@@ -221,7 +221,7 @@ impl<'r> Writer<'r> {
         let sealed = self
             .repo
             .keys()
-            .seal(ObjectKind::from(kind), id.as_bytes(), &encoded);
+            .seal(ObjectKind::from(kind), id.as_bytes(), &encoded)?;
         self.stats.blobs_added.fetch_add(1, Ordering::Relaxed);
         self.stats
             .bytes_added
@@ -248,7 +248,7 @@ impl<'r> Writer<'r> {
     }
 
     fn send(&self, pack: PackBuilder) -> Result<()> {
-        let finished = pack.finish(self.repo.keys());
+        let finished = pack.finish(self.repo.keys())?;
         self.stats.packs.fetch_add(1, Ordering::Relaxed);
         match &self.tx {
             Some(tx) => tx
@@ -430,8 +430,8 @@ pub(crate) fn write_index(
     packs: &[IndexPack],
 ) -> Result<IndexId> {
     let id = IndexId::random();
-    let plain = codec::encode(&encode_file(packs.to_vec()), level);
-    let sealed = keys.seal(ObjectKind::Index, id.as_bytes(), &plain);
+    let plain = codec::encode(&encode_file(packs.to_vec())?, level);
+    let sealed = keys.seal(ObjectKind::Index, id.as_bytes(), &plain)?;
     storage.put_new(Key::Index(id), Bytes::from(sealed))?;
     Ok(id)
 }

@@ -217,7 +217,9 @@ fn file_with_tree_bytes_does_not_shadow_trees() {
     let tmp = tempfile::tempdir().expect("tmp");
     let src = tmp.path().join("src");
     std::fs::create_dir_all(&src).expect("mkdir");
-    let empty_tree = kloset::tree::Tree::new(Vec::new()).encode();
+    let empty_tree = kloset::tree::Tree::new(Vec::new())
+        .encode()
+        .expect("encode");
     std::fs::write(src.join("planted"), &empty_tree).expect("write");
     let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let repo =

@@ -27,6 +27,11 @@ pub struct Cli {
     /// Read the passphrase of the other store (sync) from this file.
     #[arg(long, global = true, value_name = "FILE")]
     pub to_passphrase_file: Option<PathBuf>,
+    /// When a snapshot object cannot be read, resolve `latest` or an id
+    /// prefix among the readable snapshots anyway (warns naming the
+    /// objects passed over, exit code 3); without it such a command fails.
+    #[arg(long, global = true)]
+    pub newest_readable: bool,
     /// Configuration directory for @NAME references.
     #[arg(
         long,

@@ -109,6 +109,38 @@ fn open_repo(cli: &Cli, location: &str) -> Result<Repository> {
     Ok(repo)
 }
 
+/// Resolves SNAP (`latest` or an id prefix): fails when a snapshot object
+/// that may be the one asked for cannot be read, unless `--newest-readable`;
+/// then it warns naming the objects passed over. Returns the exit code the
+/// command ends with when it succeeds (partial when objects were passed over).
+fn resolve_snapshot(cli: &Cli, repo: &Repository, spec: &str) -> Result<(Snapshot, i32)> {
+    let (snapshot, passed) = repo
+        .resolve_snapshot_minding(spec, cli.newest_readable)
+        .map_err(|e| match e.kind() {
+            kloset::ErrorKind::Corrupt => anyhow!(
+                "resolving snapshot {spec}: {e}; pass --newest-readable to use the newest \
+                 readable snapshot instead"
+            ),
+            _ => anyhow::Error::new(e),
+        })?;
+    let code = warn_passed_over(passed.iter().map(|(object, _)| object.as_str()));
+    Ok((snapshot, code))
+}
+
+/// Warns about each unreadable snapshot object passed over; the exit code:
+/// partial when there was one.
+pub(super) fn warn_passed_over<'a>(objects: impl Iterator<Item = &'a str>) -> i32 {
+    let mut code = EXIT_OK;
+    for object in objects {
+        eprintln!(
+            "kloset: warning: snapshot object {object} cannot be read; it was passed over \
+             (--newest-readable), so an older snapshot may have been used"
+        );
+        code = EXIT_PARTIAL;
+    }
+    code
+}
+
 fn run_at(cli: &Cli, location: &str, command: &StoreCommand) -> Result<i32> {
     if let StoreCommand::Create(args) = command {
         return create(cli, location, args);
@@ -121,7 +153,7 @@ fn run_at(cli: &Cli, location: &str, command: &StoreCommand) -> Result<i32> {
         StoreCommand::Create(_) | StoreCommand::Forget(_) => Ok(EXIT_ERROR),
         StoreCommand::Backup(args) => run_backup(cli, &repo, args),
         StoreCommand::Ls { target } => ls(cli, &repo, target.as_deref()),
-        StoreCommand::Cat { target } => cat(&repo, target),
+        StoreCommand::Cat { target } => cat(cli, &repo, target),
         StoreCommand::Restore(args) => run_restore(cli, &repo, args),
         StoreCommand::Check(args) => run_check(cli, &repo, args),
         StoreCommand::Diff { a, b } => diff(cli, &repo, a, b),
@@ -305,7 +337,7 @@ fn ls(cli: &Cli, repo: &Repository, target: Option<&str>) -> Result<i32> {
         return Ok(EXIT_OK);
     };
     let (snap, path) = split_target(target);
-    let snapshot = repo.resolve_snapshot(snap)?;
+    let (snapshot, code) = resolve_snapshot(cli, repo, snap)?;
     let entries = browse::list_dir(repo, &snapshot, path)?;
     if cli.json {
         json(&serde_json::json!({ "entries": entries }));
@@ -314,7 +346,7 @@ fn ls(cli: &Cli, repo: &Repository, target: Option<&str>) -> Result<i32> {
             print_entry(e);
         }
     }
-    Ok(EXIT_OK)
+    Ok(code)
 }
 
 fn print_entry(e: &Entry) {
@@ -335,34 +367,34 @@ fn print_entry(e: &Entry) {
     );
 }
 
-fn cat(repo: &Repository, target: &str) -> Result<i32> {
+fn cat(cli: &Cli, repo: &Repository, target: &str) -> Result<i32> {
     let (snap, path) = split_target(target);
     if path == "/" {
         bail!(UsageError("cat needs SNAP:PATH naming a file".into()));
     }
-    let snapshot = repo.resolve_snapshot(snap)?;
+    let (snapshot, code) = resolve_snapshot(cli, repo, snap)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     match browse::cat(repo, &snapshot, path, &mut out) {
         Err(kloset::Error::Io { source, .. })
             if source.kind() == std::io::ErrorKind::BrokenPipe =>
         {
-            return Ok(EXIT_OK);
+            return Ok(code);
         }
         other => {
             other?;
         }
     }
     match out.flush() {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(EXIT_OK),
-        other => other.map(|_| EXIT_OK).context("writing to standard output"),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(code),
+        other => other.map(|_| code).context("writing to standard output"),
     }
 }
 
 fn run_restore(cli: &Cli, repo: &Repository, args: &RestoreArgs) -> Result<i32> {
     let target = super::transfer::restore_target(&cli.config, args.to.as_deref())?;
     let (snap, path) = split_target(&args.target);
-    let snapshot = repo.resolve_snapshot(snap)?;
+    let (snapshot, code) = resolve_snapshot(cli, repo, snap)?;
     let progress = Arc::new(Progress::new());
     let options = RestoreOptions {
         force: args.force,
@@ -399,7 +431,7 @@ fn run_restore(cli: &Cli, repo: &Repository, args: &RestoreArgs) -> Result<i32> 
         );
     }
     Ok(if report.errors.is_empty() {
-        EXIT_OK
+        code
     } else {
         EXIT_PARTIAL
     })
@@ -458,8 +490,8 @@ fn run_check(cli: &Cli, repo: &Repository, args: &CheckArgs) -> Result<i32> {
 }
 
 fn diff(cli: &Cli, repo: &Repository, a: &str, b: &str) -> Result<i32> {
-    let sa = repo.resolve_snapshot(a)?;
-    let sb = repo.resolve_snapshot(b)?;
+    let (sa, code_a) = resolve_snapshot(cli, repo, a)?;
+    let (sb, code_b) = resolve_snapshot(cli, repo, b)?;
     let changes = browse::diff(repo, &sa, &sb)?;
     if cli.json {
         json(&serde_json::json!({ "changes": changes }));
@@ -468,12 +500,12 @@ fn diff(cli: &Cli, repo: &Repository, a: &str, b: &str) -> Result<i32> {
             println!("{} {}", c.change, c.path);
         }
     }
-    Ok(EXIT_OK)
+    Ok(code_a.max(code_b))
 }
 
 fn info(cli: &Cli, repo: &Repository, snapshot: Option<&str>) -> Result<i32> {
     if let Some(spec) = snapshot {
-        let s = repo.resolve_snapshot(spec)?;
+        let (s, code) = resolve_snapshot(cli, repo, spec)?;
         if cli.json {
             json(&serde_json::json!({ "snapshot": view(&s) }));
         } else {
@@ -501,7 +533,7 @@ fn info(cli: &Cli, repo: &Repository, snapshot: Option<&str>) -> Result<i32> {
             println!("duration: {:.1}s", st.duration_ms as f64 / 1000.0);
             println!("unreadable files: {}", s.errors.len());
         }
-        return Ok(EXIT_OK);
+        return Ok(code);
     }
     let i = browse::info(repo)?;
     if cli.json {

@@ -10,7 +10,6 @@ use kloset::ops::sync::{SyncFilter, SyncOptions, SyncReport, sync};
 use kloset::repository::{Probe, probe};
 use kloset::{Progress, Repository};
 
-use super::EXIT_OK;
 use super::args::Cli;
 use super::commands::{UsageError, resolve_store};
 use super::output::{Bar, json, size};
@@ -64,6 +63,7 @@ impl SyncArgs {
             sources: self.sources.clone(),
             tags: self.tags.clone(),
             latest: self.latest,
+            skip_unreadable: false,
         })
     }
 }
@@ -106,7 +106,8 @@ fn open_target(cli: &Cli, spec: &str) -> Result<Repository> {
 
 /// Runs `sync`.
 pub fn run(cli: &Cli, source: &Repository, args: &SyncArgs) -> Result<i32> {
-    let filter = args.filter()?;
+    let mut filter = args.filter()?;
+    filter.skip_unreadable = cli.newest_readable;
     let target = open_target(cli, &args.target)?;
     if target.store_id() == source.store_id() {
         return Err(UsageError("sync: the source and the target are the same store".into()).into());
@@ -123,7 +124,9 @@ pub fn run(cli: &Cli, source: &Repository, args: &SyncArgs) -> Result<i32> {
         sync(source, &target, &options)?
     };
     print(cli, &report, target.storage().location());
-    Ok(EXIT_OK)
+    Ok(super::commands::warn_passed_over(
+        report.unreadable_passed_over.iter().map(String::as_str),
+    ))
 }
 
 fn print(cli: &Cli, report: &SyncReport, target: &str) {

@@ -57,7 +57,7 @@ pub(super) fn run_restore(
         Ok(r) => r,
         Err(p) => return TaskResult::from_store(&p),
     };
-    let snap = match pick_snapshot(&repo, req.snapshot, req.source) {
+    let (snap, passed_over) = match pick_snapshot(&repo, req.snapshot, req.source) {
         Ok(s) => s,
         Err(e) => return TaskResult::from_engine(&e),
     };
@@ -96,28 +96,65 @@ pub(super) fn run_restore(
             }
         }
     };
-    summarize(&snap.id.to_hex(), &short, &shown_target, report, verified)
+    let mut result = summarize(&snap.id.to_hex(), &short, &shown_target, report, verified);
+    if !passed_over.is_empty() {
+        let warning = format!(
+            "snapshot = \"{LATEST_READABLE}\" passed over {} unreadable snapshot object(s): {}",
+            passed_over.len(),
+            first_few(passed_over.iter().cloned())
+        );
+        tracing::warn!("{warning}");
+        result.stats["unreadable_snapshots_passed_over"] = json!(passed_over);
+        result.partial = true;
+        result.error = Some(match result.error.take() {
+            Some(e) => format!("{warning}; {e}"),
+            None => warning,
+        });
+    }
+    result
 }
 
-/// `latest` or an id prefix, among one source's snapshots when given.
+/// The restore task's `snapshot` value that takes the newest readable
+/// snapshot when snapshot objects cannot be read (warning, partial run).
+pub const LATEST_READABLE: &str = "latest-readable";
+
+/// `latest`, `latest-readable` or an id prefix, among one source's
+/// snapshots when given. An unreadable snapshot object that may be the one
+/// asked for fails the task, naming it, except with `latest-readable`
+/// (then the objects passed over are returned).
 fn pick_snapshot(
     repo: &kloset::Repository,
     spec: &str,
     source: Option<&str>,
-) -> kloset::Result<kloset::Snapshot> {
-    let Some(source) = source else {
-        return repo.resolve_snapshot(spec);
+) -> kloset::Result<(kloset::Snapshot, Vec<String>)> {
+    let (spec, skip) = match spec {
+        LATEST_READABLE => ("latest", true),
+        other => (other, false),
     };
-    let (all, _) = repo.snapshots_with_problems()?;
-    let mine: Vec<kloset::Snapshot> = all.into_iter().filter(|s| s.source == source).collect();
-    kloset::snapshot::resolve(&mine, spec)
-        .cloned()
-        .map_err(|e| match e {
-            kloset::Error::NotFound { what } => kloset::Error::NotFound {
-                what: format!("{what} among the snapshots of source {source}"),
-            },
-            other => other,
-        })
+    let (all, unreadable) = repo.snapshots_with_problems()?;
+    let mine: Vec<kloset::Snapshot> = all
+        .into_iter()
+        .filter(|s| source.is_none_or(|source| s.source == source))
+        .collect();
+    let hint = |e: kloset::Error| match e {
+        kloset::Error::NotFound { what } if source.is_some() => kloset::Error::NotFound {
+            what: format!(
+                "{what} among the snapshots of source {}",
+                source.unwrap_or_default()
+            ),
+        },
+        kloset::Error::Corrupt { object, reason } if !skip => kloset::Error::Corrupt {
+            object,
+            reason: format!(
+                "{reason}; set snapshot = \"{LATEST_READABLE}\" on the task to restore the \
+                 newest readable snapshot instead"
+            ),
+        },
+        other => other,
+    };
+    let (snap, passed) =
+        kloset::snapshot::resolve_minding(&mine, unreadable, spec, skip).map_err(hint)?;
+    Ok((snap, passed.into_iter().map(|(object, _)| object).collect()))
 }
 
 /// The engine's refusal to overwrite speaks of `--force`; a task says it

@@ -197,6 +197,7 @@ pub fn execute(state: &DesiredState, action: &Action, progress: Arc<Progress>) -
                 sources: sources.clone(),
                 tags: tags.clone(),
                 latest: latest.map(|n| n as usize),
+                skip_unreadable: false,
             };
             super::sync::run_sync(state, store, to, filter, *allow_cold_read, progress)
         }

@@ -209,8 +209,8 @@ pub(crate) fn write_lock(
     id: LockId,
     info: &LockInfo,
 ) -> Result<()> {
-    let plain = codec::encode(&codec::to_msgpack(info), 3);
-    let sealed = keys.seal(ObjectKind::Lock, id.as_bytes(), &plain);
+    let plain = codec::encode(&codec::to_msgpack(info, "lock")?, 3);
+    let sealed = keys.seal(ObjectKind::Lock, id.as_bytes(), &plain)?;
     storage.put_new(Key::Lock(id), Bytes::from(sealed))
 }
 

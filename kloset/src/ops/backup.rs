@@ -361,7 +361,7 @@ impl Ctx<'_> {
             }
         }
         let tree = Tree::new(entries);
-        let (id, _) = self.writer.save_blob(BlobKind::Tree, &tree.encode())?;
+        let (id, _) = self.writer.save_blob(BlobKind::Tree, &tree.encode()?)?;
         Ok(Some(id))
     }
 

@@ -87,7 +87,7 @@ pub(super) fn write_indexes(repo: &Repository, packs: &[IndexPack]) -> Result<us
 }
 
 fn upload(repo: &Repository, builder: PackBuilder, done: &mut Vec<IndexPack>) -> Result<u64> {
-    let finished = builder.finish(repo.keys());
+    let finished = builder.finish(repo.keys())?;
     let size = finished.bytes.len() as u64;
     repo.storage()
         .put_new(Key::Pack(finished.id), Bytes::clone(&finished.bytes))?;

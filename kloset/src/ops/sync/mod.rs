@@ -94,6 +94,9 @@ pub struct SyncReport {
     pub copied: Vec<Copied>,
     /// Snapshots selected but already in the target.
     pub skipped: Vec<Skipped>,
+    /// Unreadable snapshot objects of the source that a snapshot spec
+    /// passed over (only with [`SyncFilter::skip_unreadable`]).
+    pub unreadable_passed_over: Vec<String>,
     /// Bytes of file content read from the source.
     pub bytes_read: u64,
     /// Bytes written to the target's storage (packs, compressed and sealed).
@@ -112,11 +115,14 @@ pub fn sync(source: &Repository, target: &Repository, options: &SyncOptions) -> 
     }
     target.header().check_writable()?;
     let _read = source.read_lock("sync")?;
-    let (all, _) = source.snapshots_with_problems()?;
-    let picked = select(&all, &options.filter)?;
+    let (all, unreadable) = source.snapshots_with_problems()?;
+    let (picked, passed_over) = select(&all, unreadable, &options.filter)?;
     let (held, _) = target.snapshots_with_problems()?;
     let target_store = target.store_id();
-    let mut report = SyncReport::default();
+    let mut report = SyncReport {
+        unreadable_passed_over: passed_over,
+        ..Default::default()
+    };
     for snap in picked {
         options.progress.check_cancelled()?;
         let identity = snap.original(source.store_id());

@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use crate::error::Result;
-use crate::snapshot::{Origin, Snapshot, resolve};
+use crate::repository::SnapshotProblem;
+use crate::snapshot::{Origin, Snapshot, resolve_minding};
 
 /// Which snapshots to copy. Every filter given must match.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -18,20 +19,39 @@ pub struct SyncFilter {
     /// Only the newest N snapshots (after the other filters) of each
     /// source name.
     pub latest: Option<usize>,
+    /// Resolve `snapshots` specs among the readable snapshots even when an
+    /// unreadable snapshot object may be the one named (it is then passed
+    /// over and reported); by default such a spec fails.
+    pub skip_unreadable: bool,
 }
 
 /// The snapshots of `all` (sorted by time) that `filter` selects, oldest
-/// first.
-pub fn select(all: &[Snapshot], filter: &SyncFilter) -> Result<Vec<Snapshot>> {
+/// first, and the unreadable snapshot objects that a spec of
+/// `filter.snapshots` passed over (see [`resolve_minding`]).
+pub fn select(
+    all: &[Snapshot],
+    unreadable: Vec<SnapshotProblem>,
+    filter: &SyncFilter,
+) -> Result<(Vec<Snapshot>, Vec<String>)> {
+    let mut passed_over = Vec::new();
     let named: Option<HashSet<_>> = if filter.snapshots.is_empty() {
         None
     } else {
         let mut ids = HashSet::new();
         for spec in &filter.snapshots {
-            ids.insert(resolve(all, spec)?.id);
+            let (snap, passed) = resolve_minding(
+                all,
+                unreadable_copy(&unreadable),
+                spec,
+                filter.skip_unreadable,
+            )?;
+            passed_over.extend(passed.into_iter().map(|(object, _)| object));
+            ids.insert(snap.id);
         }
         Some(ids)
     };
+    passed_over.sort();
+    passed_over.dedup();
     let mut picked: Vec<Snapshot> = all
         .iter()
         .filter(|s| named.as_ref().is_none_or(|n| n.contains(&s.id)))
@@ -52,7 +72,15 @@ pub fn select(all: &[Snapshot], filter: &SyncFilter) -> Result<Vec<Snapshot>> {
         kept.reverse();
         picked = kept;
     }
-    Ok(picked)
+    Ok((picked, passed_over))
+}
+
+/// The problems again, for another spec (errors are not `Clone`).
+fn unreadable_copy(unreadable: &[SnapshotProblem]) -> Vec<SnapshotProblem> {
+    unreadable
+        .iter()
+        .map(|(object, e)| (object.clone(), crate::Error::corrupt(object, e.to_string())))
+        .collect()
 }
 
 /// The identities of the snapshots a store holds: each snapshot's origin,
