@@ -66,9 +66,16 @@ impl Integration for Exec {
                 )));
             }
         };
+        let Some((program, args)) = argv.split_first() else {
+            return Err(err("the exec integration needs a program".into()));
+        };
         Ok(Parsed {
-            location: format!("exec:{}", argv[0]),
-            connector: Arc::new(ExecConnector { argv, file }),
+            location: format!("exec:{program}"),
+            connector: Arc::new(ExecConnector {
+                program: program.clone(),
+                args: args.to_vec(),
+                file,
+            }),
         })
     }
 }
@@ -76,25 +83,27 @@ impl Integration for Exec {
 /// A command.
 #[derive(Debug)]
 struct ExecConnector {
-    argv: Vec<String>,
+    program: String,
+    args: Vec<String>,
     /// The name its output gets in a snapshot (sources).
     file: String,
 }
 
 impl ExecConnector {
     fn spec(&self) -> CommandSpec {
-        let (program, args) = self.argv.split_first().unwrap_or((&self.file, &[]));
-        CommandSpec::new(program).args(args.iter().cloned())
+        CommandSpec::new(&self.program).args(self.args.iter().cloned())
     }
 
     fn location(&self) -> String {
-        format!("exec:{}", self.argv.first().map_or("", String::as_str))
+        format!("exec:{}", self.program)
     }
 }
 
 impl Connector for ExecConnector {
     fn settings(&self) -> serde_json::Value {
-        serde_json::json!({ "command": self.argv, "file": self.file })
+        let mut argv = vec![self.program.clone()];
+        argv.extend(self.args.iter().cloned());
+        serde_json::json!({ "command": argv, "file": self.file })
     }
 
     fn place(&self) -> Option<Place> {
@@ -110,7 +119,7 @@ impl Connector for ExecConnector {
     }
 
     fn test(&self, _: Role) -> Result<&'static str, NotConnected> {
-        executable(self.argv.first().map_or("", String::as_str))
+        executable(&self.program)
     }
 
     fn importer(&self) -> Result<Box<dyn kloset::import::Importer>, String> {
