@@ -51,6 +51,8 @@ mod http_hardening;
 mod http_raw_names;
 #[path = "http_security.rs"]
 mod http_security;
+#[path = "integration_azure.rs"]
+mod integration_azure;
 #[path = "integration_exec.rs"]
 mod integration_exec;
 #[path = "integration_pg_dumpall.rs"]

@@ -6,6 +6,7 @@
 //!
 //! - [`tree`]: build a deterministic tricky file tree and compare two trees.
 //! - [`s3`]: run a real S3 server (`s3s-fs`) on a free loopback port.
+//! - [`azurite`]: run a real Azure Blob Storage emulator (Azurite).
 //! - [`cli`]: run the `kloset` binary with a passphrase and extra environment.
 //! - [`rng`]: a tiny deterministic PRNG for fixtures.
 //! - [`postgres`]: run a real PostgreSQL server on a free loopback port.
@@ -13,6 +14,7 @@
 //!   integration tests that drive the daemon.
 #![allow(dead_code, unused_imports)]
 
+pub mod azurite;
 pub mod cli;
 pub mod daemon;
 pub mod e2e;

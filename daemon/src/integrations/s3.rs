@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kloset::Storage;
-use kloset::bucket::{BucketExporter, BucketImporter};
-use kloset::import::Importer;
+use kloset::bucket::BucketImporter;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
 
 use super::keys::{secret_of, string, text};
 use super::place::Place;
-use super::probe::{io_reason, probe_write};
+use super::prefix::{clean_prefix, place_in, restore_into, test_prefix, with_subdir};
+use super::probe::io_reason;
 use super::seam::{
     AppInput, Base, Connector, Integration, NotConnected, ParseError, Parsed, Purpose,
     RestoreTarget, Role,
@@ -89,7 +89,8 @@ impl Integration for S3 {
                 let cred = |what: &str| {
                     secret_of(table, file, what).map_err(|m| vec![ParseError::Resource(m)])
                 };
-                let (bucket, prefix) = place_in(res_bucket, res_prefix, app_bucket, app_prefix)?;
+                let (bucket, prefix) =
+                    place_in("bucket", res_bucket, res_prefix, app_bucket, app_prefix)?;
                 S3Settings {
                     bucket,
                     prefix,
@@ -137,55 +138,6 @@ impl Integration for S3 {
             connector: Arc::new(S3Connector { s: settings }),
         })
     }
-}
-
-/// The bucket and prefix of an app: its own bucket with its own prefix, or
-/// the resource's bucket with the app's prefix under the resource's (a
-/// leading `/` starts at the bucket's root).
-fn place_in(
-    res_bucket: Option<String>,
-    res_prefix: Option<String>,
-    app_bucket: Option<String>,
-    app_prefix: Option<String>,
-) -> Result<(String, String), Vec<ParseError>> {
-    let app_err = |m: String| vec![ParseError::App(m)];
-    let res_prefix = clean_prefix(res_prefix.as_deref().unwrap_or(""))
-        .map_err(|m| vec![ParseError::Resource(m)])?;
-    let same_bucket = app_bucket.is_none() || app_bucket == res_bucket;
-    let bucket = match (app_bucket, res_bucket) {
-        (Some(b), _) | (None, Some(b)) => b,
-        (None, None) => {
-            return Err(vec![ParseError::Resource(
-                "an S3 resource needs `bucket` (or give `bucket` on each store, source and destination)".into(),
-            )]);
-        }
-    };
-    let prefix = match app_prefix {
-        Some(p) if p.starts_with('/') || !same_bucket => clean_prefix(&p).map_err(app_err)?,
-        Some(p) => {
-            let own = clean_prefix(&p).map_err(app_err)?;
-            if res_prefix.is_empty() {
-                own
-            } else {
-                format!("{res_prefix}/{own}")
-            }
-        }
-        None if same_bucket => res_prefix,
-        None => String::new(),
-    };
-    Ok((bucket, prefix))
-}
-
-/// A prefix without leading or trailing `/`, refusing `.` and `..` parts.
-fn clean_prefix(p: &str) -> Result<String, String> {
-    let trimmed = p.trim_matches('/');
-    if trimmed
-        .split('/')
-        .any(|part| part == ".." || part == "." || (part.is_empty() && !trimmed.is_empty()))
-    {
-        return Err(format!("prefix {p:?} has an empty, `.` or `..` part"));
-    }
-    Ok(trimmed.to_string())
 }
 
 /// Everything that says where a bucket prefix is and how to sign in.
@@ -266,15 +218,7 @@ impl S3Connector {
         let s3 = builder
             .build()
             .map_err(|e| config_err(format!("configuring S3 bucket {}: {e}", s.bucket)))?;
-        let prefix = match subdir {
-            Some(d) if s.prefix.is_empty() => d.to_string(),
-            Some(d) => format!("{}/{d}", s.prefix),
-            None => s.prefix.clone(),
-        };
-        let location = match subdir {
-            Some(d) => format!("{}/{d}", s.location()),
-            None => s.location(),
-        };
+        let (prefix, location) = with_subdir(&s.prefix, &s.location(), subdir);
         Storage::from_object_store(Arc::new(s3), &prefix, &location, None)
     }
 }
@@ -322,23 +266,9 @@ impl Connector for S3Connector {
         let storage = self
             .open(Purpose::Test, None)
             .map_err(|e| NotConnected::new("InvalidConfig", e.to_string()))?;
-        match role {
-            Role::Source => {
-                BucketImporter::new(storage)
-                    .root()
-                    .map_err(|e| failure(&location, "list", &e.to_string(), Some(&e)))?;
-                Ok("Listable")
-            }
-            Role::Destination => {
-                probe_write(&storage)
-                    .map_err(|e| failure(&location, "write to", &e.to_string(), Some(&e)))?;
-                Ok("Writable")
-            }
-            Role::Store => Err(NotConnected::new(
-                "Unsupported",
-                "stores are tested by opening them",
-            )),
-        }
+        test_prefix(storage, role, |op, e| {
+            failure(&location, op, &e.to_string(), Some(e))
+        })
     }
 
     fn importer(&self) -> Result<Box<dyn kloset::import::Importer>, String> {
@@ -347,12 +277,7 @@ impl Connector for S3Connector {
     }
 
     fn restore_target(&self, subdir: Option<&str>) -> Result<RestoreTarget, String> {
-        let storage = self
-            .open(Purpose::Work, subdir)
-            .map_err(|e| e.to_string())?;
-        Ok(RestoreTarget::Exporter(Box::new(BucketExporter::new(
-            storage,
-        ))))
+        restore_into(self.open(Purpose::Work, subdir))
     }
 
     fn storage(&self, _create: bool, purpose: Purpose) -> kloset::Result<Storage> {
@@ -462,38 +387,5 @@ mod tests {
                 "{text}"
             );
         }
-    }
-
-    #[test]
-    fn an_app_prefix_is_under_the_resource_prefix_in_the_same_bucket() {
-        let s = |x: &str| Some(x.to_string());
-        let ok = |r: Result<(String, String), Vec<ParseError>>| r.expect("valid");
-        assert_eq!(
-            ok(place_in(s("b"), s("fleet"), None, s("host1"))),
-            ("b".into(), "fleet/host1".into())
-        );
-        assert_eq!(
-            ok(place_in(s("b"), s("fleet"), None, s("/top"))),
-            ("b".into(), "top".into())
-        );
-        assert_eq!(
-            ok(place_in(s("b"), s("fleet"), s("other"), s("x"))),
-            ("other".into(), "x".into())
-        );
-        assert_eq!(
-            ok(place_in(s("b"), s("fleet"), s("other"), None)),
-            ("other".into(), String::new())
-        );
-        assert_eq!(
-            ok(place_in(s("b"), s("fleet"), s("b"), None)),
-            ("b".into(), "fleet".into())
-        );
-        assert_eq!(
-            ok(place_in(None, None, s("b"), s("p/"))),
-            ("b".into(), "p".into())
-        );
-        let e = place_in(None, None, None, s("p")).expect_err("no bucket");
-        assert!(matches!(e.as_slice(), [ParseError::Resource(_)]));
-        assert!(place_in(s("b"), None, None, s("a/../b")).is_err());
     }
 }
