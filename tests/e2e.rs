@@ -55,6 +55,8 @@ mod http_security;
 mod integration_azure;
 #[path = "integration_exec.rs"]
 mod integration_exec;
+#[path = "integration_mysql.rs"]
+mod integration_mysql;
 #[path = "integration_pg_dumpall.rs"]
 mod integration_pg_dumpall;
 #[path = "integration_postgresql.rs"]

@@ -10,6 +10,7 @@
 //! - [`cli`]: run the `kloset` binary with a passphrase and extra environment.
 //! - [`rng`]: a tiny deterministic PRNG for fixtures.
 //! - [`postgres`]: run a real PostgreSQL server on a free loopback port.
+//! - [`mariadb`]: run a private MariaDB server on a free loopback port.
 //! - [`e2e`]: config directories, task waits and secret checks for the
 //!   integration tests that drive the daemon.
 #![allow(dead_code, unused_imports)]
@@ -18,6 +19,7 @@ pub mod azurite;
 pub mod cli;
 pub mod daemon;
 pub mod e2e;
+pub mod mariadb;
 pub mod postgres;
 pub mod rng;
 pub mod s3;

@@ -11,6 +11,7 @@ pub mod azure;
 pub mod exec;
 pub mod fs;
 mod keys;
+pub mod mysql;
 pub mod place;
 pub mod postgresql;
 mod prefix;
@@ -39,6 +40,7 @@ pub const REGISTRY: &[&'static dyn Integration] = &[
     &postgresql::Postgresql,
     &exec::Exec,
     &azure::Azure,
+    &mysql::Mysql,
 ];
 
 /// Names of the integrations that provide `role`.
