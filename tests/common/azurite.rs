@@ -10,11 +10,12 @@
 //! signs the request with the account key).
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tempfile::TempDir;
+
+use super::server::{free_port, wait_ready};
 
 /// The development account every Azurite serves.
 pub const ACCOUNT: &str = "devstoreaccount1";
@@ -45,11 +46,6 @@ fn find_azurite() -> PathBuf {
         Some(p) => PathBuf::from(p),
         None => package_dir().join("node_modules/.bin/azurite-blob"),
     }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
-    listener.local_addr().expect("local address").port()
 }
 
 impl Azurite {
@@ -154,29 +150,10 @@ fn spawn(bin: &Path, dir: &Path) -> Result<(Child, u16), String> {
         .stderr(log_err)
         .spawn()
         .map_err(|e| format!("spawn: {e}"))?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     // This line proves that this very process bound the port.
     let listening = format!("successfully listens on http://127.0.0.1:{port}");
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().map_err(|e| format!("wait: {e}"))? {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(format!("exited with {status} on port {port}; log:\n{log}"));
-        }
-        let bound = std::fs::read_to_string(&log).is_ok_and(|l| l.contains(&listening));
-        if bound && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok((child, port));
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(format!(
-                "not accepting connections on port {port} after {STARTUP_TIMEOUT:?}; log:\n{log}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_ready(&mut child, port, &log, &listening, STARTUP_TIMEOUT)?;
+    Ok((child, port))
 }
 
 impl Drop for Azurite {

@@ -6,11 +6,12 @@
 //! as `root` (no password); tests create their own users with passwords.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tempfile::TempDir;
+
+use super::server::{free_port, wait_ready};
 
 /// How long to wait for the server to accept connections.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -31,11 +32,6 @@ fn program(name: &str) -> PathBuf {
         }
     }
     panic!("{name} not found: apt-get install mariadb-server mariadb-client (scripts/test does)");
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
-    listener.local_addr().expect("local address").port()
 }
 
 /// `--user=root` when running as root (mariadbd refuses root otherwise).
@@ -155,28 +151,14 @@ fn spawn(dir: &Path) -> Result<(Child, u16), String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("spawn mariadbd: {e}"))?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().map_err(|e| format!("wait: {e}"))? {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(format!("exited with {status} on port {port}; log:\n{log}"));
-        }
-        let ready =
-            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("ready for connections"));
-        if ready && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok((child, port));
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(format!(
-                "not ready on port {port} after {STARTUP_TIMEOUT:?}; log:\n{log}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_ready(
+        &mut child,
+        port,
+        &log,
+        "ready for connections",
+        STARTUP_TIMEOUT,
+    )?;
+    Ok((child, port))
 }
 
 impl Drop for MariaDb {

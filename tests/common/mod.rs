@@ -23,5 +23,6 @@ pub mod mariadb;
 pub mod postgres;
 pub mod rng;
 pub mod s3;
+pub mod server;
 pub mod store;
 pub mod tree;

@@ -11,27 +11,20 @@
 //! one. A connection test uses short timeouts and one retry.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kloset::Storage;
 use kloset::bucket::BucketImporter;
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
 
 use super::keys::{secret_of, string, text};
 use super::place::Place;
-use super::prefix::{clean_prefix, place_in, restore_into, test_prefix, with_subdir};
+use super::prefix::{clean_prefix, place_in, restore_into, test_client, test_prefix, with_subdir};
 use super::probe::io_reason;
 use super::seam::{
     AppInput, Base, Connector, Integration, NotConnected, ParseError, Parsed, Purpose,
     RestoreTarget, Role,
 };
 use super::secret::SecretRef;
-
-/// How long a connection test's request may take to connect, and in all.
-const TEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// See [`TEST_CONNECT_TIMEOUT`].
-const TEST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `azure` integration.
 #[derive(Debug)]
@@ -219,23 +212,11 @@ impl AzureConnector {
             builder = builder.with_config(AzureConfigKey::SasKey, v.trim_start_matches('?'));
         }
         if purpose == Purpose::Test {
-            // A silent endpoint is `Unreachable` after about 10 s, not after
-            // object_store's default minutes of retries (work keeps those).
-            let secs = |d: Duration| format!("{}s", d.as_secs());
-            builder = builder
-                .with_config(
-                    AzureConfigKey::Client(ClientConfigKey::ConnectTimeout),
-                    secs(TEST_CONNECT_TIMEOUT),
-                )
-                .with_config(
-                    AzureConfigKey::Client(ClientConfigKey::Timeout),
-                    secs(TEST_REQUEST_TIMEOUT),
-                )
-                .with_retry(RetryConfig {
-                    backoff: BackoffConfig::default(),
-                    max_retries: 1,
-                    retry_timeout: TEST_REQUEST_TIMEOUT,
-                });
+            let (client, retry) = test_client();
+            for (k, v) in client {
+                builder = builder.with_config(AzureConfigKey::Client(k), v);
+            }
+            builder = builder.with_retry(retry);
         }
         let azure = builder
             .build()

@@ -3,9 +3,12 @@
 //! object-storage integrations so that `bucket`/`container` and `prefix`
 //! follow one rule everywhere.
 
+use std::time::Duration;
+
 use kloset::Storage;
 use kloset::bucket::{BucketExporter, BucketImporter};
 use kloset::import::Importer;
+use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
 
 use super::probe::probe_write;
 use super::seam::{NotConnected, ParseError, RestoreTarget, Role};
@@ -58,6 +61,29 @@ pub fn clean_prefix(p: &str) -> Result<String, String> {
         return Err(format!("prefix {p:?} has an empty, `.` or `..` part"));
     }
     Ok(trimmed.to_string())
+}
+
+/// How long a connection test's request may take to connect, and in all.
+pub const TEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// See [`TEST_CONNECT_TIMEOUT`].
+pub const TEST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The client settings of a connection test: an endpoint that accepts
+/// connections and never answers is `Unreachable` after about 10 s, not
+/// after object_store's default minutes of retries (work keeps those).
+pub fn test_client() -> ([(ClientConfigKey, String); 2], RetryConfig) {
+    let secs = |d: Duration| format!("{}s", d.as_secs());
+    (
+        [
+            (ClientConfigKey::ConnectTimeout, secs(TEST_CONNECT_TIMEOUT)),
+            (ClientConfigKey::Timeout, secs(TEST_REQUEST_TIMEOUT)),
+        ],
+        RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: 1,
+            retry_timeout: TEST_REQUEST_TIMEOUT,
+        },
+    )
 }
 
 /// The prefix and the location of a restore test's `subdir` under

@@ -5,16 +5,14 @@
 //! resource's prefix in the same bucket, or absolute with a leading `/`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kloset::Storage;
 use kloset::bucket::BucketImporter;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
 
 use super::keys::{secret_of, string, text};
 use super::place::Place;
-use super::prefix::{clean_prefix, place_in, restore_into, test_prefix, with_subdir};
+use super::prefix::{clean_prefix, place_in, restore_into, test_client, test_prefix, with_subdir};
 use super::probe::io_reason;
 use super::seam::{
     AppInput, Base, Connector, Integration, NotConnected, ParseError, Parsed, Purpose,
@@ -22,10 +20,7 @@ use super::seam::{
 };
 use super::secret::SecretRef;
 
-/// How long a connection test's S3 request may take to connect, and in all.
-pub const TEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// See [`TEST_CONNECT_TIMEOUT`].
-pub const TEST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub use super::prefix::{TEST_CONNECT_TIMEOUT, TEST_REQUEST_TIMEOUT};
 
 /// The `s3` integration.
 #[derive(Debug)]
@@ -196,24 +191,11 @@ impl S3Connector {
             builder = builder.with_secret_access_key(v.as_str());
         }
         if purpose == Purpose::Test {
-            // An endpoint that accepts connections and never answers is
-            // `Unreachable` after about 10 s, not after object_store's
-            // default 3 minutes of retries (work keeps those).
-            let secs = |d: Duration| format!("{}s", d.as_secs());
-            builder = builder
-                .with_config(
-                    AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
-                    secs(TEST_CONNECT_TIMEOUT),
-                )
-                .with_config(
-                    AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
-                    secs(TEST_REQUEST_TIMEOUT),
-                )
-                .with_retry(RetryConfig {
-                    backoff: BackoffConfig::default(),
-                    max_retries: 1,
-                    retry_timeout: TEST_REQUEST_TIMEOUT,
-                });
+            let (client, retry) = test_client();
+            for (k, v) in client {
+                builder = builder.with_config(AmazonS3ConfigKey::Client(k), v);
+            }
+            builder = builder.with_retry(retry);
         }
         let s3 = builder
             .build()
