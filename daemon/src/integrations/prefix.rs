@@ -12,6 +12,7 @@ use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
 
 use super::probe::probe_write;
 use super::seam::{NotConnected, ParseError, RestoreTarget, Role};
+use super::secret::SecretRef;
 
 /// The bucket (or container: `word`) and prefix of an app: its own bucket
 /// with its own prefix, or the resource's bucket with the app's prefix under the resource's (a
@@ -96,23 +97,30 @@ pub fn with_subdir(prefix: &str, location: &str, subdir: Option<&str>) -> (Strin
     }
 }
 
-/// The connection test of a bucket prefix: a source lists it
-/// (`Listable`), a destination writes a probe object and deletes it
-/// (`Writable`); `failure` gives the reason of an error (`op`, the error).
+/// How an object-storage integration names the reason of an error:
+/// `(location, operation, error text, I/O error)` → reason and message.
+pub type Failure = fn(&str, &str, &str, Option<&std::io::Error>) -> NotConnected;
+
+/// The connection test of a bucket prefix at `location`, `storage` opened
+/// for a test: a source lists it (`Listable`), a destination writes a probe
+/// object and deletes it (`Writable`).
 pub fn test_prefix(
-    storage: Storage,
+    storage: kloset::Result<Storage>,
+    location: &str,
     role: Role,
-    failure: impl Fn(&str, &std::io::Error) -> NotConnected,
+    failure: Failure,
 ) -> Result<&'static str, NotConnected> {
+    let storage = storage.map_err(|e| NotConnected::new("InvalidConfig", e.to_string()))?;
+    let fail = |op: &str, e: &std::io::Error| failure(location, op, &e.to_string(), Some(e));
     match role {
         Role::Source => {
             BucketImporter::new(storage)
                 .root()
-                .map_err(|e| failure("list", &e))?;
+                .map_err(|e| fail("list", &e))?;
             Ok("Listable")
         }
         Role::Destination => {
-            probe_write(&storage).map_err(|e| failure("write to", &e))?;
+            probe_write(&storage).map_err(|e| fail("write to", &e))?;
             Ok("Writable")
         }
         Role::Store => Err(NotConnected::new(
@@ -120,6 +128,22 @@ pub fn test_prefix(
             "stores are tested by opening them",
         )),
     }
+}
+
+/// A backup of a bucket prefix.
+pub fn import_from(storage: kloset::Result<Storage>) -> Result<Box<dyn Importer>, String> {
+    let storage = storage.map_err(|e| e.to_string())?;
+    Ok(Box::new(BucketImporter::new(storage)))
+}
+
+/// The credentials that are set, by name.
+pub fn secrets_of<'a>(
+    secrets: &[(&'static str, &'a Option<SecretRef>)],
+) -> Vec<(&'static str, &'a SecretRef)> {
+    secrets
+        .iter()
+        .filter_map(|(name, s)| s.as_ref().map(|s| (*name, s)))
+        .collect()
 }
 
 /// A restore into a bucket prefix.

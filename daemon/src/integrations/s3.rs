@@ -7,12 +7,14 @@
 use std::sync::Arc;
 
 use kloset::Storage;
-use kloset::bucket::BucketImporter;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 
 use super::keys::{secret_of, string, text};
 use super::place::Place;
-use super::prefix::{clean_prefix, place_in, restore_into, test_client, test_prefix, with_subdir};
+use super::prefix::{
+    clean_prefix, import_from, place_in, restore_into, secrets_of, test_client, test_prefix,
+    with_subdir,
+};
 use super::probe::io_reason;
 use super::seam::{
     AppInput, Base, Connector, Integration, NotConnected, ParseError, Parsed, Purpose,
@@ -233,29 +235,19 @@ impl Connector for S3Connector {
     }
 
     fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
-        let mut out = Vec::new();
-        if let Some(k) = &self.s.access_key_id {
-            out.push(("access_key_id", k));
-        }
-        if let Some(k) = &self.s.secret_access_key {
-            out.push(("secret_access_key", k));
-        }
-        out
+        secrets_of(&[
+            ("access_key_id", &self.s.access_key_id),
+            ("secret_access_key", &self.s.secret_access_key),
+        ])
     }
 
     fn test(&self, role: Role) -> Result<&'static str, NotConnected> {
-        let location = self.s.location();
-        let storage = self
-            .open(Purpose::Test, None)
-            .map_err(|e| NotConnected::new("InvalidConfig", e.to_string()))?;
-        test_prefix(storage, role, |op, e| {
-            failure(&location, op, &e.to_string(), Some(e))
-        })
+        let storage = self.open(Purpose::Test, None);
+        test_prefix(storage, &self.s.location(), role, failure)
     }
 
     fn importer(&self) -> Result<Box<dyn kloset::import::Importer>, String> {
-        let storage = self.open(Purpose::Work, None).map_err(|e| e.to_string())?;
-        Ok(Box::new(BucketImporter::new(storage)))
+        import_from(self.open(Purpose::Work, None))
     }
 
     fn restore_target(&self, subdir: Option<&str>) -> Result<RestoreTarget, String> {
