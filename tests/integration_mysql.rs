@@ -4,7 +4,8 @@
 //! binary data is dumped into a store and restored into another database,
 //! row for row. Through the daemon: the source and destination are ready,
 //! and a wrong password is `AuthenticationFailed`, an unknown database
-//! `NotFound`, a closed port `Unreachable`; the password shows nowhere.
+//! `NotFound`, a closed port `Unreachable`, a `PATH` without the client
+//! `Unsupported`; the password shows nowhere.
 
 use crate::common;
 
@@ -170,4 +171,30 @@ fn the_daemon_reports_ready_and_precise_reasons_without_the_password() {
             "/api/v1/status",
         ],
     );
+}
+
+#[test]
+fn without_the_client_programs_the_reason_is_unsupported() {
+    let setup = Setup::new();
+    setup.write("db_pw", &format!("{PASSWORD}\n"));
+    let port = common::postgres::closed_port();
+    setup.write(
+        "10.toml",
+        &format!(
+            "{daemon}\n{res}[source.shop]\nresource = \"maria\"\ndatabase = \"shop\"\n\n\
+             [destination.shop]\nresource = \"maria\"\ndatabase = \"shop\"\n",
+            daemon = setup.daemon_table(),
+            res = resource(port, "db_pw"),
+        ),
+    );
+    let empty = setup.path("empty-path");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let path = empty.to_str().expect("utf8");
+    let d = setup.start("run", &[("PATH", path)]);
+    for kind in ["sources", "destinations"] {
+        let c = settled_condition(&d, kind, "shop", Duration::from_secs(60));
+        assert_eq!(c["reason"], "Unsupported", "{kind}: {c}");
+        let message = c["message"].as_str().unwrap_or_default();
+        assert!(message.contains("mariadb-client"), "{message}");
+    }
 }
