@@ -4,7 +4,8 @@
 //! another backed up and restored into a third container's prefix byte for
 //! byte (nested keys, unicode, an empty blob, one over 8 MiB), and
 //! `check --read-data` clean. Through the daemon: the source, destination
-//! and store are ready with their reasons, and a wrong account key is
+//! and store are ready with their reasons, a backup into the store on
+//! Azure is restored into another container, and a wrong account key is
 //! `AuthenticationFailed`, a missing container `NotFound`, a closed port
 //! `Unreachable` within a bound; the key shows nowhere.
 
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::azurite::{ACCOUNT, ACCOUNT_KEY, Azurite};
 use common::cli::Kloset;
-use common::e2e::{Setup, assert_no_secret, settled_condition};
+use common::e2e::{Setup, assert_no_secret, restore_task, settled_condition, wait_succeeded};
 use common::rng::SplitMix64;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -183,7 +184,8 @@ fn the_daemon_reports_ready_and_precise_reasons_without_the_key() {
              container = \"out\"\nprefix = \"restored\"\n\n\
              [source.wrong_key]\nresource = \"bad\"\n\n[destination.wrong_key]\nresource = \"bad\"\n\n\
              [source.no_container]\nresource = \"nocontainer\"\n\n\
-             [source.closed]\nresource = \"gone\"\n\n[destination.closed]\nresource = \"gone\"\n",
+             [source.closed]\nresource = \"gone\"\n\n[destination.closed]\nresource = \"gone\"\n\n\
+             [task.backup]\ntask = \"backup\"\nsource = \"good\"\nstore = \"blobs\"\n",
             daemon = setup.daemon_table(),
             good = resource("good", &az, "data", "in", "az_key"),
             bad = resource("bad", &az, "data", "in", "az_wrong"),
@@ -223,6 +225,20 @@ fn the_daemon_reports_ready_and_precise_reasons_without_the_key() {
     }
     let took = started.elapsed();
     assert!(took < Duration::from_secs(45), "the tests took {took:?}");
+
+    // A daemon backup into the store on Azure, restored into another
+    // container's prefix.
+    let backup = wait_succeeded(&d, "backup");
+    assert_eq!(backup["stats"]["files"], 1, "{backup}");
+    let restore = restore_task(&setup, &d, "restore", "blobs", "good", None);
+    assert_eq!(
+        restore["status"],
+        "succeeded",
+        "{restore}\n{}",
+        d.log_text()
+    );
+    let restored = list_under(&az, "out", "restored");
+    assert_eq!(restored.get("f.txt").map(Vec::as_slice), Some(&b"x"[..]));
     let paths = [
         "/api/v1/sources/good",
         "/api/v1/sources/wrong_key",
