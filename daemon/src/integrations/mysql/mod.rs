@@ -10,15 +10,13 @@ pub mod commands;
 
 use std::sync::Arc;
 
-use zeroize::Zeroizing;
-
 use super::keys::{port, secret_of, string};
 use super::place::Place;
 use super::seam::{
     AppInput, Base, Connector, Integration, NotConnected, ParseError, Parsed, Policies,
     RestorePick, RestoreTarget, Role,
 };
-use super::secret::SecretRef;
+use super::secret::{SecretRef, read_password};
 use commands::MyConnection;
 
 /// The default port.
@@ -153,14 +151,7 @@ struct MyConnector {
 
 impl MyConnector {
     fn connection(&self) -> Result<MyConnection, NotConnected> {
-        let password = match &self.s.password {
-            Some(p) => Some(Zeroizing::new(
-                p.read_text()
-                    .map_err(|e| NotConnected::new("SecretUnreadable", format!("password: {e}")))?
-                    .to_string(),
-            )),
-            None => None,
-        };
+        let password = read_password(self.s.password.as_ref())?;
         Ok(MyConnection {
             host: self.s.host.clone(),
             port: self.s.port,
