@@ -51,8 +51,12 @@ mod http_hardening;
 mod http_raw_names;
 #[path = "http_security.rs"]
 mod http_security;
+#[path = "integration_azure.rs"]
+mod integration_azure;
 #[path = "integration_exec.rs"]
 mod integration_exec;
+#[path = "integration_mysql.rs"]
+mod integration_mysql;
 #[path = "integration_pg_dumpall.rs"]
 mod integration_pg_dumpall;
 #[path = "integration_postgresql.rs"]

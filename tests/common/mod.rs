@@ -6,21 +6,26 @@
 //!
 //! - [`tree`]: build a deterministic tricky file tree and compare two trees.
 //! - [`s3`]: run a real S3 server (`s3s-fs`) on a free loopback port.
+//! - [`azurite`]: run a real Azure Blob Storage emulator (Azurite).
 //! - [`cli`]: run the `kloset` binary with a passphrase and extra environment.
 //! - [`rng`]: a tiny deterministic PRNG for fixtures.
 //! - [`postgres`]: run a real PostgreSQL server on a free loopback port.
+//! - [`mariadb`]: run a private MariaDB server on a free loopback port.
 //! - [`e2e`]: config directories, task waits and secret checks for the
 //!   integration tests that drive the daemon.
 //! - [`sshd`]: run a real OpenSSH server on a free loopback port (shared with
 //!   the connectors crate's tests).
 #![allow(dead_code, unused_imports)]
 
+pub mod azurite;
 pub mod cli;
 pub mod daemon;
 pub mod e2e;
+pub mod mariadb;
 pub mod postgres;
 pub mod rng;
 pub mod s3;
+pub mod server;
 #[path = "../../connectors/tests/common/sshd.rs"]
 pub mod sshd;
 pub mod store;

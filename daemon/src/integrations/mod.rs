@@ -7,11 +7,14 @@
 //! Adding an integration: its module, one line in [`REGISTRY`], its page in
 //! `docs/integrations/` and its tests.
 
+pub mod azure;
 pub mod exec;
 pub mod fs;
 mod keys;
+pub mod mysql;
 pub mod place;
 pub mod postgresql;
+mod prefix;
 mod probe;
 pub mod s3;
 pub mod seam;
@@ -36,6 +39,8 @@ pub const REGISTRY: &[&'static dyn Integration] = &[
     &sftp::Sftp,
     &postgresql::Postgresql,
     &exec::Exec,
+    &azure::Azure,
+    &mysql::Mysql,
 ];
 
 /// Names of the integrations that provide `role`.

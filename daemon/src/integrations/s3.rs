@@ -5,27 +5,24 @@
 //! resource's prefix in the same bucket, or absolute with a leading `/`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kloset::Storage;
-use kloset::import::Importer;
-use kloset_connectors::bucket::{BucketExporter, BucketImporter};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
 
 use super::keys::{secret_of, string, text};
 use super::place::Place;
-use super::probe::{io_reason, probe_write};
+use super::prefix::{
+    clean_prefix, import_from, place_in, restore_into, secrets_of, test_client, test_prefix,
+    with_subdir,
+};
+use super::probe::io_reason;
 use super::seam::{
     AppInput, Base, Connector, Integration, NotConnected, ParseError, Parsed, Purpose,
     RestoreTarget, Role,
 };
 use super::secret::SecretRef;
 
-/// How long a connection test's S3 request may take to connect, and in all.
-pub const TEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// See [`TEST_CONNECT_TIMEOUT`].
-pub const TEST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub use super::prefix::{TEST_CONNECT_TIMEOUT, TEST_REQUEST_TIMEOUT};
 
 /// The `s3` integration.
 #[derive(Debug)]
@@ -89,7 +86,8 @@ impl Integration for S3 {
                 let cred = |what: &str| {
                     secret_of(table, file, what).map_err(|m| vec![ParseError::Resource(m)])
                 };
-                let (bucket, prefix) = place_in(res_bucket, res_prefix, app_bucket, app_prefix)?;
+                let (bucket, prefix) =
+                    place_in("bucket", res_bucket, res_prefix, app_bucket, app_prefix)?;
                 S3Settings {
                     bucket,
                     prefix,
@@ -137,55 +135,6 @@ impl Integration for S3 {
             connector: Arc::new(S3Connector { s: settings }),
         })
     }
-}
-
-/// The bucket and prefix of an app: its own bucket with its own prefix, or
-/// the resource's bucket with the app's prefix under the resource's (a
-/// leading `/` starts at the bucket's root).
-fn place_in(
-    res_bucket: Option<String>,
-    res_prefix: Option<String>,
-    app_bucket: Option<String>,
-    app_prefix: Option<String>,
-) -> Result<(String, String), Vec<ParseError>> {
-    let app_err = |m: String| vec![ParseError::App(m)];
-    let res_prefix = clean_prefix(res_prefix.as_deref().unwrap_or(""))
-        .map_err(|m| vec![ParseError::Resource(m)])?;
-    let same_bucket = app_bucket.is_none() || app_bucket == res_bucket;
-    let bucket = match (app_bucket, res_bucket) {
-        (Some(b), _) | (None, Some(b)) => b,
-        (None, None) => {
-            return Err(vec![ParseError::Resource(
-                "an S3 resource needs `bucket` (or give `bucket` on each store, source and destination)".into(),
-            )]);
-        }
-    };
-    let prefix = match app_prefix {
-        Some(p) if p.starts_with('/') || !same_bucket => clean_prefix(&p).map_err(app_err)?,
-        Some(p) => {
-            let own = clean_prefix(&p).map_err(app_err)?;
-            if res_prefix.is_empty() {
-                own
-            } else {
-                format!("{res_prefix}/{own}")
-            }
-        }
-        None if same_bucket => res_prefix,
-        None => String::new(),
-    };
-    Ok((bucket, prefix))
-}
-
-/// A prefix without leading or trailing `/`, refusing `.` and `..` parts.
-fn clean_prefix(p: &str) -> Result<String, String> {
-    let trimmed = p.trim_matches('/');
-    if trimmed
-        .split('/')
-        .any(|part| part == ".." || part == "." || (part.is_empty() && !trimmed.is_empty()))
-    {
-        return Err(format!("prefix {p:?} has an empty, `.` or `..` part"));
-    }
-    Ok(trimmed.to_string())
 }
 
 /// Everything that says where a bucket prefix is and how to sign in.
@@ -244,37 +193,16 @@ impl S3Connector {
             builder = builder.with_secret_access_key(v.as_str());
         }
         if purpose == Purpose::Test {
-            // An endpoint that accepts connections and never answers is
-            // `Unreachable` after about 10 s, not after object_store's
-            // default 3 minutes of retries (work keeps those).
-            let secs = |d: Duration| format!("{}s", d.as_secs());
-            builder = builder
-                .with_config(
-                    AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
-                    secs(TEST_CONNECT_TIMEOUT),
-                )
-                .with_config(
-                    AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
-                    secs(TEST_REQUEST_TIMEOUT),
-                )
-                .with_retry(RetryConfig {
-                    backoff: BackoffConfig::default(),
-                    max_retries: 1,
-                    retry_timeout: TEST_REQUEST_TIMEOUT,
-                });
+            let (client, retry) = test_client();
+            for (k, v) in client {
+                builder = builder.with_config(AmazonS3ConfigKey::Client(k), v);
+            }
+            builder = builder.with_retry(retry);
         }
         let s3 = builder
             .build()
             .map_err(|e| config_err(format!("configuring S3 bucket {}: {e}", s.bucket)))?;
-        let prefix = match subdir {
-            Some(d) if s.prefix.is_empty() => d.to_string(),
-            Some(d) => format!("{}/{d}", s.prefix),
-            None => s.prefix.clone(),
-        };
-        let location = match subdir {
-            Some(d) => format!("{}/{d}", s.location()),
-            None => s.location(),
-        };
+        let (prefix, location) = with_subdir(&s.prefix, &s.location(), subdir);
         Storage::from_object_store(Arc::new(s3), &prefix, &location, None)
     }
 }
@@ -307,52 +235,23 @@ impl Connector for S3Connector {
     }
 
     fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
-        let mut out = Vec::new();
-        if let Some(k) = &self.s.access_key_id {
-            out.push(("access_key_id", k));
-        }
-        if let Some(k) = &self.s.secret_access_key {
-            out.push(("secret_access_key", k));
-        }
-        out
+        secrets_of(&[
+            ("access_key_id", &self.s.access_key_id),
+            ("secret_access_key", &self.s.secret_access_key),
+        ])
     }
 
     fn test(&self, role: Role) -> Result<&'static str, NotConnected> {
-        let location = self.s.location();
-        let storage = self
-            .open(Purpose::Test, None)
-            .map_err(|e| NotConnected::new("InvalidConfig", e.to_string()))?;
-        match role {
-            Role::Source => {
-                BucketImporter::new(storage)
-                    .root()
-                    .map_err(|e| failure(&location, "list", &e.to_string(), Some(&e)))?;
-                Ok("Listable")
-            }
-            Role::Destination => {
-                probe_write(&storage)
-                    .map_err(|e| failure(&location, "write to", &e.to_string(), Some(&e)))?;
-                Ok("Writable")
-            }
-            Role::Store => Err(NotConnected::new(
-                "Unsupported",
-                "stores are tested by opening them",
-            )),
-        }
+        let storage = self.open(Purpose::Test, None);
+        test_prefix(storage, &self.s.location(), role, failure)
     }
 
     fn importer(&self) -> Result<Box<dyn kloset::import::Importer>, String> {
-        let storage = self.open(Purpose::Work, None).map_err(|e| e.to_string())?;
-        Ok(Box::new(BucketImporter::new(storage)))
+        import_from(self.open(Purpose::Work, None))
     }
 
     fn restore_target(&self, subdir: Option<&str>) -> Result<RestoreTarget, String> {
-        let storage = self
-            .open(Purpose::Work, subdir)
-            .map_err(|e| e.to_string())?;
-        Ok(RestoreTarget::Exporter(Box::new(BucketExporter::new(
-            storage,
-        ))))
+        restore_into(self.open(Purpose::Work, subdir))
     }
 
     fn storage(&self, _create: bool, purpose: Purpose) -> kloset::Result<Storage> {
@@ -462,38 +361,5 @@ mod tests {
                 "{text}"
             );
         }
-    }
-
-    #[test]
-    fn an_app_prefix_is_under_the_resource_prefix_in_the_same_bucket() {
-        let s = |x: &str| Some(x.to_string());
-        let ok = |r: Result<(String, String), Vec<ParseError>>| r.expect("valid");
-        assert_eq!(
-            ok(place_in(s("b"), s("fleet"), None, s("host1"))),
-            ("b".into(), "fleet/host1".into())
-        );
-        assert_eq!(
-            ok(place_in(s("b"), s("fleet"), None, s("/top"))),
-            ("b".into(), "top".into())
-        );
-        assert_eq!(
-            ok(place_in(s("b"), s("fleet"), s("other"), s("x"))),
-            ("other".into(), "x".into())
-        );
-        assert_eq!(
-            ok(place_in(s("b"), s("fleet"), s("other"), None)),
-            ("other".into(), String::new())
-        );
-        assert_eq!(
-            ok(place_in(s("b"), s("fleet"), s("b"), None)),
-            ("b".into(), "fleet".into())
-        );
-        assert_eq!(
-            ok(place_in(None, None, s("b"), s("p/"))),
-            ("b".into(), "p".into())
-        );
-        let e = place_in(None, None, None, s("p")).expect_err("no bucket");
-        assert!(matches!(e.as_slice(), [ParseError::Resource(_)]));
-        assert!(place_in(s("b"), None, None, s("a/../b")).is_err());
     }
 }

@@ -61,6 +61,20 @@ impl SecretRef {
     }
 }
 
+/// Reads a client's optional password as text for a connection; an
+/// unreadable one is `SecretUnreadable` (naming where, never the value).
+pub fn read_password(
+    password: Option<&SecretRef>,
+) -> Result<Option<Zeroizing<String>>, super::seam::NotConnected> {
+    password
+        .map(|p| {
+            p.read_text().map_err(|e| {
+                super::seam::NotConnected::new("SecretUnreadable", format!("password: {e}"))
+            })
+        })
+        .transpose()
+}
+
 /// Resolves a path as written in `file`: `$CREDENTIALS_DIRECTORY/…` (or
 /// `${CREDENTIALS_DIRECTORY}/…`) expands from the environment; a relative
 /// path is relative to the file's directory.

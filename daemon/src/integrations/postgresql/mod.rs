@@ -10,15 +10,13 @@ pub use commands::*;
 
 use std::sync::Arc;
 
-use zeroize::Zeroizing;
-
 use super::keys::{port, secret_of, string};
 use super::place::Place;
 use super::seam::{
     AppInput, Base, Connector, Integration, NotConnected, ParseError, Parsed, Policies,
     RestorePick, RestoreTarget, Role,
 };
-use super::secret::SecretRef;
+use super::secret::{SecretRef, read_password};
 
 /// The `postgresql` integration.
 #[derive(Debug)]
@@ -238,14 +236,7 @@ struct PgConnector {
 
 impl PgConnector {
     fn connection(&self) -> Result<PgConnection, NotConnected> {
-        let password = match &self.s.password {
-            Some(p) => Some(Zeroizing::new(
-                p.read_text()
-                    .map_err(|e| NotConnected::new("SecretUnreadable", format!("password: {e}")))?
-                    .to_string(),
-            )),
-            None => None,
-        };
+        let password = read_password(self.s.password.as_ref())?;
         Ok(PgConnection {
             host: self.s.host.clone(),
             port: self.s.port,
