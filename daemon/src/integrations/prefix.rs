@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use kloset::Storage;
-use kloset::bucket::{BucketExporter, BucketImporter};
+use kloset_connectors::bucket::{BucketExporter, BucketImporter};
 use kloset::import::Importer;
 use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
 

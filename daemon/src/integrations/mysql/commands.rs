@@ -17,7 +17,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kloset::command::{
+use kloset_connectors::command::{
     CommandExporter, CommandFailed, CommandFile, CommandImporter, CommandReader, CommandSpec,
 };
 use kloset::export::Exporter;
