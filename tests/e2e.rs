@@ -77,6 +77,8 @@ mod oneshot_order;
 mod openapi_schemathesis;
 #[path = "ops_examples.rs"]
 mod ops_examples;
+#[path = "package.rs"]
+mod package;
 #[path = "plan.rs"]
 mod plan;
 #[path = "state_crash.rs"]
