@@ -81,6 +81,8 @@ mod oneshot_order;
 mod openapi_schemathesis;
 #[path = "ops_examples.rs"]
 mod ops_examples;
+#[path = "package.rs"]
+mod package;
 #[path = "plan.rs"]
 mod plan;
 #[path = "shared_resources.rs"]

@@ -237,6 +237,13 @@ fn nixos_module_parses_and_matches_the_unit() {
     let scratch = tempfile::tempdir().expect("temp dir");
     let module = repo().join("docs/examples/nixos/klosetd.nix");
     nix_parse(scratch.path(), &module, "docs/examples/nixos/klosetd.nix");
+    let package = repo().join("docs/examples/nixos/klosetd-package.nix");
+    nix_parse(
+        scratch.path(),
+        &package,
+        "docs/examples/nixos/klosetd-package.nix",
+    );
+    assert!(read(&package).contains("rustPlatform.buildRustPackage"));
     let text = read(&module);
     for needle in [
         "services.klosetd",

@@ -89,7 +89,7 @@ fn testable_copy(dir: &Path, text: &str) -> PathBuf {
 
 /// `systemd-analyze verify`: exit status and the stderr lines that are
 /// about `unit` (other units on the host may have their own warnings).
-fn verify(unit: &Path) -> (bool, Vec<String>, String) {
+pub(crate) fn verify(unit: &Path) -> (bool, Vec<String>, String) {
     let out = systemd_analyze(&["verify", "--man=no", "--generators=no"], unit);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let about_unit: Vec<String> = stderr

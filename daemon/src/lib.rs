@@ -4,6 +4,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod daemon_cli;
 pub mod http;
 pub mod integrations;
 pub mod plan;
