@@ -16,8 +16,8 @@ use std::time::Duration;
 use common::daemon::{Daemon, lit};
 use common::e2e::{Setup, restore_task, settled_condition, wait_finished, wait_succeeded};
 use common::rng::SplitMix64;
-use filetime::FileTime;
 use common::sshd::{Sshd, keygen, set_mode};
+use filetime::FileTime;
 
 /// A small tree with what SFTP must carry: nested directories, modes,
 /// an empty file and directory, a symlink, a non-ASCII name, 2 MiB of

@@ -337,6 +337,7 @@ database = "wiki"
 resource = "pg"
 protocol = "pg_dump"
 database = "restored"
+options = {{ clean = true }}
 
 [source.nas-data]
 resource = "nas"
@@ -404,18 +405,22 @@ path = "/{out}"
     for db in ["shop", "crm", "wiki"] {
         assert!(ls.contains(&format!("  {db}")), "{ls}");
     }
-    let crm = ls
-        .lines()
-        .find(|l| l.contains("  crm"))
-        .and_then(|l| l.split_whitespace().next())
-        .expect("crm snapshot")
-        .to_string();
-    at("@nas-a", &["restore", "-to", "@restored-db", &crm]);
-    assert_eq!(
-        pg.sql_as(ROLE, PASSWORD, "restored", "SELECT v FROM t")
-            .trim(),
-        "crm row"
-    );
+    // Each database's snapshot restores into one scratch database (clean:
+    // the previous restore's table is replaced) with that database's row.
+    for db in ["shop", "crm", "wiki"] {
+        let snapshot = ls
+            .lines()
+            .find(|l| l.contains(&format!("  {db}")))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {db} snapshot in {ls}"))
+            .to_string();
+        at("@nas-a", &["restore", "-to", "@restored-db", &snapshot]);
+        assert_eq!(
+            pg.sql_as(ROLE, PASSWORD, "restored", "SELECT v FROM t")
+                .trim(),
+            format!("{db} row")
+        );
+    }
     // Two stores on one NAS, each in its own directory.
     at("@nas-b", &["backup", "@nas-data"]);
     at("@nas-b", &["restore", "-to", "@nas-out", "latest"]);

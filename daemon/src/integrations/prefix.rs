@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use kloset::Storage;
-use kloset_connectors::bucket::{BucketExporter, BucketImporter};
 use kloset::import::Importer;
+use kloset_connectors::bucket::{BucketExporter, BucketImporter};
 use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
 
 use super::probe::probe_write;

@@ -17,12 +17,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kloset_connectors::command::{
-    CommandExporter, CommandFailed, CommandFile, CommandImporter, CommandReader, CommandSpec,
-};
 use kloset::export::Exporter;
 use kloset::import::{Importer, Listed, Opened, SourcePath};
 use kloset::tree::Node;
+use kloset_connectors::command::{
+    CommandExporter, CommandFailed, CommandFile, CommandImporter, CommandReader, CommandSpec,
+};
 use zeroize::Zeroizing;
 
 use crate::integrations::NotConnected;
