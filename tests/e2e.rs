@@ -37,6 +37,8 @@ mod daemon_run;
 mod daemon_sync;
 #[path = "daemon_systemd_notify.rs"]
 mod daemon_systemd_notify;
+#[path = "fuzz_config.rs"]
+mod fuzz_config;
 #[path = "harness_selftest.rs"]
 mod harness_selftest;
 #[path = "hostile_files.rs"]

@@ -5,7 +5,7 @@
 //! then checked with `systemd-analyze verify`, which works offline, without
 //! a running systemd (e.g. in a container). A warning about the unit fails
 //! the test even though `verify` exits 0 for unknown keys. `systemd-analyze
-//! security --offline` guards the hardening. `systemd-analyze` comes from
+//! security --offline` guards the hardening: overall exposure at most 2.5. `systemd-analyze` comes from
 //! the Debian package `systemd`; without it the test fails, never skips.
 
 use std::path::{Path, PathBuf};
@@ -132,6 +132,14 @@ fn unit_has_the_spec_directives() {
     one("AmbientCapabilities", "CAP_DAC_READ_SEARCH");
     one("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6");
     one("SystemCallArchitectures", "native");
+    assert_eq!(
+        get("SystemCallFilter"),
+        vec!["@system-service", "~@resources"],
+        "[Service] SystemCallFilter="
+    );
+    one("SystemCallErrorNumber", "EPERM");
+    one("ProtectProc", "invisible");
+    one("ProcSubset", "pid");
     for key in [
         "ProtectKernelTunables",
         "ProtectKernelModules",
@@ -139,6 +147,7 @@ fn unit_has_the_spec_directives() {
         "LockPersonality",
         "MemoryDenyWriteExecute",
         "RestrictRealtime",
+        "PrivateMounts",
     ] {
         one(key, "yes");
     }
@@ -199,20 +208,67 @@ fn systemd_analyze_verify_reports_a_broken_unit() {
     );
 }
 
-/// The hardening stays at systemd's "OK" exposure level or better (the
-/// overall exposure is 0 to 10; the threshold is in tenths).
+/// `systemd-analyze security --offline=yes --threshold=N` on `unit`: whether
+/// it passed, and the overall exposure it printed (0.0 to 10.0).
+fn security(unit: &Path, threshold: u32) -> (bool, f64, String) {
+    let out = systemd_analyze(
+        &[
+            "security",
+            "--offline=yes",
+            &format!("--threshold={threshold}"),
+            "--no-pager",
+        ],
+        unit,
+    );
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let overall = text
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for klosetd.service:"))
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no overall exposure in:\n{text}"));
+    (out.status.success(), overall, text)
+}
+
+/// The hardening keeps the overall exposure at 2.5 or below (0 to 10; the
+/// threshold is in tenths); each remaining exposure is explained in the unit.
 #[test]
 fn systemd_analyze_security_exposure_is_low() {
     let dir = tempfile::tempdir().expect("temp dir");
     let unit = testable_copy(dir.path(), &unit_text());
-    let out = systemd_analyze(
-        &["security", "--offline=yes", "--threshold=50", "--no-pager"],
-        &unit,
-    );
+    let (ok, overall, text) = security(&unit, 25);
     assert!(
-        out.status.success(),
-        "systemd-analyze security: exposure above 5.0\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        ok && overall <= 2.5,
+        "systemd-analyze security: exposure {overall} above 2.5\n{text}"
+    );
+}
+
+/// The check above can fail: without the system call filter and the /proc
+/// restrictions, the same unit scores above 2.5 and the threshold trips.
+#[test]
+fn systemd_analyze_security_reports_a_weaker_unit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let weaker: String = unit_text()
+        .lines()
+        .filter(|l| {
+            ![
+                "SystemCallFilter=",
+                "ProtectProc=",
+                "ProcSubset=",
+                "PrivateMounts=",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let unit = testable_copy(dir.path(), &weaker);
+    let (ok, overall, text) = security(&unit, 25);
+    assert!(
+        !ok && overall > 2.5,
+        "a weaker unit passed: {overall}\n{text}"
     );
 }

@@ -68,18 +68,37 @@ pub fn unchanged(old: &Node, new: &Node) -> bool {
         && old.inode == new.inode
 }
 
-/// This machine's host name.
+/// This machine's host name: the kernel's (as `uname -n`), read without
+/// `/proc`, which a service with `ProcSubset=pid` cannot see.
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
+    kernel_hostname()
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// `gethostname(2)`, or `None` when it fails.
+#[allow(unsafe_code)]
+fn kernel_hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`, which
+    // lives across the call.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..end]).trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_host_name_is_the_kernels() {
+        let from_proc = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("read");
+        assert_eq!(super::hostname(), from_proc.trim());
+    }
+
     use super::*;
 
     fn lstat(p: &std::path::Path) -> Stat {

@@ -33,6 +33,10 @@ pub mod error;
 pub mod export;
 pub mod fetch;
 pub mod fsmeta;
+#[doc(hidden)]
+pub mod fuzz;
+#[cfg(test)]
+mod fuzz_targets;
 pub mod header;
 pub mod id;
 pub mod import;

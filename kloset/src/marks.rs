@@ -96,13 +96,9 @@ pub fn load(storage: &Storage, keys: &Keys) -> Result<Marked> {
         else {
             return Ok(Marked::All);
         };
-        let file = storage.get(Key::Mark(id)).and_then(|bytes| {
-            let plain = keys.open(ObjectKind::Mark, id.as_bytes(), &bytes, &name)?;
-            codec::from_msgpack::<MarkFile>(
-                &codec::decode(&plain, codec::MAX_OBJECT_SIZE, &name)?,
-                &name,
-            )
-        });
+        let file = storage
+            .get(Key::Mark(id))
+            .and_then(|bytes| decode_mark(keys, id, &bytes, &name));
         match file {
             Ok(f) => packs.extend(f.packs),
             Err(e) if e.is_retryable() => return Err(e),
@@ -110,6 +106,12 @@ pub fn load(storage: &Storage, keys: &Keys) -> Result<Marked> {
         }
     }
     Ok(Marked::Packs(packs))
+}
+
+/// Opens and decodes a mark object's bytes.
+pub(crate) fn decode_mark(keys: &Keys, id: MarkId, bytes: &[u8], name: &str) -> Result<MarkFile> {
+    let plain = keys.open(ObjectKind::Mark, id.as_bytes(), bytes, name)?;
+    codec::from_msgpack::<MarkFile>(&codec::decode(&plain, codec::MAX_OBJECT_SIZE, name)?, name)
 }
 
 /// Writes a mark object for the prune `holder`.

@@ -38,9 +38,9 @@ pub struct PackEntry {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Trailer {
-    v: u32,
-    blobs: Vec<PackEntry>,
+pub(crate) struct Trailer {
+    pub(crate) v: u32,
+    pub(crate) blobs: Vec<PackEntry>,
 }
 
 /// Accumulates sealed blobs into one pack.

@@ -637,7 +637,12 @@ impl Repository {
     }
 }
 
-fn decode_index(keys: &Keys, id: IndexId, bytes: &[u8], name: &str) -> Result<IndexFile> {
+pub(crate) fn decode_index(
+    keys: &Keys,
+    id: IndexId,
+    bytes: &[u8],
+    name: &str,
+) -> Result<IndexFile> {
     let plain = keys.open(ObjectKind::Index, id.as_bytes(), bytes, name)?;
     let file: IndexFile =
         codec::from_msgpack(&codec::decode(&plain, codec::MAX_OBJECT_SIZE, name)?, name)?;
@@ -645,7 +650,12 @@ fn decode_index(keys: &Keys, id: IndexId, bytes: &[u8], name: &str) -> Result<In
     Ok(file)
 }
 
-fn decode_snapshot(keys: &Keys, id: SnapshotId, bytes: &[u8], name: &str) -> Result<Snapshot> {
+pub(crate) fn decode_snapshot(
+    keys: &Keys,
+    id: SnapshotId,
+    bytes: &[u8],
+    name: &str,
+) -> Result<Snapshot> {
     let plain = keys.open(ObjectKind::Snapshot, id.as_bytes(), bytes, name)?;
     let snap: Snapshot =
         codec::from_msgpack(&codec::decode(&plain, codec::MAX_OBJECT_SIZE, name)?, name)?;

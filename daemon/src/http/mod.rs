@@ -11,6 +11,8 @@ mod browse_json;
 mod browse_schema;
 mod conditional;
 mod doc_parts;
+#[cfg(test)]
+mod fuzz_tests;
 mod listing;
 mod metrics;
 mod objects;

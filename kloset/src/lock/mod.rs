@@ -193,13 +193,14 @@ pub fn list_locks(storage: &Storage, keys: &Keys) -> Result<Vec<Listed>> {
 /// Reads one lock object: `Ok(None)` when it cannot be opened or decoded.
 fn read_lock(storage: &Storage, keys: &Keys, id: LockId) -> Result<Option<LockInfo>> {
     let bytes = storage.get(Key::Lock(id))?;
+    Ok(decode_lock(keys, id, &bytes).ok())
+}
+
+/// Opens and decodes a lock object's bytes.
+pub(crate) fn decode_lock(keys: &Keys, id: LockId, bytes: &[u8]) -> Result<LockInfo> {
     let name = Key::Lock(id).path();
-    let Ok(plain) = keys.open(ObjectKind::Lock, id.as_bytes(), &bytes, &name) else {
-        return Ok(None);
-    };
-    Ok(codec::decode(&plain, 1 << 20, &name)
-        .and_then(|raw| codec::from_msgpack::<LockInfo>(&raw, &name))
-        .ok())
+    let plain = keys.open(ObjectKind::Lock, id.as_bytes(), bytes, &name)?;
+    codec::from_msgpack::<LockInfo>(&codec::decode(&plain, 1 << 20, &name)?, &name)
 }
 
 /// Writes a lock object that must not exist yet.
