@@ -77,18 +77,11 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// `gethostname(2)`, or `None` when it fails.
-#[allow(unsafe_code)]
+/// The node name of `uname(2)` (what `gethostname(2)` returns), or `None`
+/// when it is not UTF-8.
 fn kernel_hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`, which
-    // lives across the call.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    Some(String::from_utf8_lossy(&buf[..end]).trim().to_string())
+    let uts = rustix::system::uname();
+    uts.nodename().to_str().ok().map(|s| s.trim().to_string())
 }
 
 #[cfg(test)]
