@@ -201,6 +201,14 @@ in
         LockPersonality = true;
         MemoryDenyWriteExecute = true;
         SystemCallArchitectures = "native";
+        # As systemd/klosetd.service: the system-service call set without
+        # @resources, refused calls fail with EPERM; /proc shows only this
+        # service's own processes.
+        SystemCallFilter = [ "@system-service" "~@resources" ];
+        SystemCallErrorNumber = "EPERM";
+        ProtectProc = "invisible";
+        ProcSubset = "pid";
+        PrivateMounts = true;
       };
     };
   };
