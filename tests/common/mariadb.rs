@@ -55,9 +55,14 @@ impl MariaDb {
             .tempdir()
             .expect("temp dir");
         let data = dir.path().join("data");
+        // A private tmpdir: the bootstrap's temporary tables must not live
+        // in a /tmp that other tests (and their cleanup) share.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).expect("mariadb tmpdir");
         let out = Command::new(program("mariadb-install-db"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .args(as_user())
             .output()
@@ -136,6 +141,7 @@ fn spawn(dir: &Path) -> Result<(Child, u16), String> {
         .arg("--no-defaults")
         .arg(format!("--datadir={}", dir.join("data").display()))
         .arg(format!("--socket={}", dir.join("sock").display()))
+        .arg(format!("--tmpdir={}", dir.join("tmp").display()))
         .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()))
         .arg(format!("--log-error={}", log.display()))
         .arg(format!("--port={port}"))
