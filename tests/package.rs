@@ -230,7 +230,7 @@ fn unpacked_package_runs_and_documents_itself() {
         );
     }
 
-    // The completions are where the shells look; bash parses its own.
+    // The completions are where the shells look, and each shell parses its own.
     for (dir, files) in [
         (
             "/usr/share/bash-completion/completions",
@@ -250,13 +250,52 @@ fn unpacked_package_runs_and_documents_itself() {
         }
     }
     for file in ["klosetd", "kloset"] {
-        ok(
-            Command::new("bash").arg("-n").arg(at(&format!(
-                "/usr/share/bash-completion/completions/{file}"
-            ))),
-            "bash",
-        );
+        let bash = at(&format!("/usr/share/bash-completion/completions/{file}"));
+        let zsh = at(&format!("/usr/share/zsh/vendor-completions/_{file}"));
+        let fish = at(&format!("/usr/share/fish/vendor_completions.d/{file}.fish"));
+        ok(Command::new("bash").arg("-n").arg(&bash), "bash");
+        ok(Command::new("zsh").arg("-n").arg(&zsh), "zsh");
+        ok(Command::new("fish").arg("--no-execute").arg(&fish), "fish");
     }
+    // Each shell completes the first word of `kloset ` to its subcommands.
+    let bash = at("/usr/share/bash-completion/completions/kloset");
+    let words = completions(
+        Command::new("bash").arg("-c").arg(format!(
+            "source '{}'; COMP_WORDS=(kloset ''); COMP_CWORD=1; \
+             COMP_LINE='kloset '; COMP_POINT=7; _kloset kloset '' kloset; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            bash.display()
+        )),
+        "bash",
+    );
+    assert!(words.iter().any(|w| w == "at"), "bash completes {words:?}");
+    let fish = at("/usr/share/fish/vendor_completions.d/kloset.fish");
+    let words = completions(
+        Command::new("fish").arg("-c").arg(format!(
+            "source '{}'; complete -C 'kloset '",
+            fish.display()
+        )),
+        "fish",
+    );
+    assert!(
+        words.iter().any(|w| w.starts_with("at\t"))
+            && words.iter().any(|w| w.starts_with("version\t")),
+        "fish completes {words:?}"
+    );
+}
+
+/// The lines a completion command prints.
+fn completions(cmd: &mut Command, what: &str) -> Vec<String> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Purges the package when dropped, so a failed assertion leaves no install.
