@@ -93,6 +93,8 @@ mod shared_resources;
 mod snapshot_unreadable;
 #[path = "state_crash.rs"]
 mod state_crash;
+#[path = "state_faults.rs"]
+mod state_faults;
 #[path = "store_reasons.rs"]
 mod store_reasons;
 #[path = "systemd_unit.rs"]

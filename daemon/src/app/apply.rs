@@ -54,6 +54,7 @@ impl Daemon {
     /// Re-reads the directory and reconciles.
     pub(super) async fn reload(&mut self, trigger: Trigger, watcher: &mut ConfigWatcher) {
         watcher.rewatch();
+        self.report_moved_state();
         if trigger == Trigger::Signal {
             self.readiness.retry_now();
             if let Some(p) = &mut self.pending {

@@ -23,6 +23,7 @@ mod oneshots;
 mod readiness;
 pub mod runner;
 mod schedules;
+mod state_file;
 mod systemd;
 #[cfg(test)]
 mod tests;
@@ -187,7 +188,7 @@ async fn run_async(dir: PathBuf) -> Result<()> {
         }
     };
     let db_path = settings.state_dir.join(crate::state::DB_FILE_NAME);
-    let db = open_db(&db_path, "opening the state database").await?;
+    let db = state_file::open_writer(&db_path, clock.now()).await?;
     // The endpoint reads through its own connection (WAL: readers never
     // wait for the daemon's writes).
     let reader = open_db(&db_path, "opening the state database for reading").await?;
@@ -202,6 +203,7 @@ async fn run_async(dir: PathBuf) -> Result<()> {
         );
     }
     let mut daemon = Daemon::new(dir.clone(), &settings, db, clock);
+    daemon.report_moved_state();
     tokio::spawn(locks::poll(daemon.live.clone()));
     daemon.http = Some(
         HttpServer::start(&settings.listen, daemon.live.clone(), reader)

@@ -60,10 +60,16 @@ impl Daemon {
                 // Registered as running before anything awaits, so the next
                 // poll never fires it twice.
                 let task = self.runner.start(job)?;
-                self.db
+                let recorded = self
+                    .db
                     .call(move |db| db.record_schedule_started(&name, nominal))
-                    .await?;
+                    .await;
+                // Spawned even when the database failed: the run is
+                // registered as running, and only its end unregisters it
+                // (dropping it here left the schedule "still running"
+                // forever). The run records itself, or fails saying why.
                 self.tasks.spawn(task);
+                recorded?;
                 return Ok(());
             }
             Due::Skip { nominal, reason } => {

@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 mod handle;
 mod objects;
 mod oneshot;
+mod recover;
 mod revisions;
 mod schema;
 mod tasks;
@@ -55,6 +56,7 @@ mod types;
 pub use handle::StateHandle;
 pub use objects::{Condition, ConditionRecord, ScheduleState};
 pub use oneshot::{Claim, OneshotRecord};
+pub use recover::{MovedAside, moved_aside, open_or_recover};
 pub use revisions::{AppliedObject, KEEP_REVISIONS, RevisionId, RevisionRecord};
 pub use schema::SCHEMA_VERSION;
 pub use tasks::{
@@ -118,6 +120,11 @@ pub enum StateError {
     RevisionNotAttempted { hash: String },
     #[error("invalid state request: {0}")]
     InvalidArgument(String),
+    #[error("cannot move the corrupt state database {} aside: {source}", path.display())]
+    MoveAside {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot start the state thread: {0}")]
     Spawn(std::io::Error),
     #[error("the state thread is gone (stopped, or the request panicked)")]
@@ -125,17 +132,33 @@ pub enum StateError {
 }
 
 impl StateError {
+    /// Whether SQLite found the file damaged or not a database at all.
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self.sqlite_code(),
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+        )
+    }
+
+    /// Whether the disk under the database is full.
+    pub fn is_disk_full(&self) -> bool {
+        self.sqlite_code() == Some(rusqlite::ErrorCode::DiskFull)
+    }
+
+    fn sqlite_code(&self) -> Option<rusqlite::ErrorCode> {
+        match self {
+            StateError::Sqlite { source, .. }
+            | StateError::Open { source, .. }
+            | StateError::Migration { source, .. } => source.sqlite_error_code(),
+            _ => None,
+        }
+    }
+
     /// Whether trying again later can help (another connection held the lock
     /// for longer than the busy timeout).
     pub fn is_retryable(&self) -> bool {
-        let source = match self {
-            StateError::Sqlite { source, .. }
-            | StateError::Open { source, .. }
-            | StateError::Migration { source, .. } => source,
-            _ => return false,
-        };
         matches!(
-            source.sqlite_error_code(),
+            self.sqlite_code(),
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
         )
     }
@@ -260,7 +283,6 @@ impl StateDb {
         schema::user_version(&self.conn).op("read user_version")
     }
 
-    /// Runs `PRAGMA integrity_check`; returns `"ok"` or SQLite's findings.
     /// Makes this connection refuse writes, or lets it write again: how
     /// in-process tests make the state database fail for a moment.
     #[cfg(test)]
@@ -270,16 +292,25 @@ impl StateDb {
             .op("set query_only")
     }
 
+    /// Runs `PRAGMA quick_check`: `None` when the file is sound, else
+    /// SQLite's findings. Reads every page, but not the index contents.
+    pub fn quick_check(&self) -> Result<Option<String>> {
+        let findings = self.pragma_lines("PRAGMA quick_check", "quick check")?;
+        Ok((findings != "ok").then_some(findings))
+    }
+
+    /// Runs `PRAGMA integrity_check`; returns `"ok"` or SQLite's findings.
     pub fn integrity_check(&self) -> Result<String> {
-        let mut stmt = self
-            .conn
-            .prepare("PRAGMA integrity_check")
-            .op("integrity check")?;
+        self.pragma_lines("PRAGMA integrity_check", "integrity check")
+    }
+
+    fn pragma_lines(&self, sql: &str, op: &'static str) -> Result<String> {
+        let mut stmt = self.conn.prepare(sql).op(op)?;
         let lines = stmt
             .query_map([], |row| row.get::<_, String>(0))
-            .op("integrity check")?
+            .op(op)?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .op("integrity check")?;
+            .op(op)?;
         Ok(lines.join("\n"))
     }
 }

@@ -108,6 +108,9 @@ pub enum Fault {
     Schedules,
     /// Bookkeeping of a task run (recording its start or outcome).
     TaskBookkeeping,
+    /// Keeping the task history: a corrupt state database was moved aside
+    /// (shown until the moved copy is removed).
+    StateHistory,
 }
 
 impl Fault {
@@ -120,6 +123,7 @@ impl Fault {
             Fault::OneShots => "handling one-shot tasks",
             Fault::Schedules => "handling a due scheduled run",
             Fault::TaskBookkeeping => "recording a task run",
+            Fault::StateHistory => "keeping the task history",
         }
     }
 }
