@@ -57,6 +57,18 @@ fn wait_problem(d: &Daemon, needle: &str) -> String {
     seen
 }
 
+/// Waits for a backup newer than the last one recorded, then for `/readyz`
+/// to be 200 again.
+fn recovers(d: &Daemon) {
+    let before = succeeded(d);
+    wait_for("backups recorded again", LIMIT, || {
+        (succeeded(d) > before)
+            .then_some(())
+            .ok_or_else(|| format!("{}\nlog:\n{}", d.get("/readyz").1, d.log_text()))
+    });
+    wait_ready(d);
+}
+
 fn wait_ready(d: &Daemon) {
     wait_for("/readyz to be 200", LIMIT, || {
         let (code, body) = d.get("/readyz");
@@ -176,13 +188,7 @@ fn a_locked_state_database_is_a_fault_until_the_lock_is_released() {
     wait_problem(&d, "database is locked");
     assert_eq!(d.get("/healthz").0, 200);
     lock.release();
-    let before = succeeded(&d);
-    wait_for("backups recorded again", LIMIT, || {
-        (succeeded(&d) > before)
-            .then_some(())
-            .ok_or_else(|| format!("{}\nlog:\n{}", d.get("/readyz").1, d.log_text()))
-    });
-    wait_ready(&d);
+    recovers(&d);
     assert_eq!(d.sigterm_and_wait(Duration::from_secs(40)), 0);
 }
 
@@ -263,13 +269,7 @@ fn a_full_state_disk_is_a_fault_until_space_is_freed() {
     assert!(status["problems"].to_string().contains("full"), "{status}");
 
     std::fs::remove_file(&filler).expect("free space");
-    let before = succeeded(&d);
-    wait_for("backups recorded again", LIMIT, || {
-        (succeeded(&d) > before)
-            .then_some(())
-            .ok_or_else(|| format!("{}\nlog:\n{}", d.get("/readyz").1, d.log_text()))
-    });
-    wait_ready(&d);
+    recovers(&d);
     assert_eq!(d.sigterm_and_wait(Duration::from_secs(40)), 0);
     // Nothing was lost from the history: the database is sound.
     let check = Command::new("python3")
