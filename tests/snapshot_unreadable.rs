@@ -142,6 +142,34 @@ fn cli_refuses_latest_when_a_snapshot_is_unreadable_unless_asked() {
         Some(1),
         "{copied}"
     );
+
+    // `--latest N` could shift to older snapshots: refused unless asked;
+    // `all` copies what it can read and says what it could not (exit 3).
+    let per_source = |extra: &[&str], spec: &str, latest: Option<&str>| {
+        let mut args = vec!["at", fx.location.as_str()];
+        args.extend_from_slice(extra);
+        args.extend(["sync", spec, "to", other.location.as_str()]);
+        if let Some(n) = latest {
+            args.extend(["--latest", n]);
+        }
+        syncer.run(args)
+    };
+    let refused = per_source(&[], "all", Some("1"));
+    assert_eq!(refused.code, Some(1), "{}", refused.describe());
+    assert!(
+        refused.stderr_str().contains(&garbled) && refused.stderr_str().contains("newest 1"),
+        "{}",
+        refused.describe()
+    );
+    for (extra, latest) in [(&["--newest-readable"][..], Some("1")), (&[][..], None)] {
+        let taken = per_source(extra, "all", latest);
+        assert_eq!(taken.code, Some(3), "{}", taken.describe());
+        assert!(
+            taken.stderr_str().contains(&garbled) && taken.stderr_str().contains("not synced"),
+            "{}",
+            taken.describe()
+        );
+    }
 }
 
 /// The run of one-shot `name` once it has ended.

@@ -124,9 +124,15 @@ pub fn run(cli: &Cli, source: &Repository, args: &SyncArgs) -> Result<i32> {
         sync(source, &target, &options)?
     };
     print(cli, &report, target.storage().location());
-    Ok(super::commands::warn_passed_over(
-        report.unreadable_passed_over.iter().map(String::as_str),
-    ))
+    let mut code = super::EXIT_OK;
+    for object in &report.unreadable_passed_over {
+        eprintln!(
+            "kloset: warning: snapshot object {object} cannot be read, so it was not \
+             synced (run check on the source store)"
+        );
+        code = super::EXIT_PARTIAL;
+    }
+    Ok(code)
 }
 
 fn print(cli: &Cli, report: &SyncReport, target: &str) {

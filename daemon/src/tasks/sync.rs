@@ -60,6 +60,17 @@ pub fn run_sync(
                 })).collect::<Vec<_>>(),
             }));
             result.bytes_added = Some(report.bytes_uploaded);
+            let passed = &report.unreadable_passed_over;
+            if !passed.is_empty() {
+                result.stats["unreadable_snapshots_passed_over"] = json!(passed);
+                result.partial = true;
+                result.error = Some(format!(
+                    "{} snapshot object(s) of store {} cannot be read and were not synced: {}",
+                    passed.len(),
+                    source.name,
+                    passed.join(", ")
+                ));
+            }
             result
         }
         Err(e) => TaskResult::from_engine(&e),

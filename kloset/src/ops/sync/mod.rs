@@ -94,8 +94,9 @@ pub struct SyncReport {
     pub copied: Vec<Copied>,
     /// Snapshots selected but already in the target.
     pub skipped: Vec<Skipped>,
-    /// Unreadable snapshot objects of the source that a snapshot spec
-    /// passed over (only with [`SyncFilter::skip_unreadable`]).
+    /// Unreadable snapshot objects of the source that were not copied: every
+    /// one when no snapshot spec is given, else those a spec passed over
+    /// (only with [`SyncFilter::skip_unreadable`]).
     pub unreadable_passed_over: Vec<String>,
     /// Bytes of file content read from the source.
     pub bytes_read: u64,

@@ -26,8 +26,10 @@ pub struct SyncFilter {
 }
 
 /// The snapshots of `all` (sorted by time) that `filter` selects, oldest
-/// first, and the unreadable snapshot objects that a spec of
-/// `filter.snapshots` passed over (see [`resolve_minding`]).
+/// first, and the unreadable snapshot objects passed over: those a spec of
+/// `filter.snapshots` passed over (see [`resolve_minding`]), or, without
+/// specs, every one (never copied). With `filter.latest` and no
+/// `skip_unreadable`, an unreadable object fails the selection instead.
 pub fn select(
     all: &[Snapshot],
     unreadable: Vec<SnapshotProblem>,
@@ -35,6 +37,25 @@ pub fn select(
 ) -> Result<(Vec<Snapshot>, Vec<String>)> {
     let mut passed_over = Vec::new();
     let named: Option<HashSet<_>> = if filter.snapshots.is_empty() {
+        // An unreadable object cannot be told apart by source or tag: it
+        // is not copied, and it is always reported. Under `latest`, it may
+        // be the newest of a source, so the newest N would silently shift
+        // to older ones: refused unless asked for.
+        let mut names: Vec<String> = unreadable.iter().map(|(o, _)| o.clone()).collect();
+        names.sort();
+        if let (Some(n), Some((_, first))) = (filter.latest, unreadable.first())
+            && !filter.skip_unreadable
+        {
+            return Err(crate::Error::corrupt(
+                names.join(", "),
+                format!(
+                    "{} snapshot object(s) cannot be read ({first}), and one of them may be \
+                     among the newest {n} of a source; nothing was synced",
+                    names.len()
+                ),
+            ));
+        }
+        passed_over = names;
         None
     } else {
         let mut ids = HashSet::new();
