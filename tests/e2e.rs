@@ -85,6 +85,8 @@ mod openapi_schemathesis;
 mod ops_examples;
 #[path = "package.rs"]
 mod package;
+#[path = "partial_outcome.rs"]
+mod partial_outcome;
 #[path = "plan.rs"]
 mod plan;
 #[path = "shared_resources.rs"]

@@ -87,8 +87,23 @@ impl Daemon {
     /// Starts `klosetd run --config conf_dir` with stderr in `log_path` and
     /// `envs` added to a scrubbed environment; waits until it serves HTTP.
     pub fn start(conf_dir: &Path, log_path: &Path, envs: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(
+            Command::new(env!("CARGO_BIN_EXE_klosetd")),
+            conf_dir,
+            log_path,
+            envs,
+        )
+    }
+
+    /// Like [`Daemon::start`], with `cmd` as the program: for example
+    /// `setpriv … /copy/of/klosetd` to run it as another user.
+    pub fn start_with(
+        mut cmd: Command,
+        conf_dir: &Path,
+        log_path: &Path,
+        envs: &[(&str, &str)],
+    ) -> Daemon {
         let log = std::fs::File::create(log_path).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_klosetd"));
         cmd.args(["run", "--config"])
             .arg(conf_dir)
             .stdin(Stdio::null())

@@ -153,6 +153,7 @@ impl Runner {
                 Err(e) => return Err(anyhow!("the task thread failed: {e}")),
             };
         let status = match result.status {
+            RunStatus::Succeeded if result.partial => TaskStatus::Partial,
             RunStatus::Succeeded => TaskStatus::Succeeded,
             RunStatus::Failed => TaskStatus::Failed,
             RunStatus::Cancelled => TaskStatus::Cancelled,

@@ -263,13 +263,18 @@ impl StateDb {
         // fsynced at checkpoints). Either way the database is never corrupted.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(step("set synchronous=NORMAL"))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(step("set foreign_keys=ON"))?;
         // Write transactions take the write lock at BEGIN, so two connections
         // never deadlock upgrading a read lock (which would fail at once
         // instead of waiting for the busy timeout).
         conn.set_transaction_behavior(TransactionBehavior::Immediate);
+        // Migrations run with foreign keys off, as SQLite requires for
+        // rebuilding a referenced table (the pragma is a no-op inside a
+        // transaction); each step checks for dangling references itself.
+        conn.pragma_update(None, "foreign_keys", "OFF")
+            .map_err(step("set foreign_keys=OFF"))?;
         schema::migrate(&mut conn, &path)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(step("set foreign_keys=ON"))?;
         Ok(StateDb { conn, path })
     }
 
@@ -411,7 +416,7 @@ mod tests {
         let err = "nap".parse::<TaskStatus>().expect_err("unknown");
         assert_eq!(
             err.to_string(),
-            "unknown task status \"nap\" (expected one of: running, succeeded, failed, skipped, cancelled)"
+            "unknown task status \"nap\" (expected one of: running, succeeded, partial, failed, skipped, cancelled)"
         );
         assert_eq!(
             serde_json::to_string(&TaskStatus::Cancelled).expect("json"),

@@ -139,7 +139,10 @@ impl StateDb {
                 "schedule {name:?} cannot finish with status running"
             )));
         }
-        let success = (status == TaskStatus::Succeeded).then_some(DbTime(finished_at));
+        // A partial backup wrote a snapshot: it is a success for "when was
+        // the last one", and its own status says what it missed.
+        let success = matches!(status, TaskStatus::Succeeded | TaskStatus::Partial)
+            .then_some(DbTime(finished_at));
         self.conn
             .execute(
                 "INSERT INTO schedule_state (name, last_finished_at, last_success_at, \

@@ -126,6 +126,51 @@ ALTER TABLE task_runs ADD COLUMN queued_at TEXT;
 UPDATE task_runs SET queued_at = started_at;
 "#,
     },
+    Migration {
+        what: "the partial status of task runs (a backup that wrote a snapshot but missed files)",
+        sql: r#"
+-- SQLite cannot change a CHECK constraint: the table is rebuilt (foreign
+-- keys are off during migrations; foreign_key_check runs before commit).
+-- Ids and the AUTOINCREMENT counter are kept, so ids are never reused.
+CREATE TABLE task_runs_v4 (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind          TEXT NOT NULL,
+    origin_kind   TEXT NOT NULL CHECK (origin_kind IN ('schedule', 'task')),
+    origin_name   TEXT NOT NULL,
+    store         TEXT,
+    status        TEXT NOT NULL
+                  CHECK (status IN ('running', 'succeeded', 'partial', 'failed', 'skipped', 'cancelled')),
+    reason        TEXT,
+    scheduled_for TEXT,
+    started_at    TEXT NOT NULL,
+    finished_at   TEXT,
+    duration_ms   INTEGER CHECK (duration_ms >= 0),
+    stats_json    TEXT,
+    error         TEXT,
+    snapshot_id   TEXT,
+    revision      TEXT,
+    queued_at     TEXT,
+    CHECK ((status = 'running') = (finished_at IS NULL))
+);
+INSERT INTO task_runs_v4 (id, kind, origin_kind, origin_name, store, status, reason,
+    scheduled_for, started_at, finished_at, duration_ms, stats_json, error, snapshot_id,
+    revision, queued_at)
+SELECT id, kind, origin_kind, origin_name, store, status, reason,
+    scheduled_for, started_at, finished_at, duration_ms, stats_json, error, snapshot_id,
+    revision, queued_at
+FROM task_runs;
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'task_runs_v4', 0
+    WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'task_runs_v4');
+UPDATE sqlite_sequence
+    SET seq = max(seq, coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'task_runs'), 0))
+    WHERE name = 'task_runs_v4';
+DROP TABLE task_runs;
+ALTER TABLE task_runs_v4 RENAME TO task_runs;
+CREATE INDEX task_runs_running ON task_runs (id) WHERE status = 'running';
+CREATE INDEX task_runs_origin ON task_runs (origin_name, id);
+"#,
+    },
 ];
 
 /// The schema version this build creates and understands.
@@ -170,6 +215,19 @@ fn migrate_with(conn: &mut Connection, path: &Path, migrations: &[Migration]) ->
             .and_then(|i| migrations.get(i))
             .ok_or_else(|| StateError::InvalidArgument(format!("bad user_version {current}")))?;
         tx.execute_batch(step.sql).map_err(failed)?;
+        // Steps that rebuild a table run with foreign keys off (see
+        // `StateDb::setup`): nothing may be left dangling.
+        let dangling: i64 = tx
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .map_err(failed)?;
+        if dangling > 0 {
+            return Err(StateError::InvalidArgument(format!(
+                "migration to schema version {} left {dangling} dangling reference(s)",
+                current + 1
+            )));
+        }
         tx.pragma_update(None, "user_version", current + 1)
             .map_err(failed)?;
         tx.commit().map_err(failed)?;
@@ -307,5 +365,82 @@ mod tests {
         );
         assert_eq!(user_version(&conn).expect("v"), 2, "version unchanged");
         assert!(!tables(&conn).contains(&"b".to_owned()), "step rolled back");
+    }
+
+    /// A database exactly as the release before the `partial` status left
+    /// it (the first three steps are that release's, unchanged): it opens,
+    /// reads the same, keeps its ids and one-shot references, never reuses
+    /// an id, and takes the new status.
+    #[test]
+    fn a_database_of_the_previous_release_is_migrated_and_reads_the_same() {
+        use crate::state::{NewTask, Origin, Outcome, TaskFilter, TaskId, TaskKind, TaskStatus};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        {
+            let mut conn = Connection::open(&path).expect("open");
+            migrate_with(&mut conn, &path, &MIGRATIONS[..3]).expect("previous schema");
+            conn.execute_batch(
+                "INSERT INTO task_runs (id, kind, origin_kind, origin_name, store, status, \
+                   started_at, finished_at, duration_ms, stats_json, error, snapshot_id, queued_at) VALUES \
+                 (1, 'backup', 'schedule', 'nightly', 'main', 'succeeded', \
+                   '2026-12-01T02:00:00.000Z', '2026-12-01T02:00:05.000Z', 5000, \
+                   '{\"bytes_added\": 42}', NULL, 'abc123', '2026-12-01T02:00:00.000Z'), \
+                 (2, 'restore', 'task', 'once', 'main', 'failed', \
+                   '2026-12-02T02:00:00.000Z', '2026-12-02T02:00:01.000Z', 1000, \
+                   NULL, 'no space', NULL, '2026-12-02T02:00:00.000Z'), \
+                 (3, 'check', 'schedule', 'weekly', 'main', 'succeeded', \
+                   '2026-12-03T02:00:00.000Z', '2026-12-03T02:00:01.000Z', 1000, \
+                   NULL, NULL, NULL, '2026-12-03T02:00:00.000Z');
+                 INSERT INTO oneshot (name, content_hash, state, task_id, status, claimed_at, finished_at) \
+                   VALUES ('once', 'h1', 'done', 2, 'failed', '2026-12-02T02:00:00.000Z', '2026-12-02T02:00:01.000Z');
+                 DELETE FROM task_runs WHERE id = 3;",
+            )
+            .expect("previous release's rows");
+        }
+        let mut db = StateDb::open(&path).expect("migrate");
+        assert_eq!(db.schema_version().expect("version"), SCHEMA_VERSION);
+        let runs = db.list_tasks(&TaskFilter::default()).expect("list");
+        let ids: Vec<i64> = runs.iter().map(|r| r.id.0).collect();
+        assert_eq!(ids, [2, 1], "newest first, ids kept");
+        let backup = db.get_task(TaskId(1)).expect("get").expect("run 1");
+        assert_eq!(backup.status, TaskStatus::Succeeded);
+        assert_eq!(backup.snapshot_id.as_deref(), Some("abc123"));
+        assert_eq!(backup.stats, Some(serde_json::json!({"bytes_added": 42})));
+        let failed = db.get_task(TaskId(2)).expect("get").expect("run 2");
+        assert_eq!(failed.error.as_deref(), Some("no space"));
+        let dangling: i64 = db
+            .conn
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .expect("fk check");
+        assert_eq!(dangling, 0);
+        let fk: i64 = db
+            .conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .expect("fk pragma");
+        assert_eq!(fk, 1, "foreign keys are on again after migrating");
+        let new = NewTask {
+            kind: TaskKind::Backup,
+            origin: Origin::Schedule("nightly".into()),
+            store: Some("main".into()),
+            scheduled_for: None,
+            started_at: "2026-12-06T02:00:00Z".parse().expect("time"),
+            revision: None,
+        };
+        let id = db.start_task(&new).expect("start");
+        assert_eq!(id.0, 4, "an id deleted before the migration is not reused");
+        let outcome = Outcome {
+            status: TaskStatus::Partial,
+            finished_at: "2026-12-06T02:00:09Z".parse().expect("time"),
+            stats: None,
+            error: Some("2 files could not be read".into()),
+            snapshot_id: Some("def456".into()),
+        };
+        let rec = db
+            .finish_task(id, &outcome)
+            .expect("partial is a status now");
+        assert_eq!(rec.status, TaskStatus::Partial);
+        assert_eq!(db.integrity_check().expect("check"), "ok");
     }
 }

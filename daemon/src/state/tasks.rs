@@ -358,7 +358,7 @@ impl StateDb {
         rows.collect::<rusqlite::Result<_>>().op(OP)
     }
 
-    /// Byte totals of every succeeded run, from their stats (for metrics).
+    /// Byte totals of every succeeded or partial run, from their stats (for metrics).
     pub fn byte_totals(&self) -> Result<ByteTotals> {
         const OP: &str = "sum task bytes";
         self.conn
@@ -368,7 +368,7 @@ impl StateDb {
                  coalesce(sum(CASE WHEN kind = 'backup' THEN json_extract(stats_json, '$.bytes_added') END), 0), \
                  coalesce(sum(CASE WHEN kind = 'backup' THEN json_extract(stats_json, '$.bytes_stored') END), 0), \
                  coalesce(sum(CASE WHEN kind = 'restore' THEN json_extract(stats_json, '$.bytes') END), 0) \
-                 FROM task_runs WHERE status = 'succeeded' AND stats_json IS NOT NULL",
+                 FROM task_runs WHERE status IN ('succeeded', 'partial') AND stats_json IS NOT NULL",
                 [],
                 |r| {
                     let get = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);

@@ -210,6 +210,7 @@ text_enum! {
     pub enum TaskStatus ("task status") {
         Running => "running",
         Succeeded => "succeeded",
+        Partial => "partial",
         Failed => "failed",
         Skipped => "skipped",
         Cancelled => "cancelled",

@@ -158,7 +158,7 @@ pub fn status(s: TaskStatus) -> String {
         TaskStatus::Succeeded => "ok",
         TaskStatus::Failed => "bad",
         TaskStatus::Running => "run",
-        TaskStatus::Skipped | TaskStatus::Cancelled => "warn",
+        TaskStatus::Partial | TaskStatus::Skipped | TaskStatus::Cancelled => "warn",
     };
     badge(class, s.as_str())
 }
