@@ -115,6 +115,17 @@ fn a_backup_missing_files_is_partial_in_the_api_metrics_viewer_and_hook() {
         .and_then(|v| v.parse().ok())
         .expect("value");
     assert!(count >= 1.0, "{line}");
+    let series = |name: &str| {
+        metrics
+            .lines()
+            .any(|l| l.starts_with(&format!("{name}{{schedule=\"often\"}} ")))
+    };
+    assert!(series("klosetd_schedule_last_success_timestamp_seconds"));
+    assert!(series("klosetd_schedule_last_run_timestamp_seconds"));
+    assert!(
+        !series("klosetd_schedule_last_failure_timestamp_seconds"),
+        "nothing failed"
+    );
     let (code, page) = d.get("/ui/schedules/often");
     assert_eq!(code, 200, "{page}");
     assert!(page.contains("partial"), "the viewer shows it:\n{page}");

@@ -250,6 +250,7 @@ pub async fn schedules(ctx: &Ctx, name: Option<&str>) -> Reply {
                 last_run: opt_time(&s.last_run_at),
                 last_finished: opt_time(&s.last_finished_at),
                 last_success: opt_time(&s.last_success_at),
+                last_failure: opt_time(&s.last_failure_at),
                 last_status: s.last_status,
                 last_duration_ms: s.last_duration_ms,
                 last_bytes_added: s.last_bytes_added,

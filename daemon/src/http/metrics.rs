@@ -8,8 +8,12 @@ use hyper::StatusCode;
 
 use super::Ctx;
 use super::response::{Reply, with_type};
-use crate::state::TaskStatus;
+use crate::state::{ScheduleState, TaskStatus};
 use crate::status::StoreCounters;
+use chrono::{DateTime, Utc};
+
+/// Reads one time of a schedule's state.
+type ScheduleTime = fn(&ScheduleState) -> Option<DateTime<Utc>>;
 
 /// Escapes a label value.
 fn label(v: &str) -> String {
@@ -110,20 +114,34 @@ pub async fn metrics(ctx: &Ctx) -> Reply {
             .as_ref()
             .is_some_and(|a| a.schedules.contains_key(name))
     };
-    header(
-        &mut out,
-        "klosetd_schedule_last_success_timestamp_seconds",
-        "gauge",
-        "When each schedule last succeeded (Unix time).",
-    );
-    for s in states.iter().filter(|s| declared(&s.name)) {
-        if let Some(t) = s.last_success_at {
-            let _ = writeln!(
-                out,
-                "klosetd_schedule_last_success_timestamp_seconds{{schedule=\"{}\"}} {}",
-                label(&s.name),
-                t.timestamp_millis() as f64 / 1000.0
-            );
+    let times: [(&str, &str, ScheduleTime); 3] = [
+        (
+            "klosetd_schedule_last_success_timestamp_seconds",
+            "When each schedule's last successful or partial run ended (Unix time).",
+            |s| s.last_success_at,
+        ),
+        (
+            "klosetd_schedule_last_run_timestamp_seconds",
+            "When each schedule's last run ended, whatever its status (Unix time).",
+            |s| s.last_finished_at,
+        ),
+        (
+            "klosetd_schedule_last_failure_timestamp_seconds",
+            "When each schedule's last failed run ended (Unix time).",
+            |s| s.last_failure_at,
+        ),
+    ];
+    for (name, help, time) in times {
+        header(&mut out, name, "gauge", help);
+        for s in states.iter().filter(|s| declared(&s.name)) {
+            if let Some(t) = time(s) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{schedule=\"{}\"}} {}",
+                    label(&s.name),
+                    t.timestamp_millis() as f64 / 1000.0
+                );
+            }
         }
     }
     header(

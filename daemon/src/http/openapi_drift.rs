@@ -259,6 +259,7 @@ fn schedule(full: bool) -> Schedule {
         last_run: some(T),
         last_finished: some(T),
         last_success: some(T),
+        last_failure: some(T),
         last_status: full.then_some(TaskStatus::Failed),
         last_duration_ms: full.then_some(1),
         last_bytes_added: full.then_some(2),

@@ -423,9 +423,12 @@ pub struct Schedule {
     /// When its last run ended.
     #[schema(required = true, format = DateTime)]
     pub last_finished: Option<String>,
-    /// When its last successful run ended.
+    /// When its last successful (or partial) run ended.
     #[schema(required = true, format = DateTime)]
     pub last_success: Option<String>,
+    /// When its last failed run ended.
+    #[schema(required = true, format = DateTime)]
+    pub last_failure: Option<String>,
     /// How its last run ended.
     #[schema(required = true)]
     pub last_status: Option<TaskStatus>,

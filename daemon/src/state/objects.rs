@@ -21,6 +21,9 @@ pub struct ScheduleState {
     pub last_finished_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "time_serde::opt_time")]
     pub last_success_at: Option<DateTime<Utc>>,
+    /// When its last failed run ended.
+    #[serde(serialize_with = "time_serde::opt_time")]
+    pub last_failure_at: Option<DateTime<Utc>>,
     pub last_status: Option<TaskStatus>,
     pub last_duration_ms: Option<u64>,
     pub last_bytes_added: Option<u64>,
@@ -30,7 +33,8 @@ pub struct ScheduleState {
 }
 
 const SCHEDULE_COLUMNS: &str = "name, last_run_at, last_finished_at, last_success_at, \
-     last_status, last_duration_ms, last_bytes_added, skipped_count, next_run_at";
+     last_status, last_duration_ms, last_bytes_added, skipped_count, next_run_at, \
+     last_failure_at";
 
 fn schedule_from_row(row: &Row<'_>) -> rusqlite::Result<ScheduleState> {
     let time = |i| -> rusqlite::Result<_> { Ok(row.get::<_, Option<DbTime>>(i)?.map(|t| t.0)) };
@@ -44,6 +48,7 @@ fn schedule_from_row(row: &Row<'_>) -> rusqlite::Result<ScheduleState> {
         last_bytes_added: row.get::<_, Option<DbU64>>(6)?.map(|n| n.0),
         skipped_count: row.get::<_, DbU64>(7)?.0,
         next_run_at: time(8)?,
+        last_failure_at: time(9)?,
     })
 }
 
@@ -143,14 +148,16 @@ impl StateDb {
         // the last one", and its own status says what it missed.
         let success = matches!(status, TaskStatus::Succeeded | TaskStatus::Partial)
             .then_some(DbTime(finished_at));
+        let failure = (status == TaskStatus::Failed).then_some(DbTime(finished_at));
         self.conn
             .execute(
                 "INSERT INTO schedule_state (name, last_finished_at, last_success_at, \
-                 last_status, last_duration_ms, last_bytes_added) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 last_status, last_duration_ms, last_bytes_added, last_failure_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
                  ON CONFLICT (name) DO UPDATE SET \
                  last_finished_at = excluded.last_finished_at, \
                  last_success_at = coalesce(excluded.last_success_at, last_success_at), \
+                 last_failure_at = coalesce(excluded.last_failure_at, last_failure_at), \
                  last_status = excluded.last_status, \
                  last_duration_ms = excluded.last_duration_ms, \
                  last_bytes_added = excluded.last_bytes_added",
@@ -160,7 +167,8 @@ impl StateDb {
                     success,
                     status,
                     DbU64(duration_ms),
-                    bytes_added.map(DbU64)
+                    bytes_added.map(DbU64),
+                    failure
                 ],
             )
             .op("record schedule finish")?;
@@ -355,6 +363,7 @@ mod tests {
                 last_run_at: Some(at(7200)),
                 last_finished_at: Some(at(7210)),
                 last_success_at: Some(at(3700)),
+                last_failure_at: Some(at(7210)),
                 last_status: Some(TaskStatus::Failed),
                 last_duration_ms: Some(10_000),
                 last_bytes_added: None,

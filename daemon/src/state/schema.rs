@@ -171,6 +171,17 @@ CREATE INDEX task_runs_running ON task_runs (id) WHERE status = 'running';
 CREATE INDEX task_runs_origin ON task_runs (origin_name, id);
 "#,
     },
+    Migration {
+        what: "when each schedule last failed (for alerting on a failed last run)",
+        sql: r#"
+ALTER TABLE schedule_state ADD COLUMN last_failure_at TEXT;
+UPDATE schedule_state SET last_failure_at = (
+    SELECT max(finished_at) FROM task_runs
+    WHERE origin_kind = 'schedule' AND origin_name = schedule_state.name
+      AND status = 'failed'
+);
+"#,
+    },
 ];
 
 /// The schema version this build creates and understands.
@@ -391,9 +402,19 @@ mod tests {
                  (3, 'check', 'schedule', 'weekly', 'main', 'succeeded', \
                    '2026-12-03T02:00:00.000Z', '2026-12-03T02:00:01.000Z', 1000, \
                    NULL, NULL, NULL, '2026-12-03T02:00:00.000Z');
+                 INSERT INTO task_runs (id, kind, origin_kind, origin_name, store, status, \
+                   started_at, finished_at, duration_ms, error, queued_at) VALUES \
+                 (5, 'backup', 'schedule', 'nightly', 'main', 'failed', \
+                   '2026-12-04T02:00:00.000Z', '2026-12-04T02:00:03.000Z', 3000, 'unreachable', \
+                   '2026-12-04T02:00:00.000Z'), \
+                 (7, 'check', 'task', 'verify', 'main', 'succeeded', \
+                   '2026-12-05T02:00:00.000Z', '2026-12-05T02:00:03.000Z', 3000, NULL, \
+                   '2026-12-05T02:00:00.000Z');
+                 INSERT INTO schedule_state (name, last_finished_at, last_success_at, last_status) \
+                   VALUES ('nightly', '2026-12-04T02:00:03.000Z', '2026-12-01T02:00:05.000Z', 'failed');
                  INSERT INTO oneshot (name, content_hash, state, task_id, status, claimed_at, finished_at) \
                    VALUES ('once', 'h1', 'done', 2, 'failed', '2026-12-02T02:00:00.000Z', '2026-12-02T02:00:01.000Z');
-                 DELETE FROM task_runs WHERE id = 3;",
+                 DELETE FROM task_runs WHERE id IN (3, 7);",
             )
             .expect("previous release's rows");
         }
@@ -401,11 +422,21 @@ mod tests {
         assert_eq!(db.schema_version().expect("version"), SCHEMA_VERSION);
         let runs = db.list_tasks(&TaskFilter::default()).expect("list");
         let ids: Vec<i64> = runs.iter().map(|r| r.id.0).collect();
-        assert_eq!(ids, [2, 1], "newest first, ids kept");
+        assert_eq!(ids, [5, 2, 1], "newest first, ids kept");
         let backup = db.get_task(TaskId(1)).expect("get").expect("run 1");
         assert_eq!(backup.status, TaskStatus::Succeeded);
         assert_eq!(backup.snapshot_id.as_deref(), Some("abc123"));
         assert_eq!(backup.stats, Some(serde_json::json!({"bytes_added": 42})));
+        let nightly = db.schedule_state("nightly").expect("get").expect("nightly");
+        assert_eq!(
+            nightly.last_success_at,
+            Some("2026-12-01T02:00:05Z".parse().expect("time"))
+        );
+        assert_eq!(
+            nightly.last_failure_at,
+            Some("2026-12-04T02:00:03Z".parse().expect("time")),
+            "backfilled from the history"
+        );
         let failed = db.get_task(TaskId(2)).expect("get").expect("run 2");
         assert_eq!(failed.error.as_deref(), Some("no space"));
         let dangling: i64 = db
@@ -429,7 +460,7 @@ mod tests {
             revision: None,
         };
         let id = db.start_task(&new).expect("start");
-        assert_eq!(id.0, 4, "an id deleted before the migration is not reused");
+        assert_eq!(id.0, 8, "an id deleted before the migration is not reused");
         let outcome = Outcome {
             status: TaskStatus::Partial,
             finished_at: "2026-12-06T02:00:09Z".parse().expect("time"),
