@@ -115,6 +115,7 @@ fn a_backup_missing_files_is_partial_in_the_api_metrics_viewer_and_hook() {
         .and_then(|v| v.parse().ok())
         .expect("value");
     assert!(count >= 1.0, "{line}");
+    common::promtool::check_metrics(&metrics);
     let series = |name: &str| {
         metrics
             .lines()

@@ -11,6 +11,7 @@
 //! - [`rng`]: a tiny deterministic PRNG for fixtures.
 //! - [`postgres`]: run a real PostgreSQL server on a free loopback port.
 //! - [`mariadb`]: run a private MariaDB server on a free loopback port.
+//! - [`promtool`]: check and unit-test Prometheus rules, lint `/metrics`.
 //! - [`e2e`]: config directories, task waits and secret checks for the
 //!   integration tests that drive the daemon.
 //! - [`sshd`]: run a real OpenSSH server on a free loopback port (shared with
@@ -23,6 +24,7 @@ pub mod daemon;
 pub mod e2e;
 pub mod mariadb;
 pub mod postgres;
+pub mod promtool;
 pub mod rng;
 pub mod s3;
 pub mod server;

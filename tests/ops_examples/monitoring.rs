@@ -158,6 +158,7 @@ fn prometheus_rules_and_docs_use_exported_metrics_and_endpoints() {
     let daemon = Daemon::start();
     let (code, metrics) = daemon.get("/metrics");
     assert_eq!(code, 200, "/metrics: {metrics}");
+    crate::common::promtool::check_metrics(&metrics);
     let exported: BTreeSet<String> = metrics
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -214,4 +215,36 @@ fn prometheus_rules_and_docs_use_exported_metrics_and_endpoints() {
         );
     }
     daemon.stop();
+}
+
+/// `promtool check rules` accepts the rules, and `promtool test rules` runs
+/// their unit tests over synthetic series (klosetd-rules.test.yml).
+#[test]
+fn promtool_checks_the_rules_and_runs_their_unit_tests() {
+    let dir = repo().join("docs/examples/prometheus");
+    crate::common::promtool::check_rules(&dir.join("klosetd-rules.yml"));
+    crate::common::promtool::test_rules(&dir.join("klosetd-rules.test.yml"));
+    let tests = yaml_to_json(
+        &read(&dir.join("klosetd-rules.test.yml")),
+        "klosetd-rules.test.yml",
+    );
+    let tested: BTreeSet<String> = tests["tests"]
+        .as_array()
+        .expect("tests")
+        .iter()
+        .flat_map(|t| t["alert_rule_test"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["alertname"].as_str().map(str::to_owned))
+        .collect();
+    let rules = yaml_to_json(&read(&dir.join("klosetd-rules.yml")), "klosetd-rules.yml");
+    for group in rules["groups"].as_array().expect("groups") {
+        for rule in group["rules"].as_array().expect("rules") {
+            let alert = rule["alert"].as_str().expect("alert");
+            assert!(
+                alert == "KlosetdDown"
+                    || alert.ends_with("ScheduleStale")
+                    || tested.contains(alert),
+                "{alert} has no unit test in klosetd-rules.test.yml"
+            );
+        }
+    }
 }
