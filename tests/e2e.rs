@@ -25,6 +25,8 @@ mod cli_roundtrip;
 mod cli_safety;
 #[path = "cli_sync.rs"]
 mod cli_sync;
+#[path = "crash_harness.rs"]
+mod crash_harness;
 #[path = "daemon_prune.rs"]
 mod daemon_prune;
 #[path = "daemon_readiness.rs"]

@@ -9,6 +9,7 @@
 //! - [`azurite`]: run a real Azure Blob Storage emulator (Azurite).
 //! - [`cli`]: run the `kloset` binary with a passphrase and extra environment.
 //! - [`rng`]: a tiny deterministic PRNG for fixtures.
+//! - [`crash`]: the SIGKILL crash harness's seed, kills and checks.
 //! - [`postgres`]: run a real PostgreSQL server on a free loopback port.
 //! - [`mariadb`]: run a private MariaDB server on a free loopback port.
 //! - [`promtool`]: check and unit-test Prometheus rules, lint `/metrics`.
@@ -20,6 +21,7 @@
 
 pub mod azurite;
 pub mod cli;
+pub mod crash;
 pub mod daemon;
 pub mod e2e;
 pub mod mariadb;
