@@ -359,7 +359,8 @@ store = "s3"
         ),
     );
     let r = restore_task(&setup, &d, "to_bucket", "s3", "bucket_copy", None);
-    assert_eq!(r["status"], "succeeded", "{r}\n{}", d.log_text());
+    // The link could not be restored: the run did its work but missed it.
+    assert_eq!(r["status"], "partial", "{r}\n{}", d.log_text());
     let error = r["error"].as_str().expect("the link is reported");
     assert!(
         error.contains("/link") && error.contains("symbolic links"),
