@@ -171,9 +171,11 @@ fn prometheus_rules_and_docs_use_exported_metrics_and_endpoints() {
         .split_once("\n## Monitoring")
         .map(|(_, rest)| rest.split("\n## ").next().unwrap_or(rest))
         .expect("docs/operations.md has a Monitoring section");
+    let dashboard = dashboard_queries().join("\n");
     for (what, text) in [
         ("klosetd-rules.yml", rules_text.as_str()),
         ("docs/operations.md, Monitoring", monitoring),
+        ("klosetd-dashboard.json", dashboard.as_str()),
     ] {
         for name in metric_names(text) {
             assert!(
@@ -247,4 +249,57 @@ fn promtool_checks_the_rules_and_runs_their_unit_tests() {
             );
         }
     }
+}
+
+/// Every PromQL query of the Grafana dashboard, its variables replaced by
+/// what they match at most.
+fn dashboard_queries() -> Vec<String> {
+    let path = repo().join("docs/examples/grafana/klosetd-dashboard.json");
+    let dashboard: Value = serde_json::from_str(&read(&path)).expect("dashboard JSON");
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().expect("panel title");
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "panel {title:?} has no query");
+        for t in targets {
+            let expr = t["expr"].as_str().expect("expr");
+            queries.push(expr.replace("$instance", ".*"));
+        }
+    }
+    for var in dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables")
+    {
+        if let Some(q) = var["query"]
+            .as_str()
+            .filter(|q| q.starts_with("label_values("))
+        {
+            // label_values(METRIC, LABEL) is Grafana's, not PromQL: keep the metric.
+            let metric = q["label_values(".len()..]
+                .split(',')
+                .next()
+                .expect("metric");
+            queries.push(metric.to_owned());
+        }
+    }
+    queries
+}
+
+/// The Grafana dashboard's queries are valid PromQL (promtool checks them
+/// as recording rules) and, by the test above, use only exported metrics.
+#[test]
+fn the_grafana_dashboard_queries_parse() {
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 10, "{queries:?}");
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, q) in queries.iter().enumerate() {
+        let quoted = serde_json::to_string(q).expect("quote");
+        rules.push_str(&format!(
+            "      - record: dashboard:query{i}\n        expr: {quoted}\n"
+        ));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("dashboard-rules.yml");
+    std::fs::write(&file, rules).expect("write");
+    crate::common::promtool::check_rules(&file);
 }
