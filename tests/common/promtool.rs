@@ -41,24 +41,21 @@ fn describe(out: &Output) -> String {
 
 /// `promtool check rules FILE`; panics with its output on failure.
 pub fn check_rules(file: &Path) {
-    let mut cmd = promtool();
-    cmd.args(["check", "rules"]).arg(file);
-    let out = run(cmd, None, "check rules");
-    assert!(
-        out.status.success(),
-        "promtool check rules: {}",
-        describe(&out)
-    );
+    rules("check", file);
 }
 
 /// `promtool test rules FILE`; panics with its output on failure.
 pub fn test_rules(file: &Path) {
+    rules("test", file);
+}
+
+fn rules(verb: &str, file: &Path) {
     let mut cmd = promtool();
-    cmd.args(["test", "rules"]).arg(file);
-    let out = run(cmd, None, "test rules");
+    cmd.args([verb, "rules"]).arg(file);
+    let out = run(cmd, None, verb);
     assert!(
         out.status.success(),
-        "promtool test rules: {}",
+        "promtool {verb} rules: {}",
         describe(&out)
     );
 }

@@ -15,9 +15,9 @@ use super::gates::PruneGates;
 use crate::config::DesiredState;
 use crate::config::desired::Action;
 use crate::scheduler::Clock;
-use crate::state::{NewTask, Origin, Outcome, StateHandle, TaskId, TaskStatus};
+use crate::state::{NewTask, Origin, Outcome, StateHandle, TaskId};
 use crate::status::{Fault, Live, RunningTask};
-use crate::tasks::{RunStatus, execute};
+use crate::tasks::execute;
 
 /// What the runner needs, shared by every task.
 #[derive(Clone, Debug)]
@@ -152,12 +152,7 @@ impl Runner {
                 Ok(r) => r,
                 Err(e) => return Err(anyhow!("the task thread failed: {e}")),
             };
-        let status = match result.status {
-            RunStatus::Succeeded if result.partial => TaskStatus::Partial,
-            RunStatus::Succeeded => TaskStatus::Succeeded,
-            RunStatus::Failed => TaskStatus::Failed,
-            RunStatus::Cancelled => TaskStatus::Cancelled,
-        };
+        let status = result.task_status();
         tracing::info!(
             origin = %name,
             task = %id,

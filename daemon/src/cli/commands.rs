@@ -123,19 +123,22 @@ fn resolve_snapshot(cli: &Cli, repo: &Repository, spec: &str) -> Result<(Snapsho
             ),
             _ => anyhow::Error::new(e),
         })?;
-    let code = warn_passed_over(passed.iter().map(|(object, _)| object.as_str()));
+    let code = warn_passed_over(
+        passed.iter().map(|(object, _)| object.as_str()),
+        "it was passed over (--newest-readable), so an older snapshot may have been used",
+    );
     Ok((snapshot, code))
 }
 
-/// Warns about each unreadable snapshot object passed over; the exit code:
-/// partial when there was one.
-pub(super) fn warn_passed_over<'a>(objects: impl Iterator<Item = &'a str>) -> i32 {
+/// Warns about each unreadable snapshot object passed over, saying what
+/// that cost (`consequence`); the exit code: partial when there was one.
+pub(super) fn warn_passed_over<'a>(
+    objects: impl Iterator<Item = &'a str>,
+    consequence: &str,
+) -> i32 {
     let mut code = EXIT_OK;
     for object in objects {
-        eprintln!(
-            "kloset: warning: snapshot object {object} cannot be read; it was passed over \
-             (--newest-readable), so an older snapshot may have been used"
-        );
+        eprintln!("kloset: warning: snapshot object {object} cannot be read; {consequence}");
         code = EXIT_PARTIAL;
     }
     code

@@ -124,15 +124,10 @@ pub fn run(cli: &Cli, source: &Repository, args: &SyncArgs) -> Result<i32> {
         sync(source, &target, &options)?
     };
     print(cli, &report, target.storage().location());
-    let mut code = super::EXIT_OK;
-    for object in &report.unreadable_passed_over {
-        eprintln!(
-            "kloset: warning: snapshot object {object} cannot be read, so it was not \
-             synced (run check on the source store)"
-        );
-        code = super::EXIT_PARTIAL;
-    }
-    Ok(code)
+    Ok(super::commands::warn_passed_over(
+        report.unreadable_passed_over.iter().map(String::as_str),
+        "it was not synced (run check on the source store)",
+    ))
 }
 
 fn print(cli: &Cli, report: &SyncReport, target: &str) {

@@ -42,10 +42,7 @@ pub(super) fn run_backup(
         };
     }
     let mut result = backup_with(store, def, tags, retention, progress.clone());
-    let status = match result.status {
-        super::RunStatus::Succeeded if result.partial => "partial",
-        other => other.as_str(),
-    };
+    let status = result.task_status().as_str();
     let post_env = [env[0], env[1], ("KLOSETD_STATUS", status)];
     if let Err(e) = run_hook("post", &def.post, &post_env, &progress) {
         result.status = super::RunStatus::Failed;

@@ -40,6 +40,7 @@ use super::restore::{RestoreRequest, run_restore};
 use super::store::{StoreProblem, StoreReason, open_store};
 use crate::config::desired::{Action, DesiredState, StoreDef};
 use crate::config::model::StorageType;
+use crate::state::TaskStatus;
 
 /// How a task ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -82,6 +83,17 @@ pub struct TaskResult {
 }
 
 impl TaskResult {
+    /// How the run is recorded: `partial` is a success that missed
+    /// something (`error` says what).
+    pub fn task_status(&self) -> TaskStatus {
+        match self.status {
+            RunStatus::Succeeded if self.partial => TaskStatus::Partial,
+            RunStatus::Succeeded => TaskStatus::Succeeded,
+            RunStatus::Failed => TaskStatus::Failed,
+            RunStatus::Cancelled => TaskStatus::Cancelled,
+        }
+    }
+
     pub(super) fn failed(error: impl Into<String>) -> Self {
         TaskResult {
             status: RunStatus::Failed,
