@@ -10,6 +10,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("plan", 8),
     ("app", 7),
     ("http", 6),
+    ("notify", 6),
     ("status", 5),
     ("tasks", 4),
     ("config", 3),

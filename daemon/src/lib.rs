@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon_cli;
 pub mod http;
 pub mod integrations;
+pub mod notify;
 pub mod plan;
 pub mod scheduler;
 pub mod state;

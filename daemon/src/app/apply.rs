@@ -350,6 +350,7 @@ impl Daemon {
             prints,
         });
         self.live.revision_applied(desired, now, restart);
+        self.stale_watch.dirty = true;
         self.start_oneshots().await;
         self.refresh_conditions().await;
         Ok(changes)

@@ -23,6 +23,9 @@ mod oneshots;
 mod readiness;
 pub mod runner;
 mod schedules;
+#[cfg(test)]
+mod stale_tests;
+mod staleness;
 mod state_file;
 mod systemd;
 #[cfg(test)]
@@ -126,6 +129,8 @@ pub(crate) struct Daemon {
     oneshot_done: Arc<tokio::sync::Notify>,
     /// The status endpoint (`None` in in-process tests).
     http: Option<HttpServer>,
+    /// Schedule states for `alert_after`.
+    stale_watch: staleness::StaleWatch,
 }
 
 impl Daemon {
@@ -144,6 +149,8 @@ impl Daemon {
             live: live.clone(),
             clock: clock.clone(),
             gates: Default::default(),
+            wake: Default::default(),
+            host: crate::notify::body::host_name().into(),
         };
         Daemon {
             dir,
@@ -160,6 +167,7 @@ impl Daemon {
             tasks: JoinSet::new(),
             oneshot_done: Arc::new(tokio::sync::Notify::new()),
             http: None,
+            stale_watch: Default::default(),
         }
     }
 }
@@ -205,6 +213,7 @@ async fn run_async(dir: PathBuf) -> Result<()> {
     let mut daemon = Daemon::new(dir.clone(), &settings, db, clock);
     daemon.report_moved_state();
     tokio::spawn(locks::poll(daemon.live.clone()));
+    tokio::spawn(daemon.dispatcher().run());
     daemon.http = Some(
         HttpServer::start(&settings.listen, daemon.live.clone(), reader)
             .await
@@ -268,6 +277,7 @@ impl Daemon {
     /// Returns when something is due next.
     async fn tick(&mut self) -> Option<DateTime<Utc>> {
         while let Some(done) = self.tasks.try_join_next() {
+            self.stale_watch.dirty = true;
             if let Err(e) = done {
                 self.live.fault(
                     crate::status::Fault::TaskBookkeeping,
@@ -279,14 +289,26 @@ impl Daemon {
         self.retry_apply_if_due(now).await;
         self.retry_due(now);
         let next = self.poll_schedules(now).await;
+        let stale_next = self.check_staleness(now).await;
         [
             next,
+            stale_next,
             self.readiness.next_retry(),
             self.pending.as_ref().map(|p| p.retry_at),
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// The notification loop of this daemon (spawned by `run`, or by a test).
+    fn dispatcher(&self) -> crate::notify::Dispatcher {
+        crate::notify::Dispatcher {
+            db: self.db.clone(),
+            live: self.live.clone(),
+            clock: self.clock.clone(),
+            wake: self.runner.wake.clone(),
+        }
     }
 
     async fn shutdown(&mut self) {

@@ -3,6 +3,8 @@
 //! `started_at` = when the permit came, execute it off the async runtime
 //! with live progress, record the outcome; its duration counts from the
 //! permit, not the wait. Failures are recorded, never fatal to the daemon.
+//! A run's notifications (`start`, then its outcome) are queued in the same
+//! transaction as what they report, and sent by the notification loop.
 
 use std::sync::Arc;
 
@@ -14,8 +16,9 @@ use tokio::sync::Semaphore;
 use super::gates::PruneGates;
 use crate::config::DesiredState;
 use crate::config::desired::Action;
+use crate::notify::{self, Ending, RunFacts, Wake};
 use crate::scheduler::Clock;
-use crate::state::{NewTask, Origin, Outcome, StateHandle, TaskId};
+use crate::state::{NewTask, NotifyEvent, Origin, Outcome, StateHandle, TaskId, TaskStatus};
 use crate::status::{Fault, Live, RunningTask};
 use crate::tasks::execute;
 
@@ -32,6 +35,10 @@ pub struct Runner {
     pub clock: Arc<dyn Clock>,
     /// One prune per store at a time.
     pub gates: Arc<PruneGates>,
+    /// Rung when notifications were queued.
+    pub wake: Wake,
+    /// This host's name, for notifications.
+    pub host: Arc<str>,
 }
 
 /// One run to start.
@@ -142,7 +149,27 @@ impl Runner {
             .await
             .context("task permits closed")?;
         let started = self.clock.now();
-        self.db.call(move |db| db.mark_started(id, started)).await?;
+        let channels = notify::channels_of(&job.desired, &job.origin).to_vec();
+        let facts = RunFacts {
+            origin: &job.origin,
+            action: &job.action,
+            id,
+            started_at: started,
+            host: &self.host,
+        };
+        let starts = notify::messages(&job.desired, &channels, NotifyEvent::Start, &facts.start());
+        let ring = !starts.is_empty();
+        self.db
+            .call(move |db| {
+                db.atomically(|db| {
+                    db.mark_started(id, started)?;
+                    db.queue_notifications(&starts, started)
+                })
+            })
+            .await?;
+        if ring {
+            self.wake.notify_one();
+        }
         self.live.task_got_slot(&job.origin, started);
         let name = job.origin.name().to_string();
         tracing::info!(origin = %name, task = %id, kind = job.action.kind().as_str(), "task started");
@@ -169,21 +196,61 @@ impl Runner {
             error: result.error,
             snapshot_id: result.snapshot_id,
         };
-        let schedule = match &job.origin {
-            Origin::Schedule(s) => Some(s.clone()),
-            Origin::Task(_) => None,
-        };
         let duration = (finished - started).num_milliseconds().max(0) as u64;
         let bytes = result.bytes_added;
-        self.db
+        let host = self.host.clone();
+        let queued = self
+            .db
             .call(move |db| {
-                db.finish_task(id, &outcome)?;
-                if let Some(s) = schedule {
-                    db.record_schedule_finished(&s, status, finished, duration, bytes)?;
-                }
-                Ok(())
+                db.atomically(|db| {
+                    db.finish_task(id, &outcome)?;
+                    let mut was_in_trouble = false;
+                    let mut last_success_at = None;
+                    if let Origin::Schedule(s) = &job.origin {
+                        let before = db.schedule_state(s)?;
+                        was_in_trouble = before.is_some_and(|b| {
+                            matches!(
+                                b.last_status,
+                                Some(TaskStatus::Failed | TaskStatus::Partial)
+                            )
+                        });
+                        if matches!(status, TaskStatus::Succeeded | TaskStatus::Partial)
+                            && db.end_stale(s)?.is_some()
+                        {
+                            was_in_trouble = true;
+                        }
+                        db.record_schedule_finished(s, status, finished, duration, bytes)?;
+                        last_success_at = db.schedule_state(s)?.and_then(|a| a.last_success_at);
+                    }
+                    let facts = RunFacts {
+                        origin: &job.origin,
+                        action: &job.action,
+                        id,
+                        started_at: started,
+                        host: &host,
+                    };
+                    let end = Ending {
+                        status,
+                        finished_at: finished,
+                        error: outcome.error.as_deref(),
+                        snapshot_id: outcome.snapshot_id.as_deref(),
+                        was_in_trouble,
+                        last_success_at,
+                    };
+                    let messages = match notify::ending(&facts, &end) {
+                        Some((event, body)) => {
+                            notify::messages(&job.desired, &channels, event, &body)
+                        }
+                        None => Vec::new(),
+                    };
+                    db.queue_notifications(&messages, finished)?;
+                    Ok(messages.len())
+                })
             })
             .await?;
+        if queued > 0 {
+            self.wake.notify_one();
+        }
         Ok(())
     }
 }

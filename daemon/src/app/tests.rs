@@ -13,16 +13,16 @@ use super::{Daemon, Trigger};
 use crate::scheduler::{Clock, ManualClock, jitter_offset};
 use crate::state::{StateHandle, TaskFilter, TaskRecord, TaskStatus};
 
-fn utc(s: &str) -> DateTime<Utc> {
+pub(super) fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
         .unwrap_or_else(|e| panic!("{s}: {e}"))
         .with_timezone(&Utc)
 }
 
 /// A config directory with a local store, and the daemon's state.
-struct Setup {
+pub(super) struct Setup {
     _dir: tempfile::TempDir,
-    config: PathBuf,
+    pub(super) config: PathBuf,
     state: PathBuf,
     clock: Arc<ManualClock>,
 }
@@ -30,7 +30,7 @@ struct Setup {
 impl Setup {
     /// A store `main` and `schedule` (a TOML table body for
     /// `[schedule.nightly]`, without `task` and `store`).
-    fn new(start: &str, schedule: &str) -> Setup {
+    pub(super) fn new(start: &str, schedule: &str) -> Setup {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("conf.d");
         let state = dir.path().join("state");
@@ -46,7 +46,7 @@ impl Setup {
         setup
     }
 
-    fn write(&self, schedule: &str) {
+    pub(super) fn write(&self, schedule: &str) {
         let root = self.config.parent().expect("parent");
         let text = format!(
             "[daemon]\nlisten = \"127.0.0.1:0\"\nstate_dir = {state:?}\n\n\
@@ -60,7 +60,7 @@ impl Setup {
     }
 
     /// A daemon on this setup (a restart when one ran before).
-    async fn daemon(&self) -> Daemon {
+    pub(super) async fn daemon(&self) -> Daemon {
         let attempt = crate::config::attempt(&self.config);
         let settings = match &attempt.result {
             Ok(d) => d.daemon.clone(),
@@ -72,20 +72,20 @@ impl Setup {
         Daemon::new(self.config.clone(), &settings, db, clock)
     }
 
-    fn at(&self, time: &str) {
+    pub(super) fn at(&self, time: &str) {
         self.clock.set(utc(time));
     }
 }
 
 impl Daemon {
     /// Reads the config directory as a file event would.
-    async fn read_config(&mut self, trigger: Trigger) {
+    pub(super) async fn read_config(&mut self, trigger: Trigger) {
         let attempt = crate::config::attempt(&self.dir);
         self.handle_attempt(attempt, trigger).await;
     }
 
     /// Waits for every readiness test in flight and books its result.
-    async fn settle_tests(&mut self) {
+    pub(super) async fn settle_tests(&mut self) {
         while self.readiness.in_flight() > 0 {
             let tested = self.readiness.next_result().await.expect("a test result");
             self.on_tested(tested).await;
@@ -93,13 +93,14 @@ impl Daemon {
     }
 
     /// Waits for every task started so far.
-    async fn join_tasks(&mut self) {
+    pub(super) async fn join_tasks(&mut self) {
         while let Some(done) = self.tasks.join_next().await {
             done.expect("task");
+            self.stale_watch.dirty = true; // as the tick's reaping does
         }
     }
 
-    async fn runs(&self) -> Vec<TaskRecord> {
+    pub(super) async fn runs(&self) -> Vec<TaskRecord> {
         let mut runs = self
             .db
             .call(|db| db.list_tasks(&TaskFilter::default()))
@@ -126,7 +127,7 @@ impl Daemon {
 }
 
 /// A fresh daemon that has applied its config and tested its store.
-async fn started(setup: &Setup) -> Daemon {
+pub(super) async fn started(setup: &Setup) -> Daemon {
     let mut d = setup.daemon().await;
     d.read_config(Trigger::Start).await;
     d.settle_tests().await;
@@ -210,7 +211,12 @@ async fn a_bookkeeping_failure_is_a_problem_until_it_works_again() {
 }
 
 /// Fires the schedule at `time` (nothing before it), waits for the run.
-async fn fires_at(setup: &Setup, d: &mut Daemon, before: &str, time: &str) -> TaskRecord {
+pub(super) async fn fires_at(
+    setup: &Setup,
+    d: &mut Daemon,
+    before: &str,
+    time: &str,
+) -> TaskRecord {
     let count = d.runs().await.len();
     setup.at(before);
     d.tick().await;

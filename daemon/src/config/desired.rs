@@ -86,6 +86,93 @@ pub struct DestinationDef {
     pub origin: Declaration,
 }
 
+/// The kind of a `[notify.NAME]` channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyKind {
+    /// A JSON POST (the documented, versioned body).
+    Webhook,
+    /// The healthchecks.io ping protocol (`/start`, success, `/fail`).
+    Healthchecks,
+    /// A message to an ntfy topic.
+    Ntfy,
+    /// A command, with the outcome in its environment and the body on stdin.
+    Exec,
+}
+
+impl NotifyKind {
+    /// Its name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyKind::Webhook => "webhook",
+            NotifyKind::Healthchecks => "healthchecks",
+            NotifyKind::Ntfy => "ntfy",
+            NotifyKind::Exec => "exec",
+        }
+    }
+}
+
+/// A channel's URL: written in the file, or read from a secret when sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UrlRef {
+    /// `url = "…"`: shown only as scheme and host.
+    Plain(#[serde(serialize_with = "redacted_url")] String),
+    /// `url_file` or `url_env`.
+    Secret(SecretRef),
+}
+
+impl UrlRef {
+    /// The URL, read now.
+    pub fn read(&self) -> Result<zeroize::Zeroizing<String>, String> {
+        match self {
+            UrlRef::Plain(u) => Ok(zeroize::Zeroizing::new(u.clone())),
+            UrlRef::Secret(s) => s
+                .read_text()
+                .map(|t| zeroize::Zeroizing::new(t.trim().to_string())),
+        }
+    }
+}
+
+/// `https://host/…`: what status and plans show of a URL.
+fn redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    let shown = match reqwest::Url::parse(url) {
+        Ok(u) => format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or("")),
+        Err(_) => "…".to_string(),
+    };
+    s.serialize_str(&shown)
+}
+
+/// Where a channel delivers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyTarget {
+    /// An HTTP(S) URL.
+    Url(UrlRef),
+    /// A command (argv).
+    Command(Vec<String>),
+}
+
+/// A `[notify.NAME]`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NotifyDef {
+    /// Its name.
+    pub name: String,
+    /// What it speaks.
+    pub kind: NotifyKind,
+    /// Where it delivers.
+    pub target: NotifyTarget,
+    /// A bearer token (webhook, ntfy).
+    pub token: Option<SecretRef>,
+    /// The events it gets.
+    pub on: std::collections::BTreeSet<crate::state::NotifyEvent>,
+    /// How long one delivery may take.
+    #[serde(with = "duration_secs")]
+    pub timeout: Duration,
+    /// Declaration.
+    pub origin: Declaration,
+}
+
 /// What a task does, with resolved object names.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "task", rename_all = "lowercase")]
@@ -205,6 +292,11 @@ pub struct ScheduleDef {
     pub jitter: Duration,
     /// Catch up a run missed while the daemon was down.
     pub catch_up: bool,
+    /// The channels its outcomes go to.
+    pub notify: Vec<String>,
+    /// Stale when the last success is older than this.
+    #[serde(with = "opt_duration_secs")]
+    pub alert_after: Option<Duration>,
     /// Declaration.
     pub origin: Declaration,
 }
@@ -216,6 +308,8 @@ pub struct OneShotDef {
     pub name: String,
     /// What it runs.
     pub action: Action,
+    /// The channels its outcomes go to.
+    pub notify: Vec<String>,
     /// Declaration (its hash identifies the task's content).
     pub origin: Declaration,
 }
@@ -267,6 +361,8 @@ pub struct DesiredState {
     pub schedules: BTreeMap<String, ScheduleDef>,
     /// One-shot tasks by name.
     pub tasks: BTreeMap<String, OneShotDef>,
+    /// Notification channels by name.
+    pub notify: BTreeMap<String, NotifyDef>,
     /// What is valid but probably not meant (e.g. a source inside a
     /// store), each at its `file:line`.
     #[serde(skip)]
@@ -298,6 +394,18 @@ mod lossy {
     ) -> Result<S::Ok, S::Error> {
         match p {
             Some(p) => path(p, s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+mod opt_duration_secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &Option<std::time::Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs()),
             None => s.serialize_none(),
         }
     }

@@ -103,6 +103,7 @@ pub fn definitions(state: &DesiredState) -> Definitions {
     add(&mut out, ObjectKind::Destination, &state.destinations);
     add(&mut out, ObjectKind::Schedule, &state.schedules);
     add(&mut out, ObjectKind::Task, &state.tasks);
+    add(&mut out, ObjectKind::Notify, &state.notify);
     out
 }
 

@@ -61,6 +61,8 @@ pub struct RawConfig {
     pub schedules: BTreeMap<String, Located<TaskTable>>,
     /// `[task.*]`.
     pub tasks: BTreeMap<String, Located<TaskTable>>,
+    /// `[notify.*]`.
+    pub notify: BTreeMap<String, Located<NotifyTable>>,
 }
 
 /// Whether a directory entry is a config file.
@@ -285,6 +287,15 @@ fn merge(
         &mut raw.tasks,
         "task",
         model.task,
+        values,
+        path,
+        text,
+        errors,
+    );
+    insert_all(
+        &mut raw.notify,
+        "notify",
+        model.notify,
         values,
         path,
         text,

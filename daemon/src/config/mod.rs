@@ -10,6 +10,7 @@ mod endpoint;
 pub mod error;
 pub mod load;
 pub mod model;
+pub mod notify;
 mod places;
 pub mod retention;
 pub mod validate;

@@ -35,6 +35,9 @@ pub struct FileModel {
     /// `[task.NAME]`
     #[serde(default)]
     pub task: BTreeMap<String, Spanned<TaskTable>>,
+    /// `[notify.NAME]`
+    #[serde(default)]
+    pub notify: BTreeMap<String, Spanned<NotifyTable>>,
 }
 
 /// `[daemon]`
@@ -49,6 +52,32 @@ pub struct DaemonTable {
     pub max_concurrent_tasks: Option<u32>,
     /// Bearer token for the data-reading HTTP endpoints.
     pub token_file: Option<String>,
+    /// The `[notify.NAME]` channels of schedules and tasks that name none.
+    pub notify: Option<Vec<String>>,
+}
+
+/// `[notify.NAME]`: where outcomes are reported.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyTable {
+    /// `webhook`, `healthchecks`, `ntfy` or `exec`.
+    pub kind: String,
+    /// The target URL, when it holds no secret …
+    pub url: Option<String>,
+    /// … or read from a file …
+    pub url_file: Option<String>,
+    /// … or from an environment variable.
+    pub url_env: Option<String>,
+    /// A bearer token (webhook, ntfy) from a file …
+    pub token_file: Option<String>,
+    /// … or from an environment variable.
+    pub token_env: Option<String>,
+    /// The command (exec), as argv.
+    pub command: Option<Vec<String>>,
+    /// Which events are sent (default depends on the kind).
+    pub on: Option<Vec<String>>,
+    /// How long one delivery may take (default 30s).
+    pub timeout: Option<String>,
 }
 
 /// `[resource.NAME]`: something in the inventory. The keys besides
@@ -266,4 +295,9 @@ pub struct TaskTable {
     pub allow_cold_read: Option<bool>,
     /// Let a one-shot restore replace files that exist in the destination.
     pub overwrite: Option<bool>,
+    /// The `[notify.NAME]` channels its outcomes go to (default `[daemon]
+    /// notify`; `[]` for none).
+    pub notify: Option<Vec<String>>,
+    /// Schedules: stale when the last success is older than this.
+    pub alert_after: Option<String>,
 }

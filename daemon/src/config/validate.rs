@@ -52,7 +52,7 @@ impl Ctx {
     }
 }
 
-fn origin<T>(l: &Located<T>) -> Declaration {
+pub(super) fn origin<T>(l: &Located<T>) -> Declaration {
     Declaration {
         file: l.file.clone(),
         line: l.line,
@@ -83,6 +83,7 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
         ("destination", raw.destinations.keys().collect()),
         ("schedule", raw.schedules.keys().collect()),
         ("task", raw.tasks.keys().collect()),
+        ("notify", raw.notify.keys().collect()),
     ] {
         for name in names {
             if !valid_name(name) {
@@ -96,6 +97,8 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
             }
         }
     }
+    let notify = super::notify::channels(&mut cx, raw);
+    super::notify::check_default(&mut cx, raw);
     let mut stores = BTreeMap::new();
     for (name, l) in &raw.stores {
         let object = format!("store.{name}");
@@ -251,7 +254,20 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
             None => Some(Duration::ZERO),
             Some(j) => parse_duration(&mut cx, l, &object, "jitter", j),
         };
-        if let (Some(action), Some(cron), Some(zone), Some(jitter)) = (action, cron, zone, jitter) {
+        let alert_after = match &t.alert_after {
+            None => Some(None),
+            Some(text) => match parse_duration(&mut cx, l, &object, "alert_after", text) {
+                Some(d) if d.is_zero() => {
+                    cx.err(l, &object, "alert_after must be more than zero");
+                    None
+                }
+                d => d.map(Some),
+            },
+        };
+        let channels = super::notify::references(&mut cx, raw, l, &object, t.notify.as_ref());
+        if let (Some(action), Some(cron), Some(zone), Some(jitter), Some(alert_after)) =
+            (action, cron, zone, jitter, alert_after)
+        {
             let catch_up = t.catch_up.unwrap_or(false);
             schedules.insert(
                 name.clone(),
@@ -262,6 +278,8 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
                     timezone,
                     jitter,
                     catch_up,
+                    notify: channels,
+                    alert_after,
                     spec: crate::scheduler::ScheduleSpec {
                         name: name.clone(),
                         cron,
@@ -283,6 +301,7 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
             ("timezone", t.timezone.is_some()),
             ("jitter", t.jitter.is_some()),
             ("catch_up", t.catch_up.is_some()),
+            ("alert_after", t.alert_after.is_some()),
         ] {
             if set {
                 cx.err(
@@ -292,12 +311,14 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
                 );
             }
         }
+        let channels = super::notify::references(&mut cx, raw, l, &object, t.notify.as_ref());
         if let Some(action) = action(&mut cx, raw, l, &object) {
             tasks.insert(
                 name.clone(),
                 OneShotDef {
                     name: name.clone(),
                     action,
+                    notify: channels,
                     origin: origin(l),
                 },
             );
@@ -324,6 +345,7 @@ pub fn validate(raw: &RawConfig) -> Result<DesiredState, Vec<ConfigError>> {
         destinations,
         schedules,
         tasks,
+        notify,
         warnings,
     })
 }
@@ -387,6 +409,7 @@ fn locate(raw: &RawConfig, table: &str, name: &str) -> (PathBuf, usize) {
         "source" => raw.sources.get(name).map(|l| (l.file.clone(), l.line)),
         "destination" => raw.destinations.get(name).map(|l| (l.file.clone(), l.line)),
         "schedule" => raw.schedules.get(name).map(|l| (l.file.clone(), l.line)),
+        "notify" => raw.notify.get(name).map(|l| (l.file.clone(), l.line)),
         _ => raw.tasks.get(name).map(|l| (l.file.clone(), l.line)),
     };
     found.unwrap_or_else(|| (raw.dir.clone(), 0))

@@ -10,8 +10,9 @@ use hyper::StatusCode;
 use super::Ctx;
 use super::response::{Reply, error, json};
 use super::schema::{
-    ApplyErrorView, Condition, ConfigErrorView, ConfigView, FaultView, ObjectCounts, OneShot,
-    Progress, RunningTask, Schedule, ScheduleList, Status, Task, TaskPage, origin_fields,
+    ApplyErrorView, Condition, ConfigErrorView, ConfigView, FaultView, NotificationChannel,
+    ObjectCounts, OneShot, Progress, RunningTask, Schedule, ScheduleList, Status, Task, TaskPage,
+    origin_fields,
 };
 use crate::config::desired::Action;
 use crate::state::{
@@ -151,6 +152,20 @@ pub fn status_value(ctx: &Ctx) -> Status {
                 message,
             })
             .collect(),
+        warnings: live.warnings(),
+        notifications: live
+            .notifications()
+            .into_iter()
+            .map(|h| NotificationChannel {
+                channel: h.channel,
+                pending: h.pending,
+                retrying: h.retrying,
+                dropped: h.dropped,
+                last_error: h.last_error,
+                last_error_at: opt_time(&h.last_error_at),
+                next_attempt_at: opt_time(&h.next_attempt_at),
+            })
+            .collect(),
         objects: ObjectCounts {
             stores: count(|d| d.stores.len()),
             sources: count(|d| d.sources.len()),
@@ -223,6 +238,7 @@ pub async fn schedules(ctx: &Ctx, name: Option<&str>) -> Reply {
         })
         .collect();
     let next_runs = ctx.live.next_runs();
+    let stale = ctx.live.stale();
     let views: Vec<Schedule> = applied
         .schedules
         .values()
@@ -255,6 +271,10 @@ pub async fn schedules(ctx: &Ctx, name: Option<&str>) -> Reply {
                 last_duration_ms: s.last_duration_ms,
                 last_bytes_added: s.last_bytes_added,
                 skipped_count: s.skipped_count,
+                alert_after_seconds: d.alert_after.map(|a| a.as_secs()),
+                stale: stale.contains_key(&d.name),
+                stale_since: opt_time(&stale.get(&d.name).map(|s| s.since)),
+                notify: d.notify.clone(),
                 running: running.get(&d.name).map(self::running),
                 condition: condition(conditions.get(&(ObjectKind::Schedule, d.name.clone()))),
                 declared_at: format!("{}:{}", d.origin.file.display(), d.origin.line),

@@ -267,6 +267,7 @@ pub async fn metrics(ctx: &Ctx) -> Reply {
     );
     let _ = writeln!(out, "klosetd_tasks_running {}", live.running_tasks().len());
     maintenance(&mut out, live);
+    alerts(&mut out, live);
     with_type(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",
@@ -342,5 +343,98 @@ fn maintenance(out: &mut String, live: &crate::status::Live) {
             label(store),
             l.oldest_age_s
         );
+    }
+}
+
+/// Staleness of schedules with `alert_after`, and the notification queue
+/// by channel (every declared channel is listed).
+fn alerts(out: &mut String, live: &crate::status::Live) {
+    let applied = live.applied();
+    let stale = live.stale();
+    let watched: Vec<(&String, u64)> = applied
+        .as_deref()
+        .map(|d| {
+            d.schedules
+                .values()
+                .filter_map(|s| s.alert_after.map(|a| (&s.name, a.as_secs())))
+                .collect()
+        })
+        .unwrap_or_default();
+    header(
+        out,
+        "klosetd_schedule_stale",
+        "gauge",
+        "Whether each schedule with alert_after has had no success for longer than that (1) or not (0).",
+    );
+    for (name, _) in &watched {
+        let _ = writeln!(
+            out,
+            "klosetd_schedule_stale{{schedule=\"{}\"}} {}",
+            label(name),
+            u8::from(stale.contains_key(*name))
+        );
+    }
+    header(
+        out,
+        "klosetd_schedule_alert_after_seconds",
+        "gauge",
+        "Each schedule's alert_after: the longest time without a success before it is stale.",
+    );
+    for (name, secs) in &watched {
+        let _ = writeln!(
+            out,
+            "klosetd_schedule_alert_after_seconds{{schedule=\"{}\"}} {secs}",
+            label(name)
+        );
+    }
+    let health = live.notifications();
+    let deliveries = live.deliveries();
+    let mut channels: std::collections::BTreeSet<String> = deliveries.keys().cloned().collect();
+    channels.extend(health.iter().map(|h| h.channel.clone()));
+    if let Some(d) = &applied {
+        channels.extend(d.notify.keys().cloned());
+    }
+    let queue = |name: &str| health.iter().find(|h| h.channel == name);
+    for (metric, help, pick) in [
+        (
+            "klosetd_notifications_pending",
+            "Notifications waiting for delivery, by channel.",
+            (|h| h.pending) as fn(&crate::state::ChannelHealth) -> u64,
+        ),
+        (
+            "klosetd_notifications_retrying",
+            "Notifications waiting for delivery that failed at least once, by channel.",
+            |h| h.retrying,
+        ),
+    ] {
+        header(out, metric, "gauge", help);
+        for c in &channels {
+            let _ = writeln!(
+                out,
+                "{metric}{{channel=\"{}\"}} {}",
+                label(c),
+                queue(c).map(pick).unwrap_or(0)
+            );
+        }
+    }
+    header(
+        out,
+        "klosetd_notification_deliveries_total",
+        "counter",
+        "Delivery attempts since the daemon started, by channel and result (delivered, failed: retried later, dropped: given up).",
+    );
+    for c in &channels {
+        let d = deliveries.get(c).copied().unwrap_or_default();
+        for (result, n) in [
+            ("delivered", d.delivered),
+            ("failed", d.failed.saturating_sub(d.dropped)),
+            ("dropped", d.dropped),
+        ] {
+            let _ = writeln!(
+                out,
+                "klosetd_notification_deliveries_total{{channel=\"{}\",result=\"{result}\"}} {n}",
+                label(c)
+            );
+        }
     }
 }

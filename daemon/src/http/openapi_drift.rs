@@ -22,7 +22,8 @@ use super::openapi::{document, generate};
 use super::response::Reply;
 use super::schema::{
     ApplyErrorView, Condition, ConfigErrorView, ConfigView, ErrorBody, ErrorDetail, FaultView,
-    ObjectCounts, OneShot, Progress, RunningTask, Schedule, ScheduleList, Status, Task, TaskPage,
+    NotificationChannel, ObjectCounts, OneShot, Progress, RunningTask, Schedule, ScheduleList,
+    Status, Task, TaskPage,
 };
 use crate::state::{TaskKind, TaskStatus};
 
@@ -264,6 +265,10 @@ fn schedule(full: bool) -> Schedule {
         last_duration_ms: full.then_some(1),
         last_bytes_added: full.then_some(2),
         skipped_count: 0,
+        alert_after_seconds: full.then_some(129_600),
+        stale: full,
+        stale_since: some(T),
+        notify: vec!["ops".into()],
         running: full.then(|| running(Some(4), true)),
         condition: full.then(condition),
         declared_at: "/etc/klosetd/a.toml:3".into(),
@@ -308,6 +313,7 @@ fn store(full: bool) -> Store {
 fn status_bodies_fit_their_schemas() {
     let doc = doc();
     for full in [true, false] {
+        let some = |s: &str| full.then(|| s.to_string());
         let status = Status {
             version: "0",
             ready: full,
@@ -344,6 +350,16 @@ fn status_bodies_fit_their_schemas() {
             } else {
                 Vec::new()
             },
+            warnings: vec!["schedule.nightly is stale".into()],
+            notifications: vec![NotificationChannel {
+                channel: "ops".into(),
+                pending: 1,
+                retrying: u64::from(full),
+                dropped: 0,
+                last_error: some("the receiver answered HTTP 500"),
+                last_error_at: some(T),
+                next_attempt_at: some(T),
+            }],
             objects: ObjectCounts {
                 stores: 1,
                 sources: 1,

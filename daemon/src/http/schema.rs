@@ -299,6 +299,30 @@ pub struct FaultView {
     pub message: String,
 }
 
+/// A notification channel's queue: messages waiting for delivery, failing,
+/// or given up on (never its URL).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationChannel {
+    /// The `[notify.NAME]`.
+    pub channel: String,
+    /// Messages waiting (first attempt or a retry).
+    pub pending: u64,
+    /// Of those, the ones that failed at least once.
+    pub retrying: u64,
+    /// Messages dropped in the last 30 days.
+    pub dropped: u64,
+    /// The latest delivery error.
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+    /// When it happened.
+    #[schema(required = true, format = DateTime)]
+    pub last_error_at: Option<String>,
+    /// When the next attempt is due.
+    #[schema(required = true, format = DateTime)]
+    pub next_attempt_at: Option<String>,
+}
+
 /// A configuration error, with its place.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = ConfigError)]
@@ -350,6 +374,11 @@ pub struct Status {
     pub config: ConfigView,
     /// Daemon bookkeeping failing now.
     pub faults: Vec<FaultView>,
+    /// What deserves attention without making the daemon unready: stale
+    /// schedules and failing notification channels, one line each.
+    pub warnings: Vec<String>,
+    /// Notification channels with messages waiting, retrying or dropped.
+    pub notifications: Vec<NotificationChannel>,
     /// Applied objects.
     pub objects: ObjectCounts,
     /// The tasks running now.
@@ -440,6 +469,16 @@ pub struct Schedule {
     pub last_bytes_added: Option<u64>,
     /// Runs skipped (the previous one still ran).
     pub skipped_count: u64,
+    /// Its `alert_after` in seconds (`null`: not watched).
+    #[schema(required = true)]
+    pub alert_after_seconds: Option<u64>,
+    /// Whether its last success is older than `alert_after`.
+    pub stale: bool,
+    /// Since when it is stale.
+    #[schema(required = true, format = DateTime)]
+    pub stale_since: Option<String>,
+    /// The notification channels its outcomes go to.
+    pub notify: Vec<String>,
     /// Its run going now.
     #[schema(required = true)]
     pub running: Option<RunningTask>,

@@ -23,11 +23,22 @@ pub fn healthz() -> Reply {
 pub fn readyz(ctx: &Ctx) -> Reply {
     let problems = ctx.live.problems();
     if problems.is_empty() {
-        text(StatusCode::OK, "ready\n".into())
+        // Warnings (a stale schedule, a failing notification channel) are
+        // listed but keep the code: restarting or rerouting around the
+        // daemon, which is what a failing probe makes an orchestrator do,
+        // fixes neither. Alert on them from /metrics or notifications.
+        let mut body = String::from("ready\n");
+        for w in ctx.live.warnings() {
+            let _ = writeln!(body, "warning: {w}");
+        }
+        text(StatusCode::OK, body)
     } else {
         let mut body = String::from("not ready\n");
         for p in problems {
             let _ = writeln!(body, "{p}");
+        }
+        for w in ctx.live.warnings() {
+            let _ = writeln!(body, "warning: {w}");
         }
         text(StatusCode::SERVICE_UNAVAILABLE, body)
     }
@@ -78,6 +89,13 @@ pub async fn status(ctx: &Ctx) -> Reply {
         let _ = writeln!(out, "\nproblems:");
         for p in &problems {
             let _ = writeln!(out, "  ! {p}");
+        }
+    }
+    let warnings = live.warnings();
+    if !warnings.is_empty() {
+        let _ = writeln!(out, "\nwarnings:");
+        for w in &warnings {
+            let _ = writeln!(out, "  ~ {w}");
         }
     }
     let running = live.running_tasks();

@@ -52,6 +52,14 @@ impl SecretRef {
         Ok(bytes)
     }
 
+    /// Where it is read from (`file /run/…` or `$VAR`), never the value.
+    pub fn describe(&self) -> String {
+        match self {
+            SecretRef::File(p) => format!("file {}", p.display()),
+            SecretRef::Env(n) => format!("${n}"),
+        }
+    }
+
     /// Reads the secret as UTF-8 text.
     pub fn read_text(&self) -> Result<Zeroizing<String>, String> {
         let bytes = self.read()?;

@@ -45,6 +45,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod handle;
+mod notifications;
 mod objects;
 mod oneshot;
 mod recover;
@@ -54,6 +55,9 @@ mod tasks;
 mod types;
 
 pub use handle::StateHandle;
+pub use notifications::{
+    ChannelHealth, NewNotification, NotificationId, QueuedNotification, RETAIN_FINISHED,
+};
 pub use objects::{Condition, ConditionRecord, ScheduleState};
 pub use oneshot::{Claim, OneshotRecord};
 pub use recover::{MovedAside, moved_aside, open_or_recover};
@@ -64,7 +68,8 @@ pub use tasks::{
     Outcome, TaskCount, TaskFilter, TaskRecord,
 };
 pub use types::{
-    ObjectKind, OneshotState, Origin, OriginKind, ParseEnumError, TaskId, TaskKind, TaskStatus,
+    NotifyEvent, ObjectKind, OneshotState, Origin, OriginKind, ParseEnumError, TaskId, TaskKind,
+    TaskStatus,
 };
 
 /// Result alias of this module.
@@ -297,6 +302,43 @@ impl StateDb {
             .op("set query_only")
     }
 
+    /// Runs `f` as one transaction: everything it writes lands together or
+    /// not at all (the methods it calls nest inside as savepoints). An
+    /// error or a panic in `f` rolls all of it back.
+    pub fn atomically<R>(&mut self, f: impl FnOnce(&mut StateDb) -> Result<R>) -> Result<R> {
+        const OP: &str = "run a transaction";
+        if !self.conn.is_autocommit() {
+            return f(self); // already inside one
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE").op(OP)?;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
+        match result {
+            Ok(Ok(value)) => {
+                if let Err(e) = self.conn.execute_batch("COMMIT") {
+                    self.rollback_atomically();
+                    return Err(StateError::Sqlite { op: OP, source: e });
+                }
+                Ok(value)
+            }
+            Ok(Err(e)) => {
+                self.rollback_atomically();
+                Err(e)
+            }
+            Err(panic) => {
+                self.rollback_atomically();
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+
+    fn rollback_atomically(&mut self) {
+        if !self.conn.is_autocommit()
+            && let Err(e) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!("state database: rolling back a transaction failed: {e}");
+        }
+    }
+
     /// Runs `PRAGMA quick_check`: `None` when the file is sound, else
     /// SQLite's findings. Reads every page, but not the index contents.
     pub fn quick_check(&self) -> Result<Option<String>> {
@@ -317,6 +359,40 @@ impl StateDb {
             .collect::<rusqlite::Result<Vec<_>>>()
             .op(op)?;
         Ok(lines.join("\n"))
+    }
+}
+
+/// A write transaction: IMMEDIATE at the top level (the connection's
+/// default), a savepoint inside [`StateDb::atomically`].
+enum Tx<'c> {
+    Top(rusqlite::Transaction<'c>),
+    Nested(rusqlite::Savepoint<'c>),
+}
+
+impl<'c> Tx<'c> {
+    fn begin(conn: &'c mut Connection) -> rusqlite::Result<Tx<'c>> {
+        if conn.is_autocommit() {
+            conn.transaction().map(Tx::Top)
+        } else {
+            conn.savepoint().map(Tx::Nested)
+        }
+    }
+
+    fn commit(self) -> rusqlite::Result<()> {
+        match self {
+            Tx::Top(t) => t.commit(),
+            Tx::Nested(s) => s.commit(),
+        }
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            Tx::Top(t) => t,
+            Tx::Nested(s) => s,
+        }
     }
 }
 

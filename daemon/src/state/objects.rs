@@ -30,11 +30,18 @@ pub struct ScheduleState {
     pub skipped_count: u64,
     #[serde(serialize_with = "time_serde::opt_time")]
     pub next_run_at: Option<DateTime<Utc>>,
+    /// When the daemon began to watch it for `alert_after` (the reference
+    /// time while it has never succeeded).
+    #[serde(serialize_with = "time_serde::opt_time")]
+    pub watch_since: Option<DateTime<Utc>>,
+    /// When its current stale episode began (`None`: not stale).
+    #[serde(serialize_with = "time_serde::opt_time")]
+    pub stale_since: Option<DateTime<Utc>>,
 }
 
 const SCHEDULE_COLUMNS: &str = "name, last_run_at, last_finished_at, last_success_at, \
      last_status, last_duration_ms, last_bytes_added, skipped_count, next_run_at, \
-     last_failure_at";
+     last_failure_at, watch_since, stale_since";
 
 fn schedule_from_row(row: &Row<'_>) -> rusqlite::Result<ScheduleState> {
     let time = |i| -> rusqlite::Result<_> { Ok(row.get::<_, Option<DbTime>>(i)?.map(|t| t.0)) };
@@ -49,6 +56,8 @@ fn schedule_from_row(row: &Row<'_>) -> rusqlite::Result<ScheduleState> {
         skipped_count: row.get::<_, DbU64>(7)?.0,
         next_run_at: time(8)?,
         last_failure_at: time(9)?,
+        watch_since: time(10)?,
+        stale_since: time(11)?,
     })
 }
 
@@ -175,6 +184,68 @@ impl StateDb {
         Ok(())
     }
 
+    /// Starts watching `name` for `alert_after` at `now`, unless it already
+    /// is watched; returns since when it is.
+    pub fn watch_schedule(&mut self, name: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        self.conn
+            .query_row(
+                "INSERT INTO schedule_state (name, watch_since) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET watch_since = coalesce(watch_since, excluded.watch_since) \
+                 RETURNING watch_since",
+                params![name, DbTime(now)],
+                |r| r.get::<_, DbTime>(0),
+            )
+            .map(|t| t.0)
+            .op("watch schedule")
+    }
+
+    /// Begins a stale episode of `name` at `at`, if none is open and its
+    /// last success (or, never having succeeded, the start of watching) is
+    /// not after `cutoff`. `false` when it is not stale after all (a run
+    /// just succeeded) or an episode is already open.
+    pub fn begin_stale(
+        &mut self,
+        name: &str,
+        at: DateTime<Utc>,
+        cutoff: DateTime<Utc>,
+    ) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE schedule_state SET stale_since = ?2 \
+                 WHERE name = ?1 AND stale_since IS NULL \
+                 AND coalesce(last_success_at, watch_since) <= ?3",
+                params![name, DbTime(at), DbTime(cutoff)],
+            )
+            .op("begin stale episode")?;
+        Ok(n > 0)
+    }
+
+    /// Ends the stale episode of `name`; returns when it began, if one was
+    /// open.
+    pub fn end_stale(&mut self, name: &str) -> Result<Option<DateTime<Utc>>> {
+        const OP: &str = "end stale episode";
+        let tx = super::Tx::begin(&mut self.conn).op(OP)?;
+        let was = tx
+            .query_row(
+                "SELECT stale_since FROM schedule_state WHERE name = ?1",
+                [name],
+                |r| r.get::<_, Option<DbTime>>(0),
+            )
+            .optional()
+            .op(OP)?
+            .flatten();
+        if was.is_some() {
+            tx.execute(
+                "UPDATE schedule_state SET stale_since = NULL WHERE name = ?1",
+                [name],
+            )
+            .op(OP)?;
+        }
+        tx.commit().op(OP)?;
+        Ok(was.map(|t| t.0))
+    }
+
     /// Counts one skipped run of `name`; returns the new count.
     pub fn increment_skipped(&mut self, name: &str) -> Result<u64> {
         self.conn
@@ -204,7 +275,7 @@ impl StateDb {
     /// Sets the next run time of many schedules in one transaction.
     pub fn set_next_runs(&mut self, next: &[(String, Option<DateTime<Utc>>)]) -> Result<()> {
         const OP: &str = "set next runs";
-        let tx = self.conn.transaction().op(OP)?;
+        let tx = super::Tx::begin(&mut self.conn).op(OP)?;
         {
             let mut stmt = tx
                 .prepare(
@@ -259,7 +330,7 @@ impl StateDb {
              message = excluded.message, revision = excluded.revision \
              RETURNING {CONDITION_COLUMNS}"
         );
-        let tx = self.conn.transaction().op(OP)?;
+        let tx = super::Tx::begin(&mut self.conn).op(OP)?;
         let mut out = Vec::with_capacity(conditions.len());
         {
             let mut stmt = tx.prepare(&sql).op(OP)?;
@@ -334,6 +405,33 @@ mod tests {
     }
 
     #[test]
+    fn a_stale_episode_begins_once_and_ends_once() {
+        let mut db = StateDb::open_in_memory().expect("open");
+        assert_eq!(db.watch_schedule("nightly", at(10)).expect("watch"), at(10));
+        assert_eq!(db.watch_schedule("nightly", at(20)).expect("watch"), at(10));
+        assert_eq!(db.end_stale("nightly").expect("end"), None);
+        assert!(
+            !db.begin_stale("nightly", at(30), at(5))
+                .expect("watched since 10"),
+            "not stale before alert_after has passed"
+        );
+        assert!(db.begin_stale("nightly", at(30), at(20)).expect("begin"));
+        assert!(!db.begin_stale("nightly", at(40), at(30)).expect("again"));
+        let state = db.schedule_state("nightly").expect("get").expect("exists");
+        assert_eq!(state.stale_since, Some(at(30)));
+        assert_eq!(db.end_stale("nightly").expect("end"), Some(at(30)));
+        assert_eq!(db.end_stale("nightly").expect("end"), None);
+        db.record_schedule_finished("nightly", TaskStatus::Succeeded, at(60), 1, None)
+            .expect("finish");
+        assert!(
+            !db.begin_stale("nightly", at(61), at(50))
+                .expect("a success since"),
+            "a success after the cutoff"
+        );
+        assert!(!db.begin_stale("unknown", at(50), at(50)).expect("no row"));
+    }
+
+    #[test]
     fn schedule_state_follows_runs_skips_and_next_time() {
         let mut db = StateDb::open_in_memory().expect("open");
         assert_eq!(db.schedule_state("nightly").expect("get"), None);
@@ -369,6 +467,8 @@ mod tests {
                 last_bytes_added: None,
                 skipped_count: 2,
                 next_run_at: Some(at(10_800)),
+                watch_since: None,
+                stale_since: None,
             }
         );
         db.set_next_run("nightly", None).expect("clear");

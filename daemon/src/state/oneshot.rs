@@ -87,7 +87,7 @@ impl StateDb {
                 task.origin
             )));
         }
-        let tx = self.conn.transaction().op(OP)?;
+        let tx = super::Tx::begin(&mut self.conn).op(OP)?;
         let sql =
             format!("SELECT {ONESHOT_COLUMNS} FROM oneshot WHERE name = ?1 AND content_hash = ?2");
         let existing = tx

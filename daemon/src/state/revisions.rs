@@ -79,7 +79,7 @@ impl StateDb {
         now: DateTime<Utc>,
     ) -> Result<RevisionId> {
         const OP: &str = "record config attempt";
-        let tx = self.conn.transaction().op(OP)?;
+        let tx = super::Tx::begin(&mut self.conn).op(OP)?;
         let sql = format!("SELECT {REVISION_COLUMNS} FROM revisions ORDER BY id DESC LIMIT 1");
         let latest = tx
             .query_row(&sql, [], revision_from_row)
@@ -137,7 +137,7 @@ impl StateDb {
     /// Replaces the applied configuration's objects in one transaction.
     pub fn set_applied_objects(&mut self, objects: &[AppliedObject]) -> Result<()> {
         const OP: &str = "record applied objects";
-        let tx = self.conn.transaction().op(OP)?;
+        let tx = super::Tx::begin(&mut self.conn).op(OP)?;
         tx.execute("DELETE FROM applied_objects", []).op(OP)?;
         {
             let mut insert = tx

@@ -182,6 +182,39 @@ UPDATE schedule_state SET last_failure_at = (
 );
 "#,
     },
+    Migration {
+        what: "the notification queue, and staleness episodes of schedules (alert_after)",
+        sql: r#"
+-- One row per message to one channel: queued in the same transaction as the
+-- outcome it reports, so a recorded outcome always has its notifications.
+-- Delivered (delivered_at) or dropped (dropped_at, with why) at most once;
+-- until then retried at next_attempt_at with backoff.
+CREATE TABLE notifications (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid             TEXT NOT NULL UNIQUE,         -- the body's id (receivers deduplicate by it)
+    channel         TEXT NOT NULL,                -- the [notify.NAME]
+    event           TEXT NOT NULL
+                    CHECK (event IN ('start', 'success', 'failure', 'partial', 'recovery', 'stale')),
+    body_json       TEXT NOT NULL,                -- the webhook body (no secrets)
+    created_at      TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at TEXT NOT NULL,
+    last_attempt_at TEXT,
+    last_error      TEXT,
+    delivered_at    TEXT,
+    dropped_at      TEXT,
+    CHECK (delivered_at IS NULL OR dropped_at IS NULL)
+);
+CREATE INDEX notifications_due ON notifications (next_attempt_at)
+    WHERE delivered_at IS NULL AND dropped_at IS NULL;
+
+-- alert_after: watch_since = when the daemon began to watch a schedule that
+-- never succeeded; stale_since = when the current stale episode began (NULL:
+-- not stale), so a stale notification is sent once per episode.
+ALTER TABLE schedule_state ADD COLUMN watch_since TEXT;
+ALTER TABLE schedule_state ADD COLUMN stale_since TEXT;
+"#,
+    },
 ];
 
 /// The schema version this build creates and understands.
@@ -283,6 +316,7 @@ mod tests {
             [
                 "applied_objects",
                 "conditions",
+                "notifications",
                 "oneshot",
                 "revisions",
                 "schedule_state",

@@ -220,7 +220,7 @@ impl StateDb {
                 "task {id} cannot finish with status running"
             )));
         }
-        let tx = self.conn.transaction().op(OP)?;
+        let tx = super::Tx::begin(&mut self.conn).op(OP)?;
         let found: Option<(TaskStatus, DbTime)> = tx
             .query_row(
                 "SELECT status, started_at FROM task_runs WHERE id = ?1",
@@ -313,7 +313,7 @@ impl StateDb {
         now: DateTime<Utc>,
     ) -> Result<InterruptedCounts> {
         const OP: &str = "mark interrupted tasks";
-        let tx = self.conn.transaction().op(OP)?;
+        let tx = super::Tx::begin(&mut self.conn).op(OP)?;
         let oneshots = tx
             .execute(
                 "UPDATE oneshot SET state = 'interrupted', status = 'failed', finished_at = ?1 \

@@ -218,6 +218,25 @@ text_enum! {
 }
 
 text_enum! {
+    /// What a notification reports (`on = [...]` of a `[notify.NAME]`).
+    pub enum NotifyEvent ("notification event") {
+        /// A run got its task slot and starts.
+        Start => "start",
+        /// A run succeeded.
+        Success => "success",
+        /// A run failed.
+        Failure => "failure",
+        /// A backup wrote a snapshot but missed files.
+        Partial => "partial",
+        /// A schedule succeeded after a failed or partial run, or after it
+        /// was stale.
+        Recovery => "recovery",
+        /// A schedule has had no success for longer than its `alert_after`.
+        Stale => "stale",
+    }
+}
+
+text_enum! {
     /// Whether a run comes from a `[schedule.NAME]` or a one-shot `[task.NAME]`.
     pub enum OriginKind ("task origin") {
         Schedule => "schedule",
@@ -268,6 +287,8 @@ text_enum! {
         Destination => "destination",
         Schedule => "schedule",
         Task => "task",
+        /// A `[notify.NAME]` channel.
+        Notify => "notify",
     }
 }
 

@@ -10,6 +10,7 @@
 //! lock reads as empty (a writer panicked mid-update; the next transition
 //! overwrites it).
 
+mod alerts;
 mod types;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,6 +22,7 @@ use chrono::{DateTime, Utc};
 use crate::config::desired::{Action, DaemonSettings};
 use crate::config::{ConfigError, DesiredState};
 use crate::state::{ConditionRecord, Origin, TaskId};
+pub use alerts::{Attempt, DeliveryCounts, StaleInfo};
 pub use types::{
     ApplyFailure, ConfigStatus, Fault, ObjectKey, RunningTask, StoreCounters, StoreLocks,
 };
@@ -41,6 +43,9 @@ pub struct Live {
     counters: Mutex<BTreeMap<String, StoreCounters>>,
     locks: RwLock<BTreeMap<String, StoreLocks>>,
     faults: RwLock<BTreeMap<Fault, String>>,
+    stale: RwLock<BTreeMap<String, StaleInfo>>,
+    notifications: RwLock<Vec<crate::state::ChannelHealth>>,
+    deliveries: Mutex<BTreeMap<String, DeliveryCounts>>,
 }
 
 impl Live {
@@ -58,6 +63,9 @@ impl Live {
             counters: Mutex::new(BTreeMap::new()),
             locks: RwLock::new(BTreeMap::new()),
             faults: RwLock::new(BTreeMap::new()),
+            stale: RwLock::new(BTreeMap::new()),
+            notifications: RwLock::new(Vec::new()),
+            deliveries: Mutex::new(BTreeMap::new()),
         }
     }
 

@@ -111,6 +111,10 @@ pub enum Fault {
     /// Keeping the task history: a corrupt state database was moved aside
     /// (shown until the moved copy is removed).
     StateHistory,
+    /// Reading or updating the notification queue.
+    Notifications,
+    /// Checking schedules for staleness (`alert_after`).
+    Staleness,
 }
 
 impl Fault {
@@ -124,6 +128,8 @@ impl Fault {
             Fault::Schedules => "handling a due scheduled run",
             Fault::TaskBookkeeping => "recording a task run",
             Fault::StateHistory => "keeping the task history",
+            Fault::Notifications => "keeping the notification queue",
+            Fault::Staleness => "checking schedules for staleness",
         }
     }
 }

@@ -269,6 +269,8 @@ h1{font-size:22px;margin:8px 0 12px}h2{font-size:17px;margin:26px 0 8px}
 .problems{background:#fff4f2;border:1px solid #f0b8ae;border-radius:8px;padding:10px 16px;margin:0 0 12px}
 .problems h2{margin:0 0 6px;color:#a32012}.problems ul{margin:0;padding-left:20px}
 .problems li{white-space:pre-wrap;word-break:break-word}.problems p{margin:4px 0}
+.warnings{background:#fffbea;border:1px solid #ecd58a;border-radius:8px;padding:10px 16px;margin:0 0 12px}
+.warnings h2{margin:0 0 6px;color:#7a5a00}.warnings ul{margin:0;padding-left:20px}.warnings li{word-break:break-word}
 table{width:100%;border-collapse:collapse;background:#fff;border:1px solid #dde2ea;border-radius:8px;overflow:hidden}
 th,td{padding:6px 10px;text-align:left;vertical-align:baseline;border-bottom:1px solid #eceff4}
 th{background:#eef1f6;font-weight:600;color:#3b4456;white-space:nowrap}

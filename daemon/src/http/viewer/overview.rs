@@ -200,6 +200,7 @@ async fn schedules_table(
          <th>Last status</th><th>Last finished</th><th class=\"num\">Duration</th>\
          <th>Next run</th><th>Condition</th></tr></thead>\n<tbody>\n",
     );
+    let stale = ctx.live.stale();
     for def in applied.schedules.values() {
         let s = states.get(&def.name).cloned().unwrap_or_default();
         let last = match s.last_status {
@@ -218,6 +219,11 @@ async fn schedules_table(
             format!(" {}", badge("run", "running"))
         } else {
             String::new()
+        };
+        let running = if stale.contains_key(&def.name) {
+            format!("{running} {}", badge("warn", "stale"))
+        } else {
+            running
         };
         let _ = writeln!(
             out,
@@ -256,6 +262,14 @@ pub async fn page(ctx: &Ctx) -> Result<Page, Failure> {
         body.push_str("<div class=\"problems\"><h2>Problems</h2><ul>");
         for p in &problems {
             let _ = write!(body, "<li>{}</li>", esc(p.trim_start()));
+        }
+        body.push_str("</ul></div>\n");
+    }
+    let warnings = ctx.live.warnings();
+    if !warnings.is_empty() {
+        body.push_str("<div class=\"warnings\"><h2>Warnings</h2><ul>");
+        for w in &warnings {
+            let _ = write!(body, "<li>{}</li>", esc(w));
         }
         body.push_str("</ul></div>\n");
     }

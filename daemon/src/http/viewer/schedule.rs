@@ -91,8 +91,16 @@ async fn state(ctx: &Ctx, schedule: &str) -> String {
             );
         }
     };
+    let stale = match ctx.live.stale().get(schedule) {
+        Some(info) => format!(
+            "<dt>Stale</dt><dd>{} since {}</dd>",
+            badge("warn", "stale"),
+            html::opt_time(Some(&info.since))
+        ),
+        None => String::new(),
+    };
     format!(
-        "<div class=\"card\"><dl class=\"kv\">\
+        "<div class=\"card\"><dl class=\"kv\">{stale}\
          <dt>Last status</dt><dd>{}</dd>\
          <dt>Last run (cron time)</dt><dd>{}</dd>\
          <dt>Last finished</dt><dd>{}</dd>\
