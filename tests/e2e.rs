@@ -79,6 +79,8 @@ mod many_writers;
 mod metrics_format;
 #[path = "named_objects.rs"]
 mod named_objects;
+#[path = "notifications.rs"]
+mod notifications;
 #[path = "oneshot_order.rs"]
 mod oneshot_order;
 #[path = "openapi_schemathesis.rs"]

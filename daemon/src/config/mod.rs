@@ -111,6 +111,9 @@ mod tests {
         let raw = load::load_dir(&dir).unwrap_or_else(|e| panic!("{e:?}"));
         assert!(raw.daemon.is_some());
         assert!(!raw.resources.is_empty());
+        let kinds: std::collections::BTreeSet<&str> =
+            state.notify.values().map(|n| n.kind.as_str()).collect();
+        assert_eq!(kinds.len(), 4, "every notification kind: {kinds:?}");
         assert!(!state.stores.is_empty() && !state.sources.is_empty());
         assert!(!state.destinations.is_empty() && !state.tasks.is_empty());
         let kinds: std::collections::BTreeSet<&str> = state

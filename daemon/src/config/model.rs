@@ -244,7 +244,7 @@ pub struct RetentionTable {
 }
 
 /// `[schedule.NAME]` and `[task.NAME]`: the same keys; only schedules take
-/// `cron`, `timezone`, `jitter` and `catch_up`.
+/// `cron`, `timezone`, `jitter`, `catch_up` and `alert_after`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskTable {

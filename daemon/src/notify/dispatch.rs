@@ -1,5 +1,5 @@
-//! The delivery loop: sends what is due from the queue, a few at a time,
-//! records each attempt, and retries failures with backoff until
+//! The delivery loop: sends what is due from the queue (channels in
+//! parallel, each channel's messages in order), records each attempt, and retries failures with backoff until
 //! [`MAX_AGE`]. It runs beside the daemon loop and never holds a task back.
 //!
 //! The channel definitions are read from the applied configuration at each
@@ -123,6 +123,8 @@ impl Dispatcher {
         }
     }
 
+    /// Sends `due`: channels in parallel, each channel's messages in queue
+    /// order (a healthchecks `start` never overtakes the end before it).
     async fn send_all(&self, client: &reqwest::Client, due: Vec<QueuedNotification>) {
         let channels = self
             .live
@@ -130,19 +132,32 @@ impl Dispatcher {
             .map(|a| a.notify.clone())
             .unwrap_or_default();
         let channels = Arc::new(channels);
-        let mut flying = JoinSet::new();
+        let mut by_channel: BTreeMap<String, Vec<QueuedNotification>> = BTreeMap::new();
         for message in due {
+            by_channel
+                .entry(message.channel.clone())
+                .or_default()
+                .push(message);
+        }
+        let mut flying = JoinSet::new();
+        for (_, messages) in by_channel {
             let (client, channels) = (client.clone(), channels.clone());
             flying.spawn(async move {
-                let result = attempt(&client, &channels, &message).await;
-                (message, result)
+                let mut results = Vec::with_capacity(messages.len());
+                for message in messages {
+                    let result = attempt(&client, &channels, &message).await;
+                    results.push((message, result));
+                }
+                results
             });
         }
         while let Some(done) = flying.join_next().await {
-            let Ok((message, result)) = done else {
+            let Ok(results) = done else {
                 continue; // a panicked attempt is retried when due again
             };
-            self.record(message, result).await;
+            for (message, result) in results {
+                self.record(message, result).await;
+            }
         }
     }
 
