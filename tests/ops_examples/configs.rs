@@ -17,13 +17,21 @@ pub fn strip_credentials_prefix(path: &str) -> Option<&str> {
 }
 
 /// The secrets a TOML value names: `*_file` paths and `*_env` variables.
-pub fn collect_secrets(value: &toml::Value, files: &mut Vec<String>, envs: &mut Vec<String>) {
+pub fn collect_secrets(
+    value: &toml::Value,
+    files: &mut Vec<(String, String)>,
+    envs: &mut Vec<(String, String)>,
+) {
     match value {
         toml::Value::Table(t) => {
             for (k, v) in t {
                 match v {
-                    toml::Value::String(s) if k.ends_with("_file") => files.push(s.clone()),
-                    toml::Value::String(s) if k.ends_with("_env") => envs.push(s.clone()),
+                    toml::Value::String(s) if k.ends_with("_file") => {
+                        files.push((k.clone(), s.clone()))
+                    }
+                    toml::Value::String(s) if k.ends_with("_env") => {
+                        envs.push((k.clone(), s.clone()))
+                    }
                     _ => collect_secrets(v, files, envs),
                 }
             }
@@ -44,7 +52,7 @@ pub fn credential_names(conf: &Path) -> BTreeSet<String> {
         names.extend(
             files
                 .iter()
-                .filter_map(|f| strip_credentials_prefix(f))
+                .filter_map(|(_, f)| strip_credentials_prefix(f))
                 .map(str::to_string),
         );
     }
@@ -61,6 +69,16 @@ pub fn toml_files(conf: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// What a placeholder secret holds: a URL where the key reads one
+/// (`url_file`, `url_env` of notification channels), else some text.
+fn placeholder(key: &str) -> &'static str {
+    if key.starts_with("url_") {
+        "https://hooks.example.org/placeholder"
+    } else {
+        "placeholder secret"
+    }
+}
+
 /// Runs the real `klosetd validate` on `conf` after creating placeholder
 /// secrets, and fails with its output unless the config is valid.
 pub fn assert_valid_config(conf: &Path, what: &str) {
@@ -75,7 +93,7 @@ pub fn assert_valid_config(conf: &Path, what: &str) {
             .unwrap_or_else(|e| panic!("{what}: {} is not TOML: {e}", file.display()));
         let mut files = Vec::new();
         collect_secrets(&value, &mut files, &mut envs);
-        for f in files {
+        for (key, f) in files {
             let target = if let Some(name) = strip_credentials_prefix(&f) {
                 creds.join(name)
             } else if Path::new(&f).is_relative() {
@@ -88,7 +106,8 @@ pub fn assert_valid_config(conf: &Path, what: &str) {
             };
             if !target.exists() {
                 std::fs::create_dir_all(target.parent().expect("parent")).expect("secret dir");
-                std::fs::write(&target, "placeholder secret\n").expect("write secret");
+                std::fs::write(&target, format!("{}\n", placeholder(&key)))
+                    .expect("write secret");
             }
         }
     }
@@ -96,8 +115,8 @@ pub fn assert_valid_config(conf: &Path, what: &str) {
     cmd.arg("validate")
         .arg(conf)
         .env("CREDENTIALS_DIRECTORY", &creds);
-    for e in &envs {
-        cmd.env(e, "placeholder secret");
+    for (key, e) in &envs {
+        cmd.env(e, placeholder(key));
     }
     let out = cmd.output().expect("run klosetd validate");
     let files: Vec<String> = toml_files(conf)

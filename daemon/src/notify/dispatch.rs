@@ -96,9 +96,14 @@ impl Dispatcher {
                 }
             };
             if !due.is_empty() {
-                self.send_all(&client, due).await;
                 changed = true;
-                continue; // more may be due
+                if self.send_all(&client, due).await {
+                    continue; // more may be due
+                }
+                // An attempt could not be recorded: it is due again at once,
+                // so wait before the next round instead of resending in a loop.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
             if changed {
                 match self.db.call(|db| db.notification_health()).await {
@@ -125,7 +130,8 @@ impl Dispatcher {
 
     /// Sends `due`: channels in parallel, each channel's messages in queue
     /// order (a healthchecks `start` never overtakes the end before it).
-    async fn send_all(&self, client: &reqwest::Client, due: Vec<QueuedNotification>) {
+    /// `false` when an attempt could not be recorded.
+    async fn send_all(&self, client: &reqwest::Client, due: Vec<QueuedNotification>) -> bool {
         let channels = self
             .live
             .applied()
@@ -151,17 +157,21 @@ impl Dispatcher {
                 results
             });
         }
+        let mut all_recorded = true;
         while let Some(done) = flying.join_next().await {
             let Ok(results) = done else {
-                continue; // a panicked attempt is retried when due again
+                all_recorded = false; // a panicked attempt is retried when due again
+                continue;
             };
             for (message, result) in results {
-                self.record(message, result).await;
+                all_recorded &= self.record(message, result).await;
             }
         }
+        all_recorded
     }
 
-    async fn record(&self, message: QueuedNotification, result: Result<(), String>) {
+    /// Records an attempt; `false` when the database refused.
+    async fn record(&self, message: QueuedNotification, result: Result<(), String>) -> bool {
         let now = self.clock.now();
         let id = message.id;
         let channel = message.channel.clone();
@@ -192,8 +202,14 @@ impl Dispatcher {
             })
             .await;
         match recorded {
-            Ok(()) => self.live.delivery_attempted(&channel, attempt),
-            Err(e) => self.live.fault(Fault::Notifications, e.to_string()),
+            Ok(()) => {
+                self.live.delivery_attempted(&channel, attempt);
+                true
+            }
+            Err(e) => {
+                self.live.fault(Fault::Notifications, e.to_string());
+                false
+            }
         }
     }
 }

@@ -5,8 +5,10 @@
 //! processed in parallel on a rayon pool (reading, chunking, hashing,
 //! compressing and sealing happen on the worker threads), then the
 //! directory's tree blob is stored. A file whose size, mtime, ctime and inode
-//! match the parent snapshot is not read again. Unreadable files are recorded
-//! in the snapshot and skipped. The snapshot header is written only after the
+//! match the parent snapshot is not read again. Unreadable files (a file
+//! that vanished since it was listed, too) are recorded in the snapshot and
+//! skipped; a file whose size changed while it was read is kept as read
+//! (its size is its content's) and recorded. The snapshot header is written only after the
 //! writer has made every pack and index durable.
 
 use std::ffi::OsStr;
@@ -406,6 +408,19 @@ impl Ctx<'_> {
                     match self.read_file(path, &node) {
                         Ok((content, size, opened)) => {
                             if let Some(opened) = opened {
+                                // The snapshot keeps what was read (its size
+                                // is the content's), and says the file was
+                                // moving: the backup ends partial.
+                                if opened.size != size {
+                                    self.record(
+                                        path,
+                                        format!(
+                                            "changed size while it was read ({} bytes when \
+                                             opened, {size} read); the snapshot holds what was read",
+                                            opened.size
+                                        ),
+                                    );
+                                }
                                 node = Node {
                                     name: node.name,
                                     ..opened
