@@ -106,8 +106,7 @@ pub fn assert_valid_config(conf: &Path, what: &str) {
             };
             if !target.exists() {
                 std::fs::create_dir_all(target.parent().expect("parent")).expect("secret dir");
-                std::fs::write(&target, format!("{}\n", placeholder(&key)))
-                    .expect("write secret");
+                std::fs::write(&target, format!("{}\n", placeholder(&key))).expect("write secret");
             }
         }
     }

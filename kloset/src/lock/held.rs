@@ -179,8 +179,16 @@ impl LockFence {
     /// exists (it was not taken over).
     pub fn ensure_alive(&self) -> Result<()> {
         self.within_fence()?;
-        let id = guard(&self.state).id;
-        if !lock_exists(&self.storage, id)? {
+        let mut id = guard(&self.state).id;
+        // A refresh may replace the object between reading its id and
+        // looking for it (the old one is deleted once the new one is
+        // current): a missing object counts only if it is still current.
+        while !lock_exists(&self.storage, id)? {
+            let current = guard(&self.state).id;
+            if current != id {
+                id = current;
+                continue;
+            }
             let reason = format!("its object locks/{} was removed by a prune", id.short());
             guard(&self.state).lost = Some(reason.clone());
             return Err(self.lost(reason));
@@ -233,11 +241,15 @@ fn refresh_once(storage: &Storage, keys: &Keys, state: &Mutex<State>, started: D
     }
     match lock_exists(storage, old) {
         Ok(true) => {
+            // The new object becomes current before the old one goes, so
+            // whoever reads the current id finds its object.
+            {
+                let mut s = guard(state);
+                s.id = new;
+                s.info = info;
+                s.last_ok = started;
+            }
             let _ = storage.delete(&Key::Lock(old).path());
-            let mut s = guard(state);
-            s.id = new;
-            s.info = info;
-            s.last_ok = started;
         }
         Ok(false) => {
             let _ = storage.delete(&Key::Lock(new).path());
