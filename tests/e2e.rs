@@ -15,6 +15,8 @@
 
 mod common;
 
+#[path = "children_env.rs"]
+mod children_env;
 #[path = "cli_forget.rs"]
 mod cli_forget;
 #[path = "cli_prune.rs"]

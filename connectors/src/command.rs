@@ -6,6 +6,9 @@
 //! Invariants:
 //! - Environment values are secrets: never in `Debug`, never in errors, and
 //!   redacted from a command's stderr before it is quoted.
+//! - Variables the process reads secrets from ([`hide_from_children`]) are
+//!   removed from every command's environment: a child never inherits a
+//!   passphrase, a key or a password it was not given on purpose.
 //! - A command's stderr is drained on its own thread into a bounded tail
 //!   (the last [`STDERR_TAIL`] bytes), so the pipe never fills and memory
 //!   stays bounded however much it writes.
@@ -71,6 +74,28 @@ impl std::fmt::Debug for CommandSpec {
     }
 }
 
+/// Names of environment variables that hold secrets of this process.
+static HIDDEN_ENV: std::sync::RwLock<std::collections::BTreeSet<String>> =
+    std::sync::RwLock::new(std::collections::BTreeSet::new());
+
+/// Removes `names` from the environment of every child this process starts
+/// from now on (commands here, and hooks that ask [`hidden_env`]): the
+/// variables a configuration reads secrets from. Names are only ever added.
+pub fn hide_from_children(names: impl IntoIterator<Item = String>) {
+    let mut hidden = HIDDEN_ENV.write().unwrap_or_else(|p| p.into_inner());
+    hidden.extend(names);
+}
+
+/// The variables removed from children's environments.
+pub fn hidden_env() -> Vec<String> {
+    HIDDEN_ENV
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .cloned()
+        .collect()
+}
+
 impl CommandSpec {
     /// Runs `program` with no arguments.
     pub fn new(program: impl Into<PathBuf>) -> CommandSpec {
@@ -108,6 +133,9 @@ impl CommandSpec {
     fn command(&self) -> Command {
         let mut c = Command::new(&self.program);
         c.args(&self.args);
+        for name in hidden_env() {
+            c.env_remove(name);
+        }
         for (k, v) in &self.env {
             c.env(k, v.as_str());
         }

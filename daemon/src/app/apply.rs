@@ -349,6 +349,7 @@ impl Daemon {
             desired: desired.clone(),
             prints,
         });
+        kloset_connectors::command::hide_from_children(desired.secret_env_names());
         self.live.revision_applied(desired, now, restart);
         self.stale_watch.dirty = true;
         self.start_oneshots().await;

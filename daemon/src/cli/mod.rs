@@ -27,6 +27,8 @@ pub const EXIT_PARTIAL: i32 = 3;
 
 /// Runs the command line with the process arguments; returns the exit code.
 pub fn main() -> i32 {
+    // Hooks (`--pre`, `--post`) never inherit the passphrase.
+    kloset_connectors::command::hide_from_children(["KLOSET_PASSPHRASE".to_string()]);
     let cli = match Cli::try_parse_from(normalize(std::env::args_os())) {
         Ok(cli) => cli,
         Err(e) => {

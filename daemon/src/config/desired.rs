@@ -370,6 +370,33 @@ pub struct DesiredState {
 }
 
 impl DesiredState {
+    /// Every environment variable a secret is read from (`*_env` keys of
+    /// stores, resources and notification channels): children must not
+    /// inherit them. Found in the serialised definitions, where a
+    /// [`SecretRef::Env`] is `{"env": NAME}` wherever it sits, so no secret
+    /// of a new integration is missed.
+    pub fn secret_env_names(&self) -> std::collections::BTreeSet<String> {
+        fn walk(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    if map.len() == 1
+                        && let Some(serde_json::Value::String(name)) = map.get("env")
+                    {
+                        out.insert(name.clone());
+                    }
+                    map.values().for_each(|v| walk(v, out));
+                }
+                serde_json::Value::Array(list) => list.iter().for_each(|v| walk(v, out)),
+                _ => {}
+            }
+        }
+        let mut out = std::collections::BTreeSet::new();
+        if let Ok(v) = serde_json::to_value(self) {
+            walk(&v, &mut out);
+        }
+        out
+    }
+
     /// The one-shot tasks in the order they run per store: by file, then
     /// line (then name, for two tables on one line of generated files).
     pub fn oneshots_in_order(&self) -> Vec<&OneShotDef> {

@@ -4,7 +4,8 @@
 //! learns it from `KLOSETD_STATUS`; it does not run when `pre` failed),
 //! and its failure fails the task but keeps the snapshot.
 //!
-//! Hooks get no standard input; their output is kept (the last
+//! Hooks inherit the daemon's environment except the variables secrets are
+//! read from (`kloset_connectors::command::hidden_env`). Hooks get no standard input; their output is kept (the last
 //! [`TAIL_BYTES`] of stderr, or of stdout when stderr is empty) for the
 //! error message. A cancelled task kills a running hook.
 
@@ -27,7 +28,11 @@ pub fn run_hook(
     let Some((program, args)) = argv.split_first() else {
         return Ok(());
     };
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    for name in kloset_connectors::command::hidden_env() {
+        command.env_remove(name);
+    }
+    let mut child = command
         .args(args)
         .envs(env.iter().copied())
         .stdin(Stdio::null())

@@ -1,0 +1,102 @@
+//! Children never inherit a secret: the daemon reads a store passphrase and
+//! a notification URL from its environment (`*_env`), and neither the
+//! variables nor their values reach a source's `pre` hook, an `exec`
+//! source's command, or an `exec` notification; the values appear in no
+//! log, status or metric, and the daemon's command line holds none.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::daemon::{Daemon, wait_value, write_like_ansible};
+use common::e2e::assert_no_secret;
+use common::receiver::Receiver;
+
+const LIMIT: Duration = Duration::from_secs(90);
+const PASS_VALUE: &str = "children-env-store-passphrase-5d1c";
+const URL_KEY: &str = "children-env-url-key-93ab";
+
+#[test]
+fn hooks_commands_and_notifications_never_inherit_secret_variables() {
+    let receiver = Receiver::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    std::fs::create_dir(root.join("src")).expect("src");
+    std::fs::write(root.join("src/a.txt"), b"data").expect("write");
+    let conf = root.join("conf");
+    std::fs::create_dir(&conf).expect("conf");
+    let r = root.display();
+    write_like_ansible(
+        &conf,
+        "00.toml",
+        &format!(
+            "[daemon]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"../state\"\n\n\
+             [store.main]\nlocation = \"../store\"\npassphrase_env = \"KLOSETD_TEST_STORE_PASS\"\n\n\
+             [source.files]\nlocation = \"../src\"\n\
+             pre = [\"/bin/sh\", \"-c\", \"env > {r}/pre.env\"]\n\n\
+             [source.dump]\nintegration = \"exec\"\n\
+             command = [\"/bin/sh\", \"-c\", \"env > {r}/exec.env; echo dumped\"]\nfile = \"dump.txt\"\n\n\
+             [notify.hook]\nkind = \"webhook\"\nurl_env = \"KLOSETD_TEST_HOOK_URL\"\n\n\
+             [notify.script]\nkind = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"env > {r}/notify.env\"]\n\
+             on = [\"success\"]\n\n\
+             [task.one]\ntask = \"backup\"\nsource = \"files\"\nstore = \"main\"\nnotify = [\"script\"]\n\n\
+             [task.two]\ntask = \"backup\"\nsource = \"dump\"\nstore = \"main\"\n\n\
+             [task.three]\ntask = \"check\"\nstore = \"main\"\nnotify = [\"hook\"]\n"
+        ),
+    );
+    let url = receiver.url(&format!("/in/{URL_KEY}"));
+    let d = Daemon::start(
+        &conf,
+        &root.join("daemon.log"),
+        &[
+            ("KLOSETD_TEST_STORE_PASS", PASS_VALUE),
+            ("KLOSETD_TEST_HOOK_URL", url.as_str()),
+        ],
+    );
+    for task in ["one", "two", "three"] {
+        let run = wait_value(&format!("task {task}"), LIMIT, || {
+            d.tasks(&format!("task={task}"))
+                .into_iter()
+                .find(|t| t["status"] != "running")
+        });
+        assert_eq!(run["status"], "succeeded", "{run}");
+    }
+    let env_of = |name: &str| {
+        let path = root.join(name);
+        wait_value(&format!("{name} written"), LIMIT, || {
+            std::fs::read_to_string(&path)
+                .ok()
+                .filter(|t| !t.is_empty())
+        })
+    };
+    for file in ["pre.env", "exec.env", "notify.env"] {
+        let env = env_of(file);
+        for secret in [
+            PASS_VALUE,
+            URL_KEY,
+            "KLOSETD_TEST_STORE_PASS",
+            "KLOSETD_TEST_HOOK_URL",
+        ] {
+            assert!(!env.contains(secret), "{file} holds {secret}:\n{env}");
+        }
+    }
+    // Other variables still reach hooks (only secrets are removed).
+    assert!(env_of("pre.env").contains("PATH="));
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", d.pid())).expect("cmdline");
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(!cmdline.contains(PASS_VALUE) && !cmdline.contains(URL_KEY));
+    for secret in [PASS_VALUE, URL_KEY] {
+        assert_no_secret(
+            &d,
+            secret,
+            &[
+                "/api/v1/status",
+                "/api/v1/stores",
+                "/api/v1/tasks",
+                "/metrics",
+                "/status",
+                "/",
+            ],
+        );
+    }
+}
