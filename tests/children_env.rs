@@ -100,3 +100,53 @@ fn hooks_commands_and_notifications_never_inherit_secret_variables() {
         );
     }
 }
+
+/// Why a database client may get its password in its environment
+/// (`PGPASSWORD`): on Linux, `/proc/PID/environ` of a process is readable by
+/// its own user and root only, and `ps e` shows other users nothing of it.
+/// klosetd runs its clients as itself (root under the packaged unit), so a
+/// local user cannot read the password there. Runs as root only.
+#[test]
+fn another_user_cannot_read_a_childs_environment() {
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if !is_root {
+        eprintln!("skipped: needs root to switch to another user");
+        return;
+    }
+    let secret = "pgpassword-in-environ-7c2f";
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .env("PGPASSWORD", secret)
+        .spawn()
+        .expect("sleep");
+    let pid = child.id().to_string();
+    let as_nobody = |args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(args)
+            .output()
+            .expect("setpriv")
+    };
+    let environ = format!("/proc/{pid}/environ");
+    let cat = as_nobody(&["cat", &environ]);
+    let ps = as_nobody(&["ps", "eww", "-o", "args=", "-p", &pid]);
+    let own = std::fs::read(&environ).expect("root reads it");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        String::from_utf8_lossy(&own).contains(secret),
+        "the check itself: root sees it"
+    );
+    assert!(!cat.status.success(), "another user read {environ}");
+    assert!(
+        !String::from_utf8_lossy(&cat.stdout).contains(secret),
+        "another user read the secret"
+    );
+    assert!(
+        !String::from_utf8_lossy(&ps.stdout).contains(secret),
+        "ps e showed it to another user: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
+}
