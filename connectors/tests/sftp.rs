@@ -180,6 +180,13 @@ fn object_store_semantics_over_sftp() {
             )
             .await
             .expect("create");
+        // OpenSSH fsyncs the file and, opened as a file, its directory (the
+        // rename, and the directories made for it): the put is durable.
+        assert_eq!(
+            store.durability(),
+            (Some(true), Some(true)),
+            "file and directory fsync over OpenSSH"
+        );
         let err = store
             .put_opts(
                 &p,

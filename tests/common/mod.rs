@@ -14,6 +14,7 @@
 //! - [`mariadb`]: run a private MariaDB server on a free loopback port.
 //! - [`promtool`]: check and unit-test Prometheus rules, lint `/metrics`.
 //! - [`receiver`]: a recording HTTP receiver for notification tests.
+//! - [`proxy`]: a bandwidth-capped TCP proxy for fault tests.
 //! - [`e2e`]: config directories, task waits and secret checks for the
 //!   integration tests that drive the daemon.
 //! - [`sshd`]: run a real OpenSSH server on a free loopback port (shared with
@@ -28,6 +29,7 @@ pub mod e2e;
 pub mod mariadb;
 pub mod postgres;
 pub mod promtool;
+pub mod proxy;
 pub mod receiver;
 pub mod rng;
 pub mod s3;

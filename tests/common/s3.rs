@@ -238,6 +238,32 @@ impl S3Server {
             .to_owned()
     }
 
+    /// Kills the server, as an outage would; its data stays.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port with the same data, after
+    /// [`S3Server::stop`].
+    pub fn restart(&mut self) {
+        let bin = find_s3s_fs().expect("s3s-fs");
+        let log = self.dir.path().join("s3s-fs.log");
+        // The port was just released; another process may hold it briefly.
+        let mut last = String::new();
+        for _ in 0..50 {
+            match spawn_on(&bin, &self.root(), &log, self.port) {
+                Ok(child) => {
+                    self.child = child;
+                    return;
+                }
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("s3s-fs did not restart on port {}: {last}", self.port);
+    }
+
     /// The server's log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("s3s-fs.log")).unwrap_or_default()
@@ -257,9 +283,14 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-/// Starts s3s-fs and waits until it accepts connections.
+/// Starts s3s-fs on a free port and waits until it accepts connections.
 fn spawn(bin: &Path, data: &Path, log: &Path) -> Result<(Child, u16), String> {
     let port = free_port();
+    spawn_on(bin, data, log, port).map(|child| (child, port))
+}
+
+/// Starts s3s-fs on `port` and waits until it accepts connections.
+fn spawn_on(bin: &Path, data: &Path, log: &Path, port: u16) -> Result<Child, String> {
     let log_file = std::fs::File::create(log).map_err(|e| format!("create log: {e}"))?;
     let log_err = log_file
         .try_clone()
@@ -287,7 +318,7 @@ fn spawn(bin: &Path, data: &Path, log: &Path) -> Result<(Child, u16), String> {
         let running = format!("server is running at http://{addr}");
         let bound = std::fs::read_to_string(log).is_ok_and(|l| l.contains(&running));
         if bound && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok((child, port));
+            return Ok(child);
         }
         if Instant::now() > deadline {
             let _ = child.kill();

@@ -91,6 +91,7 @@ fn describe(e: &ssh2::Error) -> String {
 pub(crate) struct Pool {
     config: SftpConfig,
     conns: Mutex<Vec<Arc<Conn>>>,
+    durability: super::durable::Durability,
 }
 
 impl std::fmt::Debug for Pool {
@@ -109,7 +110,13 @@ impl Pool {
         Ok(Pool {
             config,
             conns: Mutex::new(vec![first]),
+            durability: Default::default(),
         })
+    }
+
+    /// What the server can make durable.
+    pub(crate) fn durability(&self) -> &super::durable::Durability {
+        &self.durability
     }
 
     /// The settings.

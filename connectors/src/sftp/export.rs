@@ -88,7 +88,7 @@ impl Exporter for SftpExporter {
     ) -> std::io::Result<()> {
         let full = self.abs(path);
         let conn = self.conn()?;
-        let (mut file, tmp) = create_temp(&conn, &full, 0o600).map_err(SftpError::into_io)?;
+        let (mut file, tmp, _) = create_temp(&conn, &full, 0o600).map_err(SftpError::into_io)?;
         let mut buf = vec![0u8; WRITE_BUFFER];
         let written = (|| -> std::io::Result<()> {
             loop {

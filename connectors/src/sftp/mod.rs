@@ -14,6 +14,7 @@
 //! - ssh2 calls block; async code runs them on `spawn_blocking` threads.
 
 mod conn;
+mod durable;
 mod export;
 mod import;
 mod store;

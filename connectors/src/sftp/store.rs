@@ -8,8 +8,8 @@
 //! uses plain SFTP rename, which never overwrites (OpenSSH links the new
 //! name, failing if it exists), and reports `AlreadyExists`;
 //! `PutMode::Overwrite` removes an existing target first, so it is not
-//! atomic (the engine only ever creates fresh names). Directory entries
-//! cannot be fsynced over SFTP.
+//! atomic (the engine only ever creates fresh names). After the rename, the
+//! directory is fsynced too, where the server can ([`super::durable`]).
 //!
 //! Not implemented (the engine never calls them): multipart uploads,
 //! `copy`, conditional `PutMode::Update`. Reads load the requested range
@@ -56,6 +56,14 @@ impl std::fmt::Display for SftpStore {
 }
 
 impl SftpStore {
+    /// What the server has made durable so far: file contents
+    /// (`fsync@openssh.com`) and directory entries; `None` until a put
+    /// tried it.
+    pub fn durability(&self) -> (Option<bool>, Option<bool>) {
+        let d = self.pool.durability();
+        (d.files(), d.dirs())
+    }
+
     /// Connects (verifying the host key and credentials) and checks the
     /// root directory: made when `create_dir`, else it must exist
     /// (`NotAStore` otherwise).
@@ -191,12 +199,12 @@ pub(crate) fn exists(conn: &Conn, path: &str) -> Result<bool, SftpError> {
 }
 
 /// Opens a fresh temporary file next to `full` (making its directory when
-/// missing); returns it and its name.
+/// missing); returns it, its name, and whether a directory was made.
 pub(crate) fn create_temp(
     conn: &Conn,
     full: &str,
     mode: i32,
-) -> Result<(ssh2::File, String), SftpError> {
+) -> Result<(ssh2::File, String, bool), SftpError> {
     let tmp = temp_name(full);
     let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUSIVE | OpenFlags::TRUNCATE;
     let open = || {
@@ -204,7 +212,7 @@ pub(crate) fn create_temp(
             .open_mode(FsPath::new(&tmp), flags, mode, OpenType::File)
     };
     match open() {
-        Ok(f) => Ok((f, tmp)),
+        Ok(f) => Ok((f, tmp, false)),
         Err(e) => {
             let e = conn.err("create", &tmp, e);
             if e.kind() != SftpErrorKind::NotFound {
@@ -212,7 +220,7 @@ pub(crate) fn create_temp(
             }
             mkdir_p(conn, split(full).0)?;
             let f = open().map_err(|e| conn.err("create", &tmp, e))?;
-            Ok((f, tmp))
+            Ok((f, tmp, true))
         }
     }
 }
@@ -277,20 +285,32 @@ fn put_blocking(
             format!("SFTP put {full}: the name exists already"),
         ));
     }
-    let (mut file, tmp) = create_temp(&conn, full, 0o644)?;
+    let (mut file, tmp, made_dir) = create_temp(&conn, full, 0o644)?;
+    let durability = pool.durability();
     let written = (|| {
         for chunk in payload {
             file.write_all(chunk)
                 .map_err(|e| conn.io_err("write", &tmp, e))?;
         }
-        fsync(&conn, &mut file, &tmp)
+        durability.fsync_file(&conn, &mut file, &tmp)
     })();
     drop(file);
     if let Err(e) = written {
         let _ = conn.sftp.unlink(FsPath::new(&tmp));
         return Err(e);
     }
-    rename_into_place(&conn, &tmp, full, overwrite)
+    rename_into_place(&conn, &tmp, full, overwrite)?;
+    // The new name reaches the disk before the put is reported done, and so
+    // do the directories made for it (objects are at most two levels below
+    // the store's root).
+    let dir = split(full).0;
+    durability.fsync_dir(&conn, dir)?;
+    if made_dir {
+        let parent = split(dir).0;
+        durability.fsync_dir(&conn, parent)?;
+        durability.fsync_dir(&conn, split(parent).0)?;
+    }
+    Ok(())
 }
 
 fn meta_of(location: &Path, st: &ssh2::FileStat) -> ObjectMeta {

@@ -219,12 +219,18 @@ impl AzureConnector {
                 builder = builder.with_config(AzureConfigKey::Client(k), v);
             }
             builder = builder.with_retry(retry);
+        } else {
+            builder = builder.with_retry(super::prefix::work_retry());
         }
         let azure = builder
             .build()
             .map_err(|e| config_err(format!("configuring Azure container {}: {e}", s.container)))?;
         let (prefix, location) = with_subdir(&s.prefix, &s.location(), subdir);
-        Storage::from_object_store(Arc::new(azure), &prefix, &location, None)
+        let store: Arc<dyn object_store::ObjectStore> = match purpose {
+            Purpose::Test => Arc::new(azure),
+            _ => Arc::new(super::create_retry::CreateRetry::new(Arc::new(azure))),
+        };
+        Storage::from_object_store(store, &prefix, &location, None)
     }
 
     /// The account's service, for places: the endpoint, or the account.

@@ -8,6 +8,7 @@
 //! `docs/integrations/` and its tests.
 
 pub mod azure;
+mod create_retry;
 pub mod exec;
 pub mod fs;
 mod keys;

@@ -87,6 +87,23 @@ pub fn test_client() -> ([(ClientConfigKey, String); 2], RetryConfig) {
     )
 }
 
+/// How work (backup, restore, check, prune, sync) retries a failed request:
+/// from half a second, doubling with jitter up to 30 s apart, for up to 5
+/// minutes. A server restart or a network blip of a minute is carried over
+/// (object_store's default gives up after about three seconds of refused
+/// connections); a server that stays down fails the task with its error.
+pub fn work_retry() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            base: 2.0,
+        },
+        max_retries: 15,
+        retry_timeout: Duration::from_secs(300),
+    }
+}
+
 /// The prefix and the location of a restore test's `subdir` under
 /// `prefix` (at `location`); both unchanged without one.
 pub fn with_subdir(prefix: &str, location: &str, subdir: Option<&str>) -> (String, String) {

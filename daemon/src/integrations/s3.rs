@@ -198,12 +198,18 @@ impl S3Connector {
                 builder = builder.with_config(AmazonS3ConfigKey::Client(k), v);
             }
             builder = builder.with_retry(retry);
+        } else {
+            builder = builder.with_retry(super::prefix::work_retry());
         }
         let s3 = builder
             .build()
             .map_err(|e| config_err(format!("configuring S3 bucket {}: {e}", s.bucket)))?;
         let (prefix, location) = with_subdir(&s.prefix, &s.location(), subdir);
-        Storage::from_object_store(Arc::new(s3), &prefix, &location, None)
+        let store: Arc<dyn object_store::ObjectStore> = match purpose {
+            Purpose::Test => Arc::new(s3),
+            _ => Arc::new(super::create_retry::CreateRetry::new(Arc::new(s3))),
+        };
+        Storage::from_object_store(store, &prefix, &location, None)
     }
 }
 

@@ -1,0 +1,162 @@
+//! S3 outages during a backup and a restore: the real `kloset` against the
+//! real `s3s-fs`, behind a proxy that caps the bandwidth (a slow server),
+//! so the server can be killed in the middle of a transfer and started
+//! again on the same port and data. The retries of work requests (from
+//! 0.5 s, doubling up to 30 s apart, for up to 5 minutes) carry both over a
+//! three-second outage; no partial snapshot is listed, `check --read-data`
+//! is clean, and every snapshot restores bit-exact.
+
+use crate::common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::cli::Kloset;
+use common::proxy::Proxy;
+use common::rng::SplitMix64 as Rng;
+use common::s3::S3Server;
+
+const PASS: &str = "s3 fault passphrase";
+const MIB: usize = 1 << 20;
+/// The slow server: 4 MiB/s each way, so 24 MiB take six seconds.
+const SLOW: u64 = 4 << 20;
+/// How long a run may take, outage and retries included.
+const LIMIT: Duration = Duration::from_secs(240);
+
+fn write_files(dir: &Path, seed: u64, count: usize) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let mut rng = Rng::new(seed);
+    for i in 0..count {
+        std::fs::write(dir.join(format!("f{seed}-{i}.bin")), rng.bytes(4 * MIB)).expect("write");
+    }
+}
+
+/// Every file under `a` is under `b` with the same bytes, and no more.
+fn assert_same_files(a: &Path, b: &Path) {
+    let list = |d: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(list(a), list(b), "{} vs {}", a.display(), b.display());
+    for name in list(a) {
+        assert!(
+            std::fs::read(a.join(&name)).expect("read")
+                == std::fs::read(b.join(&name)).expect("read"),
+            "{name} differs"
+        );
+    }
+}
+
+/// Starts `kloset ARGS`, lets it transfer for a moment, kills the server
+/// for three seconds, starts it again, and returns how the run ended
+/// (exit code, stderr).
+fn outage_during(kloset: &Kloset, s3: &mut S3Server, args: &[&str]) -> (i32, String) {
+    let mut child = kloset
+        .command(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kloset");
+    std::thread::sleep(Duration::from_millis(1500));
+    let mid = child.try_wait().expect("wait").is_none();
+    assert!(mid, "the run ended before the outage: make the data larger");
+    s3.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    s3.restart();
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+            }
+            // What the retries said, for the record (`--nocapture`).
+            eprintln!("{}: {status}; stderr:\n{stderr}", args[2]);
+            return (status.code().unwrap_or(-1), stderr);
+        }
+        assert!(Instant::now() < deadline, "kloset hangs after the outage");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_s3_outage_during_a_backup_and_a_restore_loses_nothing() {
+    let Some(mut s3) = S3Server::start_or_skip() else {
+        return;
+    };
+    let proxy = Proxy::start(s3.port(), 0);
+    let env: Vec<(String, String)> = s3
+        .env()
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "AWS_ENDPOINT_URL" {
+                (k, proxy.endpoint())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let loc = s3.location("fault");
+    let at = |args: &[&str]| {
+        let mut all = vec!["at", loc.as_str()];
+        all.extend_from_slice(args);
+        all.into_iter().map(str::to_string).collect::<Vec<String>>()
+    };
+    let kloset = Kloset::new().envs(env).passphrase(PASS).timeout(LIMIT);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let v1 = tmp.path().join("v1");
+    let v2 = tmp.path().join("v2");
+    write_files(&v1, 1, 4);
+    write_files(&v2, 1, 4);
+    write_files(&v2, 2, 6);
+    kloset.must(at(&["create"]));
+    kloset.must(at(&["backup", v1.to_str().expect("utf8"), "--tag", "v1"]));
+
+    // A backup of 24 new MiB on the slow server, with an outage inside.
+    proxy.set_rate(SLOW);
+    let args = at(&["backup", v2.to_str().expect("utf8"), "--tag", "v2"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stderr) = outage_during(&kloset, &mut s3, &args);
+    assert_eq!(
+        code, 0,
+        "the retries carry a backup over the outage: {stderr}"
+    );
+    proxy.set_rate(0);
+    let listed = kloset.must(at(&["ls"])).stdout_str();
+    let snapshots = listed.lines().filter(|l| !l.trim().is_empty()).count();
+    assert_eq!(snapshots, 2, "v1 and one v2, nothing partial:\n{listed}");
+    kloset.must(at(&["check", "--read-data"]));
+
+    // A restore of 40 MiB on the slow server, with an outage inside.
+    proxy.set_rate(SLOW);
+    let out = tmp.path().join("out-v2");
+    let args = at(&["restore", "-to", out.to_str().expect("utf8"), "latest"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stderr) = outage_during(&kloset, &mut s3, &args);
+    proxy.set_rate(0);
+    assert_eq!(
+        code, 0,
+        "the retries carry a restore over the outage: {stderr}"
+    );
+    assert_same_files(&v2, &out);
+    let first = tmp.path().join("out-v1");
+    let v1_id = listed
+        .lines()
+        .find(|l| l.contains("tags=v1"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the v1 snapshot")
+        .to_string();
+    kloset.must(at(&[
+        "restore",
+        "-to",
+        first.to_str().expect("utf8"),
+        &v1_id,
+    ]));
+    assert_same_files(&v1, &first);
+    kloset.must(at(&["check", "--read-data"]));
+}
