@@ -8,8 +8,10 @@
 //! backup fails over a blip that its reads and listings ride out. Here the
 //! write is tried again after a pause when the failure was in the transport
 //! (connect, send, time-out, interruption). If a retry finds the name taken,
-//! the earlier attempt did land (an object is stored whole or not at all),
-//! and that is checked by its size before it counts as written.
+//! the earlier attempt may have landed (an object is stored whole or not at
+//! all): it counts as written only if the stored object is byte for byte
+//! the one being written. A fixed name (the store header) that another
+//! writer took meanwhile stays taken.
 
 use std::fmt;
 use std::ops::Range;
@@ -70,31 +72,29 @@ pub fn is_transport(e: &object_store::Error) -> bool {
 
 /// A create-only write by `put`, retried after each of `pauses` while it
 /// fails in the transport; a name found taken after such a failure is the
-/// earlier attempt when `head` gives it `size` bytes.
-async fn create_with_retries<P, PF, H, HF>(
+/// earlier attempt when `ours` says the stored object is the one written.
+async fn create_with_retries<P, PF, O, OF>(
     mut put: P,
-    head: H,
-    size: u64,
+    ours: O,
     pauses: &[Duration],
     location: &Path,
 ) -> object_store::Result<PutResult>
 where
     P: FnMut() -> PF,
     PF: Future<Output = object_store::Result<PutResult>>,
-    H: FnOnce() -> HF,
-    HF: Future<Output = object_store::Result<ObjectMeta>>,
+    O: FnOnce() -> OF,
+    OF: Future<Output = object_store::Result<bool>>,
 {
     let mut pauses = pauses.iter();
     let mut failed_before = false;
     loop {
         match put().await {
             Err(object_store::Error::AlreadyExists { path, source }) if failed_before => {
-                // An attempt whose answer was lost landed: it is ours if it
-                // is whole (same size; names are never reused).
-                return match head().await {
-                    Ok(meta) if meta.size == size => Ok(PutResult {
-                        e_tag: meta.e_tag,
-                        version: meta.version,
+                // An attempt whose answer was lost may have landed.
+                return match ours().await {
+                    Ok(true) => Ok(PutResult {
+                        e_tag: None,
+                        version: None,
                         extensions: Default::default(),
                     }),
                     _ => Err(object_store::Error::AlreadyExists { path, source }),
@@ -111,6 +111,18 @@ where
             other => return other,
         }
     }
+}
+
+/// Whether `stored` holds exactly the bytes of `payload`.
+fn same_bytes(payload: &PutPayload, stored: &[u8]) -> bool {
+    let mut at = 0;
+    for chunk in payload.iter() {
+        if stored.get(at..at + chunk.len()) != Some(chunk.as_ref()) {
+            return false;
+        }
+        at += chunk.len();
+    }
+    at == stored.len()
 }
 
 impl fmt::Display for CreateRetry {
@@ -130,12 +142,13 @@ impl ObjectStore for CreateRetry {
         if !matches!(opts.mode, PutMode::Create) {
             return self.inner.put_opts(location, payload, opts).await;
         }
-        let size = payload.content_length() as u64;
         let inner = &self.inner;
         create_with_retries(
             || inner.put_opts(location, payload.clone(), opts.clone()),
-            || inner.head(location),
-            size,
+            || async {
+                let stored = inner.get(location).await?.bytes().await?;
+                Ok(same_bytes(&payload, &stored))
+            },
             &PAUSES,
             location,
         )
@@ -230,22 +243,12 @@ mod tests {
         }
     }
 
-    fn meta(size: u64) -> ObjectMeta {
-        ObjectMeta {
-            location: Path::from("packs/ab/x"),
-            last_modified: chrono::Utc::now(),
-            size,
-            e_tag: Some("t".into()),
-            version: None,
-        }
-    }
-
-    /// Runs a write whose attempts answer `script` in turn; the object
-    /// found by `head` has `stored` bytes. Returns the outcome and how many
-    /// attempts were made.
+    /// Runs a write whose attempts answer `script` in turn; a taken name
+    /// holds this write's bytes when `ours`. Returns the outcome and how
+    /// many attempts were made.
     async fn run(
         script: Vec<object_store::Result<PutResult>>,
-        stored: u64,
+        ours: bool,
     ) -> (object_store::Result<PutResult>, usize) {
         let script = Mutex::new(script.into_iter());
         let attempts = Mutex::new(0);
@@ -256,8 +259,7 @@ mod tests {
                 let next = script.lock().expect("lock").next().expect("scripted");
                 async move { next }
             },
-            || async move { Ok(meta(stored)) },
-            10,
+            || async move { Ok(ours) },
             &pauses,
             &Path::from("packs/ab/x"),
         )
@@ -266,21 +268,30 @@ mod tests {
         (result, n)
     }
 
+    #[test]
+    fn the_stored_object_must_be_byte_for_byte_the_payload() {
+        let payload = PutPayload::from_iter([Bytes::from_static(b"ab"), Bytes::from_static(b"cd")]);
+        assert!(same_bytes(&payload, b"abcd"));
+        assert!(!same_bytes(&payload, b"abce"));
+        assert!(!same_bytes(&payload, b"abc"));
+        assert!(!same_bytes(&payload, b"abcde"));
+    }
+
     #[tokio::test]
     async fn a_write_broken_in_transit_is_tried_again() {
-        let (r, n) = run(vec![Err(transport()), Ok(done())], 10).await;
+        let (r, n) = run(vec![Err(transport()), Ok(done())], true).await;
         assert!(r.is_ok() && n == 2, "{r:?} after {n}");
     }
 
     #[tokio::test]
     async fn a_lost_answer_whose_write_landed_counts_as_written() {
-        let (r, n) = run(vec![Err(transport()), Err(taken())], 10).await;
+        let (r, n) = run(vec![Err(transport()), Err(taken())], true).await;
         assert!(r.is_ok() && n == 2, "{r:?} after {n}");
     }
 
     #[tokio::test]
-    async fn a_taken_name_of_another_size_stays_taken() {
-        let (r, _) = run(vec![Err(transport()), Err(taken())], 7).await;
+    async fn a_name_another_writer_took_stays_taken() {
+        let (r, _) = run(vec![Err(transport()), Err(taken())], false).await;
         assert!(
             matches!(r, Err(object_store::Error::AlreadyExists { .. })),
             "{r:?}"
@@ -289,7 +300,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_taken_name_without_a_failure_before_is_taken() {
-        let (r, n) = run(vec![Err(taken())], 10).await;
+        let (r, n) = run(vec![Err(taken())], true).await;
         assert!(matches!(r, Err(object_store::Error::AlreadyExists { .. })) && n == 1);
     }
 
@@ -299,9 +310,9 @@ mod tests {
             store: "S3",
             source: "403 Forbidden".into(),
         };
-        let (r, n) = run(vec![Err(other)], 10).await;
+        let (r, n) = run(vec![Err(other)], true).await;
         assert!(r.is_err() && n == 1);
-        let (r, n) = run((0..4).map(|_| Err(transport())).collect(), 10).await;
+        let (r, n) = run((0..4).map(|_| Err(transport())).collect(), true).await;
         assert!(r.is_err() && n == 4, "three pauses, four attempts: {n}");
     }
 }
