@@ -41,6 +41,8 @@ mod daemon_run;
 mod daemon_sync;
 #[path = "daemon_systemd_notify.rs"]
 mod daemon_systemd_notify;
+#[path = "disk_full.rs"]
+mod disk_full;
 #[path = "fault_s3.rs"]
 mod fault_s3;
 #[path = "fuzz_config.rs"]

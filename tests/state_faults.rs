@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::daemon::{Daemon, wait_for, write_like_ansible};
+use common::small_disk::SmallDisk;
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -190,52 +191,6 @@ fn a_locked_state_database_is_a_fault_until_the_lock_is_released() {
     lock.release();
     recovers(&d);
     assert_eq!(d.sigterm_and_wait(Duration::from_secs(40)), 0);
-}
-
-/// A size-limited tmpfs, unmounted on drop.
-struct SmallDisk {
-    dir: PathBuf,
-}
-
-impl SmallDisk {
-    fn mount(dir: &Path, size: &str) -> SmallDisk {
-        std::fs::create_dir_all(dir).expect("mountpoint");
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
-            .arg("tmpfs")
-            .arg(dir)
-            .output()
-            .expect("mount");
-        assert!(
-            out.status.success(),
-            "mount tmpfs: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        SmallDisk {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    /// Writes `filler` until the disk is full.
-    fn fill(&self, filler: &Path) {
-        let mut f = std::fs::File::create(filler).expect("filler");
-        let block = vec![0x5Au8; 64 * 1024];
-        loop {
-            if let Err(e) = f.write_all(&block) {
-                assert_eq!(e.raw_os_error(), Some(28), "ENOSPC expected: {e}");
-                break;
-            }
-        }
-        // Whatever the last partial write left: fill to the last byte.
-        let one = [0u8; 1];
-        while f.write_all(&one).is_ok() {}
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
 }
 
 fn is_root() -> bool {

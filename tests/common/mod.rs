@@ -15,6 +15,7 @@
 //! - [`promtool`]: check and unit-test Prometheus rules, lint `/metrics`.
 //! - [`receiver`]: a recording HTTP receiver for notification tests.
 //! - [`proxy`]: a bandwidth-capped TCP proxy for fault tests.
+//! - [`small_disk`]: a size-limited tmpfs to fill a disk (root).
 //! - [`e2e`]: config directories, task waits and secret checks for the
 //!   integration tests that drive the daemon.
 //! - [`sshd`]: run a real OpenSSH server on a free loopback port (shared with
@@ -34,6 +35,7 @@ pub mod receiver;
 pub mod rng;
 pub mod s3;
 pub mod server;
+pub mod small_disk;
 #[path = "../../connectors/tests/common/sshd.rs"]
 pub mod sshd;
 pub mod store;
