@@ -200,6 +200,19 @@ pub(super) fn action(
                 );
                 ok = false;
             }
+            let snapshot = t.snapshot.clone().unwrap_or_else(|| "latest".into());
+            let is_prefix = !snapshot.is_empty() && snapshot.bytes().all(|b| b.is_ascii_hexdigit());
+            if !is_prefix && snapshot != "latest" && snapshot != super::desired::LATEST_READABLE {
+                cx.err_at(
+                    l,
+                    l.line_of_key("snapshot"),
+                    object,
+                    format!(
+                        "snapshot = {snapshot:?}: write \"latest\", \"latest-readable\" or a hex id prefix such as \"4cb295be\""
+                    ),
+                );
+                ok = false;
+            }
             let path = t.path.clone().unwrap_or_else(|| "/".into());
             if path.split('/').any(|c| c == "..") {
                 cx.err(l, object, format!("path = {path:?} must not contain `..`"));
@@ -208,7 +221,7 @@ pub(super) fn action(
             Action::Restore {
                 store: store?,
                 destination: destination?,
-                snapshot: t.snapshot.clone().unwrap_or_else(|| "latest".into()),
+                snapshot,
                 path,
                 allow_cold_read: t.allow_cold_read.unwrap_or(false),
                 // A schedule's restore is a restore test: a fresh directory

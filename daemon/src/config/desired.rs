@@ -173,6 +173,10 @@ pub struct NotifyDef {
     pub origin: Declaration,
 }
 
+/// `snapshot = "latest-readable"` of a restore: the newest snapshot that can
+/// be read, passing over unreadable snapshot objects (the run is partial).
+pub const LATEST_READABLE: &str = "latest-readable";
+
 /// What a task does, with resolved object names.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "task", rename_all = "lowercase")]

@@ -116,7 +116,7 @@ pub(super) fn run_restore(
 
 /// The restore task's `snapshot` value that takes the newest readable
 /// snapshot when snapshot objects cannot be read (warning, partial run).
-pub const LATEST_READABLE: &str = "latest-readable";
+pub use crate::config::desired::LATEST_READABLE;
 
 /// `latest`, `latest-readable` or an id prefix, among one source's
 /// snapshots when given. An unreadable snapshot object that may be the one
