@@ -116,8 +116,10 @@ impl Live {
                 humantime::format_duration(s.alert_after)
             ));
         }
+        // Channels failing now; what was dropped stays in status and the
+        // metrics (and the alert rule), not in every probe for 30 days.
         for h in self.notifications() {
-            if h.retrying == 0 && h.dropped == 0 {
+            if h.retrying == 0 {
                 continue;
             }
             let error = h
