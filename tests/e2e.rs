@@ -111,5 +111,7 @@ mod state_faults;
 mod store_reasons;
 #[path = "systemd_unit.rs"]
 mod systemd_unit;
+#[path = "tamper_swap.rs"]
+mod tamper_swap;
 #[path = "web_viewer.rs"]
 mod web_viewer;
