@@ -15,6 +15,8 @@ pub struct Proxy {
     stop: Arc<AtomicBool>,
     /// Bytes per second, each way and per connection (0: no cap).
     rate: Arc<AtomicU64>,
+    /// The most bytes one connection has sent upstream so far.
+    largest_upload: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -26,19 +28,37 @@ impl Proxy {
         let port = listener.local_addr().expect("addr").port();
         let stop = Arc::new(AtomicBool::new(false));
         let rate = Arc::new(AtomicU64::new(rate));
-        let (s, r) = (stop.clone(), rate.clone());
+        let largest_upload = Arc::new(AtomicU64::new(0));
+        let (s, r, l) = (stop.clone(), rate.clone(), largest_upload.clone());
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((client, _)) => {
-                        let r = r.clone();
-                        std::thread::spawn(move || forward(client, upstream, r));
+                        let (r, l) = (r.clone(), l.clone());
+                        std::thread::spawn(move || forward(client, upstream, r, l));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Proxy { port, stop, rate }
+        Proxy {
+            port,
+            stop,
+            rate,
+            largest_upload,
+        }
+    }
+
+    /// The most bytes one connection has sent upstream since the last
+    /// [`Proxy::reset_uploads`]: a large value means a big request body
+    /// is (or was) on its way.
+    pub fn largest_upload(&self) -> u64 {
+        self.largest_upload.load(Ordering::Relaxed)
+    }
+
+    /// Forgets the uploads so far.
+    pub fn reset_uploads(&self) {
+        self.largest_upload.store(0, Ordering::Relaxed);
     }
 
     /// Its port.
@@ -63,7 +83,7 @@ impl Drop for Proxy {
     }
 }
 
-fn forward(client: TcpStream, upstream: u16, rate: Arc<AtomicU64>) {
+fn forward(client: TcpStream, upstream: u16, rate: Arc<AtomicU64>, uploads: Arc<AtomicU64>) {
     let _ = client.set_nonblocking(false);
     let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
         let _ = client.shutdown(Shutdown::Both);
@@ -73,13 +93,19 @@ fn forward(client: TcpStream, upstream: u16, rate: Arc<AtomicU64>) {
         return;
     };
     let r2 = rate.clone();
-    let up = std::thread::spawn(move || pump(client, server, rate));
-    pump(s2, c2, r2);
+    let up = std::thread::spawn(move || pump(client, server, rate, Some(uploads)));
+    pump(s2, c2, r2, None);
     let _ = up.join();
 }
 
-/// Copies `from` to `to` at the cap, then shuts both down.
-fn pump(mut from: TcpStream, mut to: TcpStream, rate: Arc<AtomicU64>) {
+/// Copies `from` to `to` at the cap, then shuts both down; counts what an
+/// upload sent into `uploads`.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    rate: Arc<AtomicU64>,
+    uploads: Option<Arc<AtomicU64>>,
+) {
     let mut buf = [0u8; 16 * 1024];
     let start = Instant::now();
     let mut sent: u64 = 0;
@@ -92,6 +118,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, rate: Arc<AtomicU64>) {
             break;
         }
         sent += n as u64;
+        if let Some(u) = &uploads {
+            u.fetch_max(sent, Ordering::Relaxed);
+        }
         let cap = rate.load(Ordering::Relaxed);
         if cap > 0 {
             let due = Duration::from_secs_f64(sent as f64 / cap as f64);

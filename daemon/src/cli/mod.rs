@@ -29,6 +29,17 @@ pub const EXIT_PARTIAL: i32 = 3;
 pub fn main() -> i32 {
     // Hooks (`--pre`, `--post`) never inherit the passphrase.
     kloset_connectors::command::hide_from_children(["KLOSET_PASSPHRASE".to_string()]);
+    // The integrations' warnings (a write retried over an S3 outage) on
+    // stderr, one line each; nothing else is logged.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "off,klosetd::integrations=warn",
+        ))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
     let cli = match Cli::try_parse_from(normalize(std::env::args_os())) {
         Ok(cli) => cli,
         Err(e) => {
