@@ -6,41 +6,12 @@
 
 use crate::common;
 
-use std::path::Path;
-
 use common::cli::Kloset;
-use common::rng::SplitMix64 as Rng;
 use common::small_disk::{SmallDisk, root_or_skip};
+use common::tree::{assert_trees_equal, write_random_files};
 
 const PASS: &str = "disk full passphrase";
 const MIB: usize = 1 << 20;
-
-fn write_random(dir: &Path, seed: u64, files: usize) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    let mut rng = Rng::new(seed);
-    for i in 0..files {
-        std::fs::write(dir.join(format!("r{seed}-{i}.bin")), rng.bytes(4 * MIB)).expect("write");
-    }
-}
-
-fn assert_same_files(a: &Path, b: &Path) {
-    let list = |d: &Path| {
-        let mut names: Vec<String> = std::fs::read_dir(d)
-            .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    };
-    assert_eq!(list(a), list(b));
-    for name in list(a) {
-        assert!(
-            std::fs::read(a.join(&name)).expect("read")
-                == std::fs::read(b.join(&name)).expect("read"),
-            "{name} differs"
-        );
-    }
-}
 
 fn snapshot_lines(kloset: &Kloset, store: &str) -> Vec<String> {
     kloset
@@ -63,8 +34,8 @@ fn a_full_store_disk_fails_the_backup_clearly_and_the_store_stays_sound() {
     let kloset = Kloset::new().passphrase(PASS);
     let small = tmp.path().join("small");
     let big = tmp.path().join("big");
-    write_random(&small, 1, 1);
-    write_random(&big, 2, 12);
+    write_random_files(&small, 1, 1, 4 * MIB);
+    write_random_files(&big, 2, 12, 4 * MIB);
     kloset.must_at(&store, ["create"]);
     kloset.must_at(&store, ["backup", small.to_str().expect("utf8")]);
 
@@ -90,7 +61,7 @@ fn a_full_store_disk_fails_the_backup_clearly_and_the_store_stays_sound() {
         &store,
         ["restore", "--to", out.to_str().expect("utf8"), "latest"],
     );
-    assert_same_files(&small, &out);
+    assert_trees_equal(&small, &out);
 
     // Space is freed: the same backup succeeds, and everything restores.
     disk.resize("200m");
@@ -102,7 +73,7 @@ fn a_full_store_disk_fails_the_backup_clearly_and_the_store_stays_sound() {
         &store,
         ["restore", "--to", out.to_str().expect("utf8"), "latest"],
     );
-    assert_same_files(&big, &out);
+    assert_trees_equal(&big, &out);
 }
 
 #[test]
@@ -114,7 +85,7 @@ fn a_full_restore_target_fails_clearly_and_a_rerun_with_space_restores_exactly()
     let store = tmp.path().join("store").display().to_string();
     let kloset = Kloset::new().passphrase(PASS);
     let big = tmp.path().join("big");
-    write_random(&big, 3, 8);
+    write_random_files(&big, 3, 8, 4 * MIB);
     kloset.must_at(&store, ["create"]);
     kloset.must_at(&store, ["backup", big.to_str().expect("utf8")]);
 
@@ -151,5 +122,5 @@ fn a_full_restore_target_fails_clearly_and_a_rerun_with_space_restores_exactly()
             "latest",
         ],
     );
-    assert_same_files(&big, &target);
+    assert_trees_equal(&big, &target);
 }

@@ -8,14 +8,13 @@
 
 use crate::common;
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::cli::Kloset;
 use common::proxy::Proxy;
-use common::rng::SplitMix64 as Rng;
 use common::s3::S3Server;
+use common::tree::{assert_trees_equal, write_random_files};
 
 const PASS: &str = "s3 fault passphrase";
 const MIB: usize = 1 << 20;
@@ -23,34 +22,6 @@ const MIB: usize = 1 << 20;
 const SLOW: u64 = 4 << 20;
 /// How long a run may take, outage and retries included.
 const LIMIT: Duration = Duration::from_secs(240);
-
-fn write_files(dir: &Path, seed: u64, count: usize) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    let mut rng = Rng::new(seed);
-    for i in 0..count {
-        std::fs::write(dir.join(format!("f{seed}-{i}.bin")), rng.bytes(4 * MIB)).expect("write");
-    }
-}
-
-/// Every file under `a` is under `b` with the same bytes, and no more.
-fn assert_same_files(a: &Path, b: &Path) {
-    let list = |d: &Path| {
-        let mut names: Vec<String> = std::fs::read_dir(d)
-            .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    };
-    assert_eq!(list(a), list(b), "{} vs {}", a.display(), b.display());
-    for name in list(a) {
-        assert!(
-            std::fs::read(a.join(&name)).expect("read")
-                == std::fs::read(b.join(&name)).expect("read"),
-            "{name} differs"
-        );
-    }
-}
 
 /// Starts `kloset ARGS`, waits until `when` says the moment has come,
 /// kills the server for three seconds, starts it again, and returns how the
@@ -123,9 +94,9 @@ fn an_s3_outage_during_a_backup_and_a_restore_loses_nothing() {
     let tmp = tempfile::tempdir().expect("tmp");
     let v1 = tmp.path().join("v1");
     let v2 = tmp.path().join("v2");
-    write_files(&v1, 1, 4);
-    write_files(&v2, 1, 4);
-    write_files(&v2, 2, 6);
+    write_random_files(&v1, 1, 4, 4 * MIB);
+    write_random_files(&v2, 1, 4, 4 * MIB);
+    write_random_files(&v2, 2, 6, 4 * MIB);
     kloset.must(at(&["create"]));
     kloset.must(at(&["backup", v1.to_str().expect("utf8"), "--tag", "v1"]));
 
@@ -164,7 +135,7 @@ fn an_s3_outage_during_a_backup_and_a_restore_loses_nothing() {
         code, 0,
         "the retries carry a restore over the outage: {stderr}"
     );
-    assert_same_files(&v2, &out);
+    assert_trees_equal(&v2, &out);
     let first = tmp.path().join("out-v1");
     let v1_id = listed
         .lines()
@@ -178,6 +149,6 @@ fn an_s3_outage_during_a_backup_and_a_restore_loses_nothing() {
         first.to_str().expect("utf8"),
         &v1_id,
     ]));
-    assert_same_files(&v1, &first);
+    assert_trees_equal(&v1, &first);
     kloset.must(at(&["check", "--read-data"]));
 }

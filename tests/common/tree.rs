@@ -353,3 +353,13 @@ fn finish(root: &Path) {
             .unwrap_or_else(|e| panic!("set times of {path:?}: {e}"));
     }
 }
+
+/// Writes `count` files of `size` random (incompressible) bytes into `dir`,
+/// named `r<seed>-<i>.bin`: the same bytes for the same seed.
+pub fn write_random_files(dir: &Path, seed: u64, count: usize, size: usize) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let mut rng = super::rng::SplitMix64::new(seed);
+    for i in 0..count {
+        std::fs::write(dir.join(format!("r{seed}-{i}.bin")), rng.bytes(size)).expect("write");
+    }
+}

@@ -8,9 +8,9 @@
 //! before the snapshot that names them) survives a server crash. A server
 //! without the extension, or one that refuses to open a directory as a
 //! file, cannot do this: each capability is probed once per store and
-//! remembered; without it, a server crash (power loss, kernel panic; not a
-//! crash of sshd alone) can lose writes the server acknowledged, in any
-//! order (see docs/reliability.md).
+//! remembered; without it, a crash of the server's machine (power loss,
+//! kernel panic) can lose writes the server acknowledged, in any order (see
+//! docs/reliability.md).
 
 use std::path::Path as FsPath;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use ssh2::{OpenFlags, OpenType};
 
 use super::SftpError;
-use super::conn::{Conn, unsupported};
+use super::conn::Conn;
 
 const UNKNOWN: u8 = 0;
 const WORKS: u8 = 1;
@@ -52,17 +52,10 @@ impl Durability {
         if self.files.load(Ordering::Relaxed) == UNAVAILABLE {
             return Ok(());
         }
-        match file.fsync() {
-            Ok(()) => {
-                self.files.store(WORKS, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) if unsupported(&e) => {
-                self.files.store(UNAVAILABLE, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => Err(conn.err("fsync", path, e)),
-        }
+        let synced = super::store::fsync(conn, file, path)?;
+        self.files
+            .store(if synced { WORKS } else { UNAVAILABLE }, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Flushes the entries of directory `dir` (a rename or a mkdir in it)

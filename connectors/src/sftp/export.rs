@@ -100,7 +100,9 @@ impl Exporter for SftpExporter {
                 file.write_all(&buf[..n])
                     .map_err(|e| conn.io_err("write", &tmp, e).into_io())?;
             }
-            fsync(&conn, &mut file, &tmp).map_err(SftpError::into_io)
+            fsync(&conn, &mut file, &tmp)
+                .map(|_| ())
+                .map_err(SftpError::into_io)
         })();
         drop(file);
         let finished = written.and_then(|()| {

@@ -225,11 +225,12 @@ pub(crate) fn create_temp(
     }
 }
 
-/// Flushes a written file to the server's disk when the server can.
-pub(crate) fn fsync(conn: &Conn, file: &mut ssh2::File, path: &str) -> Result<(), SftpError> {
+/// Flushes a written file to the server's disk when the server can;
+/// `false` when the server has no `fsync@openssh.com`.
+pub(crate) fn fsync(conn: &Conn, file: &mut ssh2::File, path: &str) -> Result<bool, SftpError> {
     match file.fsync() {
-        Ok(()) => Ok(()),
-        Err(e) if unsupported(&e) => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if unsupported(&e) => Ok(false),
         Err(e) => Err(conn.err("fsync", path, e)),
     }
 }

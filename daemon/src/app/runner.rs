@@ -204,23 +204,21 @@ impl Runner {
             .call(move |db| {
                 db.atomically(|db| {
                     db.finish_task(id, &outcome)?;
+                    let succeeded = matches!(status, TaskStatus::Succeeded | TaskStatus::Partial);
                     let mut was_in_trouble = false;
                     let mut last_success_at = None;
                     if let Origin::Schedule(s) = &job.origin {
-                        let before = db.schedule_state(s)?;
-                        was_in_trouble = before.is_some_and(|b| {
-                            matches!(
-                                b.last_status,
-                                Some(TaskStatus::Failed | TaskStatus::Partial)
-                            )
-                        });
-                        if matches!(status, TaskStatus::Succeeded | TaskStatus::Partial)
-                            && db.end_stale(s)?.is_some()
-                        {
+                        let before = db.schedule_state(s)?.unwrap_or_default();
+                        was_in_trouble = matches!(
+                            before.last_status,
+                            Some(TaskStatus::Failed | TaskStatus::Partial)
+                        );
+                        if succeeded && db.end_stale(s)?.is_some() {
                             was_in_trouble = true;
                         }
                         db.record_schedule_finished(s, status, finished, duration, bytes)?;
-                        last_success_at = db.schedule_state(s)?.and_then(|a| a.last_success_at);
+                        // What record_schedule_finished just stored.
+                        last_success_at = succeeded.then_some(finished).or(before.last_success_at);
                     }
                     let facts = RunFacts {
                         origin: &job.origin,

@@ -64,7 +64,20 @@ impl Daemon {
             let read = self
                 .db
                 .call(move |db| {
-                    for name in &names {
+                    let states = db.all_schedule_states()?;
+                    // Watching begins once; later refreshes only read.
+                    let unwatched: Vec<&String> = names
+                        .iter()
+                        .filter(|n| {
+                            !states
+                                .iter()
+                                .any(|s| &s.name == *n && s.watch_since.is_some())
+                        })
+                        .collect();
+                    if unwatched.is_empty() {
+                        return Ok(states);
+                    }
+                    for name in unwatched {
                         db.watch_schedule(name, now)?;
                     }
                     db.all_schedule_states()
