@@ -62,6 +62,8 @@ struct Slot {
 pub struct Index {
     packs: Vec<PackId>,
     pack_numbers: HashMap<PackId, u32>,
+    /// Per pack number: the kinds of blob it holds (bit 0 data, bit 1 tree).
+    pack_kinds: Vec<u8>,
     blobs: HashMap<BlobId, Slot>,
     files: Vec<IndexId>,
     merged: HashSet<IndexId>,
@@ -111,6 +113,10 @@ impl Index {
         let number = *self.pack_numbers.entry(id).or_insert(next);
         if number == next {
             self.packs.push(id);
+            self.pack_kinds.push(0);
+        }
+        for b in blobs {
+            self.pack_kinds[number as usize] |= kind_bit(b.kind);
         }
         let preferred = !self.avoid.contains(&id);
         for b in blobs {
@@ -149,6 +155,15 @@ impl Index {
             length: s.length,
             raw_length: s.raw_length,
         })
+    }
+
+    /// Whether every blob the index lists in `pack` is a tree blob (a
+    /// pack a writer of this version made for trees only; whole tree packs
+    /// are what the local tree cache keeps).
+    pub fn is_tree_pack(&self, pack: &PackId) -> bool {
+        self.pack_numbers
+            .get(pack)
+            .is_some_and(|n| self.pack_kinds[*n as usize] == kind_bit(BlobKind::Tree))
     }
 
     /// Number of distinct blobs.
@@ -191,6 +206,13 @@ impl Index {
                 },
             )
         })
+    }
+}
+
+fn kind_bit(kind: BlobKind) -> u8 {
+    match kind {
+        BlobKind::Data => 1,
+        BlobKind::Tree => 2,
     }
 }
 
@@ -237,6 +259,17 @@ mod tests {
         assert_eq!(idx.blob_count(), 2);
         assert_eq!(idx.packs().len(), 2);
         assert_eq!(idx.files().len(), 2);
+        assert!(!idx.is_tree_pack(&p1), "a data pack");
+        let (t, mixed) = (PackId::random(), PackId::random());
+        let tree = PackEntry {
+            kind: BlobKind::Tree,
+            ..entry(BlobId::random(), 0)
+        };
+        idx.add_pack(t, std::slice::from_ref(&tree));
+        idx.add_pack(mixed, &[tree, entry(BlobId::random(), 9)]);
+        assert!(idx.is_tree_pack(&t));
+        assert!(!idx.is_tree_pack(&mixed), "a pack with data blobs too");
+        assert!(!idx.is_tree_pack(&PackId::random()), "an unknown pack");
         assert!(!idx.contains(&BlobId::random()));
     }
 

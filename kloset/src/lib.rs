@@ -50,6 +50,7 @@ pub mod repository;
 pub mod snapshot;
 pub mod storage;
 pub mod tree;
+pub mod tree_cache;
 pub mod tree_walk;
 pub mod writer;
 

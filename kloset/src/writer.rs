@@ -2,7 +2,9 @@
 //!
 //! Any number of threads call [`Writer::save_blob`] at once; each does its
 //! own hashing, compression and encryption, so that work spreads over all
-//! cores. Sealed blobs go into the current pack; a full pack is handed to a
+//! cores. Sealed blobs go into the current pack of their kind (tree blobs
+//! and data blobs never share a pack, so readers can cache whole tree
+//! packs, see [`crate::tree_cache`]); a full pack is handed to a
 //! bounded channel drained by uploader threads, so memory stays bounded by
 //! `(uploaders + 2) × pack_size` plus what the callers hold.
 //!
@@ -37,6 +39,7 @@ use crate::marks::Marked;
 use crate::pack::{FinishedPack, PackBuilder};
 use crate::repository::Repository;
 use crate::storage::{Key, Storage};
+use crate::tree_cache::TreeCache;
 
 /// Blobs listed before an intermediate index object is written, so a crash
 /// in a long backup leaves most of its data indexed.
@@ -94,7 +97,8 @@ pub struct Writer<'r> {
     repo: &'r Repository,
     lock: Option<HeldLock>,
     marked: Marked,
-    current: Mutex<PackBuilder>,
+    /// The pack being filled, per blob kind ([`kind_slot`]).
+    current: [Mutex<PackBuilder>; 2],
     pending: Mutex<HashSet<BlobId>>,
     tx: Option<Sender<FinishedPack>>,
     shared: Arc<Shared>,
@@ -150,9 +154,10 @@ impl<'r> Writer<'r> {
             let keys = repo.keys().clone();
             let level = repo.config().compression_level;
             let fence = lock.fence();
+            let cache = repo.tree_cache().cloned();
             let handle = std::thread::Builder::new()
                 .name(format!("kloset-upload-{i}"))
-                .spawn(move || upload_loop(rx, shared, storage, keys, level, fence))
+                .spawn(move || upload_loop(rx, shared, storage, keys, level, fence, cache))
                 .map_err(|e| {
                     Error::io("start uploader thread for", repo.storage().location(), e)
                 })?;
@@ -162,7 +167,10 @@ impl<'r> Writer<'r> {
             repo,
             lock: Some(lock),
             marked,
-            current: Mutex::new(PackBuilder::new(repo.config().pack_size as usize)),
+            current: [
+                Mutex::new(PackBuilder::new(repo.config().pack_size as usize)),
+                Mutex::new(PackBuilder::new(0)),
+            ],
             pending: Mutex::new(HashSet::new()),
             tx: Some(tx),
             shared,
@@ -230,12 +238,15 @@ impl<'r> Writer<'r> {
             .bytes_stored
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);
         let full = {
-            let mut current = lock(&self.current);
+            let mut current = lock(&self.current[kind_slot(kind)]);
             current.push(kind, id, raw.len() as u32, &sealed);
             if current.len() >= self.repo.config().pack_size as usize
                 || current.blob_count() >= MAX_PACK_BLOBS
             {
-                let fresh = PackBuilder::new(self.repo.config().pack_size as usize);
+                let fresh = PackBuilder::new(match kind {
+                    BlobKind::Data => self.repo.config().pack_size as usize,
+                    BlobKind::Tree => 0, // grows as needed: most tree packs are small
+                });
                 Some(std::mem::replace(&mut *current, fresh))
             } else {
                 None
@@ -263,12 +274,13 @@ impl<'r> Writer<'r> {
     /// returns `Ok`, everything saved is durable and indexed, and the
     /// returned [`Commit`] still holds the lock.
     pub fn finish(mut self) -> Result<Commit<'r>> {
-        let last = std::mem::replace(&mut *lock(&self.current), PackBuilder::new(0));
-        let sent = if last.is_empty() {
-            Ok(())
-        } else {
-            self.send(last)
-        };
+        let mut sent = Ok(());
+        for slot in &self.current {
+            let last = std::mem::replace(&mut *lock(slot), PackBuilder::new(0));
+            if !last.is_empty() && sent.is_ok() {
+                sent = self.send(last);
+            }
+        }
         self.tx = None;
         for h in self.uploaders.drain(..) {
             if h.join().is_err() {
@@ -329,6 +341,14 @@ impl<'r> Writer<'r> {
     }
 }
 
+/// Which of the writer's current packs takes blobs of `kind`.
+fn kind_slot(kind: BlobKind) -> usize {
+    match kind {
+        BlobKind::Data => 0,
+        BlobKind::Tree => 1,
+    }
+}
+
 /// A finished writer's data, durable and indexed, waiting for the snapshot
 /// that refers to it. Holds the writer's lock until then; dropping it
 /// releases the lock and commits nothing.
@@ -375,6 +395,7 @@ impl Drop for Writer<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn upload_loop(
     rx: Receiver<FinishedPack>,
     shared: Arc<Shared>,
@@ -382,14 +403,19 @@ fn upload_loop(
     keys: Arc<Keys>,
     level: i32,
     fence: LockFence,
+    cache: Option<Arc<TreeCache>>,
 ) {
     for pack in rx {
         if shared.failed().is_some() {
             continue; // drain so senders never block
         }
-        if let Err(e) = storage.put_new(Key::Pack(pack.id), pack.bytes) {
+        let tree_pack = pack.entries.iter().all(|e| e.kind == BlobKind::Tree);
+        if let Err(e) = storage.put_new(Key::Pack(pack.id), pack.bytes.clone()) {
             shared.fail(e);
             continue;
+        }
+        if let (Some(cache), true) = (&cache, tree_pack) {
+            cache.put(&pack.id, &pack.bytes);
         }
         let n = pack.entries.len() as u64;
         let batch = {

@@ -306,7 +306,7 @@ impl ObjectStore for FaultStore {
 
 /// A storage over `store`.
 pub fn storage_over(store: Arc<dyn ObjectStore>) -> Storage {
-    Storage::from_object_store(store, "", "test", None).expect("storage")
+    Storage::from_object_store(store, "", "memory:test", None).expect("storage")
 }
 
 /// Opens a repository on `store`.

@@ -11,7 +11,7 @@
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
-use crate::id::PackId;
+use crate::id::{BlobKind, PackId};
 use crate::index::IndexPack;
 use crate::pack::{PackBuilder, PackEntry};
 use crate::progress::Progress;
@@ -33,7 +33,9 @@ pub struct Repacked {
     pub index_written: usize,
 }
 
-/// Copies `blobs` of each pack into new packs and indexes them.
+/// Copies `blobs` of each pack into new packs and indexes them. Tree
+/// blobs and data blobs go to separate packs, as a writer's do, so a
+/// repacked old store gains tree packs the tree cache can keep.
 pub fn repack(
     repo: &Repository,
     packs: &[(PackId, Vec<PackEntry>)],
@@ -41,7 +43,8 @@ pub fn repack(
 ) -> Result<Repacked> {
     let pack_size = repo.config().pack_size as usize;
     let mut out = Repacked::default();
-    let mut builder = PackBuilder::new(pack_size);
+    // One pack being filled per blob kind: data, tree.
+    let mut builders = [PackBuilder::new(pack_size), PackBuilder::new(0)];
     for (pack, entries) in packs {
         progress.check_cancelled()?;
         let key = Key::Pack(*pack);
@@ -56,16 +59,19 @@ pub fn repack(
             })?;
             // Authenticate before copying, so damage is not spread.
             repo.open_blob(e.kind, &e.id, e.raw_length, sealed, &key.path())?;
+            let builder = &mut builders[usize::from(e.kind == BlobKind::Tree)];
             builder.push(e.kind, e.id, e.raw_length, sealed);
             progress.add_bytes(u64::from(e.length));
             if builder.len() >= pack_size {
-                let full = std::mem::replace(&mut builder, PackBuilder::new(pack_size));
+                let full = std::mem::replace(builder, PackBuilder::new(pack_size));
                 out.bytes_written += upload(repo, full, &mut out.packs)?;
             }
         }
     }
-    if !builder.is_empty() {
-        out.bytes_written += upload(repo, builder, &mut out.packs)?;
+    for builder in builders {
+        if !builder.is_empty() {
+            out.bytes_written += upload(repo, builder, &mut out.packs)?;
+        }
     }
     out.index_written = write_indexes(repo, &out.packs)?;
     Ok(out)
@@ -120,7 +126,59 @@ fn chunks_by_blobs(packs: &[IndexPack]) -> Vec<&[IndexPack]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::BlobKind;
+    use crate::crypto::ObjectKind;
+
+    /// A store with one pack mixing data and tree blobs, as writers before
+    /// separate tree packs made them.
+    fn store_with_a_mixed_pack() -> (Repository, PackId, Vec<PackEntry>) {
+        let storage = crate::Storage::open(&crate::Location::Memory, false).expect("storage");
+        let options = crate::repository::CreateOptions {
+            kdf: crate::crypto::KdfParams::with_cost(64, 1, 1),
+            ..Default::default()
+        };
+        let repo = Repository::create(storage, b"pass", options).expect("create");
+        let mut builder = PackBuilder::new(0);
+        for (kind, raw) in [
+            (BlobKind::Data, &b"file content"[..]),
+            (BlobKind::Tree, b"a tree"),
+            (BlobKind::Data, b"more content"),
+        ] {
+            let id = repo.keys().blob_id(kind, raw);
+            let plain = crate::codec::encode(raw, 3);
+            let sealed = repo
+                .keys()
+                .seal(ObjectKind::from(kind), id.as_bytes(), &plain)
+                .expect("seal");
+            builder.push(kind, id, raw.len() as u32, &sealed);
+        }
+        let mut done = Vec::new();
+        upload(&repo, builder, &mut done).expect("upload");
+        let IndexPack { id, blobs } = done.remove(0);
+        (repo, id, blobs)
+    }
+
+    #[test]
+    fn a_mixed_pack_is_repacked_into_a_data_pack_and_a_tree_pack() {
+        let (repo, pack, entries) = store_with_a_mixed_pack();
+        let out = repack(&repo, &[(pack, entries)], &Progress::new()).expect("repack");
+        assert_eq!(out.packs.len(), 2, "{:?}", out.packs);
+        let kinds: Vec<Vec<BlobKind>> = out
+            .packs
+            .iter()
+            .map(|p| p.blobs.iter().map(|b| b.kind).collect())
+            .collect();
+        assert_eq!(
+            kinds,
+            [vec![BlobKind::Data, BlobKind::Data], vec![BlobKind::Tree]]
+        );
+        repo.refresh_index().expect("refresh");
+        assert!(repo.index().is_tree_pack(&out.packs[1].id));
+        for p in &out.packs {
+            for b in &p.blobs {
+                repo.load_blob(b.kind, &b.id).expect("the copy reads back");
+            }
+        }
+    }
 
     #[test]
     fn index_chunks_never_split_a_pack() {

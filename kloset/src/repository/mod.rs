@@ -15,12 +15,14 @@ use crate::codec;
 use crate::crypto::{KdfParams, Keys, ObjectKind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::header::{Header, StoreConfig};
-use crate::id::{BlobId, BlobKind, IndexId, PackId, SnapshotId, StoreId};
+use crate::id::{IndexId, PackId, SnapshotId, StoreId};
 use crate::index::{Index, IndexFile};
 use crate::lock::{HeldLock, LockKind, LockTiming};
 use crate::snapshot::{SNAPSHOT_VERSION, Snapshot};
 use crate::storage::{INDEX_DIR, Key, SNAPSHOTS_DIR, Storage};
-use crate::tree::Tree;
+use crate::tree_cache::{TreeCache, cache_root};
+
+mod read;
 
 /// Options for creating a store.
 #[derive(Clone, Debug)]
@@ -79,6 +81,8 @@ pub struct Repository {
     /// Packs whose copies the index uses only when there is no other.
     avoid: Mutex<HashSet<PackId>>,
     timing: LockTiming,
+    /// Whole tree packs kept on local disk (stores that are not local).
+    tree_cache: Option<Arc<TreeCache>>,
 }
 
 /// Attempts at loading the index objects when some vanish between the
@@ -195,13 +199,21 @@ impl Repository {
             index_problems: Mutex::new(Vec::new()),
             avoid: Mutex::new(self.avoid.lock().unwrap_or_else(|e| e.into_inner()).clone()),
             timing: self.timing,
+            tree_cache: self.tree_cache.clone(),
         };
         repo.refresh_index()?;
         Ok(repo)
     }
 
     fn from_opened(storage: Storage, opened: crate::header::Opened) -> Repository {
+        // A local store is its own cache; memory needs none.
+        let remote = storage.local_root().is_none() && !storage.location().starts_with("memory");
+        let tree_cache = remote
+            .then(cache_root)
+            .flatten()
+            .map(|root| Arc::new(TreeCache::open(&root, opened.store_id)));
         Repository {
+            tree_cache,
             storage,
             keys: Arc::new(opened.keys),
             config: opened.config,
@@ -402,6 +414,17 @@ impl Repository {
         self.timing
     }
 
+    /// The local tree cache, if this store uses one.
+    pub fn tree_cache(&self) -> Option<&Arc<TreeCache>> {
+        self.tree_cache.as_ref()
+    }
+
+    /// The same handle with another tree cache (`None`: none).
+    pub fn with_tree_cache(mut self, cache: Option<TreeCache>) -> Repository {
+        self.tree_cache = cache.map(Arc::new);
+        self
+    }
+
     /// The same handle with other lock timing (tests).
     pub fn with_lock_timing(mut self, timing: LockTiming) -> Repository {
         self.timing = timing;
@@ -473,76 +496,6 @@ impl Repository {
     /// Adds freshly written packs to the in-memory index.
     pub(crate) fn index_add(&self, id: Option<IndexId>, packs: &[crate::index::IndexPack]) {
         self.index_mut().merge(id, packs);
-    }
-
-    /// Reads, authenticates, decompresses and verifies one blob. Not found
-    /// (in the index or its pack), it is tried once more after the index is
-    /// brought up to date: a prune that moved it wrote the index object
-    /// naming its new copy before it deleted the old pack (FORMAT.md §16).
-    pub fn load_blob(&self, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
-        match self.load_blob_once(kind, id) {
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                self.refresh_index()?;
-                self.load_blob_once(kind, id)
-            }
-            done => done,
-        }
-    }
-
-    fn load_blob_once(&self, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self
-            .index()
-            .get(id)
-            .ok_or_else(|| self.missing_blob(kind, id))?;
-        let sealed = self.storage.get_range(
-            Key::Pack(loc.pack),
-            loc.offset as u64..loc.offset as u64 + loc.length as u64,
-        )?;
-        self.open_blob(
-            kind,
-            id,
-            loc.raw_length,
-            &sealed,
-            &Key::Pack(loc.pack).path(),
-        )
-    }
-
-    /// Opens a sealed blob already fetched (for callers reading whole packs).
-    pub fn open_blob(
-        &self,
-        kind: BlobKind,
-        id: &BlobId,
-        raw_length: u32,
-        sealed: &[u8],
-        pack: &str,
-    ) -> Result<Vec<u8>> {
-        let name = format!("{kind:?} blob {} in {pack}", id.short()).to_lowercase();
-        let plain = self
-            .keys
-            .open(ObjectKind::from(kind), id.as_bytes(), sealed, &name)?;
-        let raw = codec::decode(&plain, raw_length as usize, &name)?;
-        if raw.len() != raw_length as usize || self.keys.blob_id(kind, &raw) != *id {
-            return Err(Error::corrupt(name, "content does not match its id"));
-        }
-        Ok(raw)
-    }
-
-    fn missing_blob(&self, kind: BlobKind, id: &BlobId) -> Error {
-        let problems = self.index_problems().len();
-        let hint = if problems == 0 {
-            String::new()
-        } else {
-            format!(" ({problems} index object(s) could not be read; run check)")
-        };
-        Error::NotFound {
-            what: format!("{kind:?} blob {} in the index{hint}", id.short()).to_lowercase(),
-        }
-    }
-
-    /// Loads and validates a tree.
-    pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
-        let raw = self.load_blob(BlobKind::Tree, id)?;
-        Tree::decode(&raw, &format!("tree {}", id.short()))
     }
 
     /// Reads every snapshot header, 16 at a time, and hands each to `visit`
