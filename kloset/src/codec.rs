@@ -3,6 +3,7 @@
 //!
 //! Also the MessagePack helpers used for every structured object.
 
+use std::cell::RefCell;
 use std::io::Read;
 
 use serde::Serialize;
@@ -17,11 +18,53 @@ const ENCODING_ZSTD: u8 = 1;
 /// damaged or hostile object cannot make us allocate more than this.
 pub const MAX_OBJECT_SIZE: usize = 1 << 30;
 
+/// Outputs up to this size are decompressed in one call into a buffer of
+/// exactly the bound (blobs: their recorded length); larger bounds stream.
+const BULK_DECODE_MAX: usize = 64 << 20;
+
+thread_local! {
+    /// One zstd context per thread, reused: making one costs more than
+    /// compressing or decompressing a small blob.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// zstd at `level` with this thread's reused context.
+fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match slot.as_mut() {
+            Some((_, c)) => c.compress(raw),
+            None => zstd::bulk::compress(raw, level),
+        }
+    })
+}
+
+/// Decompresses a whole frame of at most `max_len` bytes with this
+/// thread's reused context; more is an error.
+fn decompress(body: &[u8], max_len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match slot.as_mut() {
+            Some(d) => d.decompress(body, max_len),
+            None => zstd::bulk::decompress(body, max_len),
+        }
+    })
+}
+
 /// Encodes `raw` with zstd at `level`, or stores it raw when compression
 /// saves less than 1/32 of the size (already compressed or random data).
 pub fn encode(raw: &[u8], level: i32) -> Vec<u8> {
     if raw.len() >= 64
-        && let Ok(compressed) = zstd::bulk::compress(raw, level)
+        && let Ok(compressed) = compress(raw, level)
         && compressed.len() + raw.len() / 32 < raw.len()
     {
         let mut out = Vec::with_capacity(compressed.len() + 1);
@@ -48,6 +91,12 @@ pub fn decode(encoded: &[u8], max_len: usize, name: &str) -> Result<Vec<u8>> {
             }
             Ok(body.to_vec())
         }
+        ENCODING_ZSTD if max_len <= BULK_DECODE_MAX => decompress(body, max_len).map_err(|e| {
+            Error::corrupt(
+                name,
+                format!("zstd: {e} (or it decompresses to more than recorded)"),
+            )
+        }),
         ENCODING_ZSTD => {
             let mut decoder = zstd::stream::read::Decoder::new(body)
                 .map_err(|e| Error::corrupt(name, format!("zstd: {e}")))?;
@@ -156,6 +205,28 @@ mod tests {
         assert_eq!(
             decode(&[ENCODING_RAW], 0, "t").expect("empty"),
             Vec::<u8>::new()
+        );
+    }
+
+    #[test]
+    fn both_decode_paths_bound_the_output_and_reuse_no_state_across_calls() {
+        // Bulk (bound ≤ 64 MiB) and streaming (larger bound), both levels
+        // of a thread's reused contexts, a bomb refused by each.
+        let a = vec![b'a'; 200_000];
+        let b: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        for level in [1, 3, 1] {
+            for raw in [&a, &b] {
+                let enc = encode(raw, level);
+                assert_eq!(enc[0], ENCODING_ZSTD);
+                assert_eq!(&decode(&enc, raw.len(), "t").expect("bulk"), raw);
+                assert_eq!(&decode(&enc, MAX_OBJECT_SIZE, "t").expect("stream"), raw);
+                assert!(decode(&enc, raw.len() - 1, "t").is_err(), "bulk bomb");
+            }
+        }
+        let bomb = encode(&vec![0u8; BULK_DECODE_MAX + 2], 3);
+        assert!(
+            decode(&bomb, BULK_DECODE_MAX + 1, "t").is_err(),
+            "stream bomb"
         );
     }
 }

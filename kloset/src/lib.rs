@@ -42,6 +42,7 @@ pub mod id;
 pub mod import;
 pub mod index;
 pub mod lock;
+pub mod malloc;
 pub mod marks;
 pub mod ops;
 pub mod pack;

@@ -226,6 +226,13 @@ impl Storage {
         &self.prefix
     }
 
+    /// Whether requests go over a network (S3, SFTP, Azure, …): neither a
+    /// local directory nor memory. Readers then keep more requests in
+    /// flight and cache tree packs locally.
+    pub fn is_remote(&self) -> bool {
+        self.local_root.is_none() && !self.location.starts_with("memory")
+    }
+
     /// For local stores, the directory on disk.
     pub fn local_root(&self) -> Option<&Path> {
         self.local_root.as_deref()

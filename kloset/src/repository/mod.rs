@@ -207,8 +207,8 @@ impl Repository {
 
     fn from_opened(storage: Storage, opened: crate::header::Opened) -> Repository {
         // A local store is its own cache; memory needs none.
-        let remote = storage.local_root().is_none() && !storage.location().starts_with("memory");
-        let tree_cache = remote
+        let tree_cache = storage
+            .is_remote()
             .then(cache_root)
             .flatten()
             .map(|root| Arc::new(TreeCache::open(&root, opened.store_id)));

@@ -24,6 +24,7 @@
 //! wrote to is synced (`syncfs`), so restored files and directories are on
 //! stable storage; a failed sync fails the restore.
 
+mod budget;
 mod plan;
 mod sparse;
 
@@ -46,13 +47,19 @@ use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{Node, NodeKind, split_path};
+use budget::ByteBudget;
 use plan::{Plan, Planner};
 use sparse::SparseWriter;
 
 /// Chunks fetched at once for one large file.
-const WINDOW_CHUNKS: usize = 4;
+const WINDOW_CHUNKS: usize = 8;
+/// Workers restoring from a remote store (each waits on its requests).
+const REMOTE_THREADS: usize = 16;
 /// Bytes of small files fetched in one batch.
-const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+/// Bytes of file content fetched and not yet written, at most, over all
+/// workers (each is held about twice: as fetched and as decoded).
+const IN_FLIGHT_BYTES: u64 = 32 * 1024 * 1024;
 
 /// How to restore.
 #[derive(Clone, Debug)]
@@ -126,7 +133,12 @@ pub fn restore(
     // A reader lock: a prune waits for this restore before deleting packs.
     let _lock = repo.read_lock("restore")?;
     let node = find_node(repo, snapshot, path)?;
-    let pool = super::worker_pool(options.threads, "restore")?;
+    let threads = match options.threads {
+        // Workers mostly wait on requests: keep many in flight.
+        0 if repo.storage().is_remote() => REMOTE_THREADS,
+        n => n,
+    };
+    let pool = super::worker_pool(threads, "restore")?;
     let existing = match DirFd::open_path(target) {
         Ok(dir) => Some(dir),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -169,6 +181,7 @@ pub fn restore(
         uid: rustix::process::geteuid().as_raw(),
         errors: Mutex::new(Vec::new()),
         filesystems: Mutex::new(HashMap::new()),
+        budget: ByteBudget::new(IN_FLIGHT_BYTES),
     };
     r.note_filesystem(&root, target)?;
     pool.install(|| {
@@ -198,6 +211,8 @@ struct Restorer<'a> {
     errors: Mutex<Vec<String>>,
     /// One directory on each file system written to, for the final sync.
     filesystems: Mutex<HashMap<u64, Arc<DirFd>>>,
+    /// What may be fetched and not yet written at once.
+    budget: ByteBudget,
 }
 
 /// `parent/name` for messages.
@@ -258,10 +273,13 @@ impl Restorer<'_> {
                 .iter()
                 .flat_map(|n| n.content.iter().copied())
                 .collect();
+            // Written one after another while the share is held: a
+            // parallel loop here could steal work that waits for budget.
+            let _share = self.budget.take(batch.iter().map(|n| n.size).sum());
             let blobs =
                 load_blobs(self.repo, BlobKind::Data, &ids).map_err(|e| in_restore(e, at))?;
             batch
-                .par_iter()
+                .iter()
                 .try_for_each(|n| self.restore_entry(n, fd, at, &blobs))
         })?;
         other
@@ -401,10 +419,18 @@ impl Restorer<'_> {
                 .filter(|id| !cache.contains_key(id))
                 .copied()
                 .collect();
-            let fetched = if missing.is_empty() {
-                HashMap::new()
+            let (_share, fetched) = if missing.is_empty() {
+                (None, HashMap::new())
             } else {
-                load_blobs(self.repo, BlobKind::Data, &missing).map_err(|e| in_restore(e, &path))?
+                let bytes: u64 = {
+                    let index = self.repo.index();
+                    let len = |id| index.get(id).map_or(0, |l| u64::from(l.raw_length));
+                    missing.iter().map(len).sum()
+                };
+                let share = self.budget.take(bytes);
+                let fetched = load_blobs(self.repo, BlobKind::Data, &missing)
+                    .map_err(|e| in_restore(e, &path))?;
+                (Some(share), fetched)
             };
             for id in window {
                 let data =
