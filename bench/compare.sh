@@ -3,6 +3,7 @@
 #
 #   bench/compare.sh [--work DIR] [--corpora sysroot,small,large]
 #                    [--tools kloset,restic,rustic,kloset-s3,restic-s3] [--small-files N]
+#                    [--kloset BIN]   (a kloset binary to use instead of building one)
 #
 # For each corpus, every tool in turn: create a store, initial backup,
 # unchanged re-backup (warm, then with a cold dentry cache when run as root),
@@ -22,13 +23,15 @@ WORK=/var/tmp/kloset-bench
 CORPORA=sysroot,small,large
 TOOLS=kloset,restic,rustic
 SMALL_FILES=1000000
+KLOSET=
 while (($#)); do
     case "$1" in
     --work) WORK="$2"; shift 2 ;;
     --corpora) CORPORA="$2"; shift 2 ;;
     --tools) TOOLS="$2"; shift 2 ;;
     --small-files) SMALL_FILES="$2"; shift 2 ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    --kloset) KLOSET="$(realpath "$2")"; shift 2 ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -41,9 +44,11 @@ has_tool() { [[ ",$TOOLS," == *",$1,"* ]]; }
 has_s3() { [[ ",$TOOLS," == *-s3,* ]]; }
 
 # --- Tools ---------------------------------------------------------------------
-log "building kloset (release)"
-cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" -p klosetd --bin kloset >&2
-KLOSET="${CARGO_TARGET_DIR:-$ROOT/target}/release/kloset"
+if [[ -z $KLOSET ]]; then
+    log "building kloset (release)"
+    cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" -p klosetd --bin kloset >&2
+    KLOSET="${CARGO_TARGET_DIR:-$ROOT/target}/release/kloset"
+fi
 if [[ ",$TOOLS," == *,restic* ]] && ! command -v restic >/dev/null; then
     log "installing restic (Debian)"
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends restic >&2

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use common::*;
-use kloset::import::{FsImporter, Importer, Listed, Opened, SourcePath};
+use kloset::import::{FsImporter, Importer, SourcePath};
 use kloset::ops::backup::{BackupOptions, backup_from};
 use kloset::ops::check::{CheckOptions, check};
 use kloset::ops::restore::{RestoreOptions, restore};
@@ -23,46 +23,6 @@ use object_store::memory::InMemory;
 const GROWING: &[u8] = b"growing.log";
 const VANISHING: &[u8] = b"vanishing.txt";
 const APPENDED: &[u8] = b"a line appended while the backup read the file\n";
-
-/// The local importer, with another process's moves at the worst moments:
-/// `growing.log` gets a line appended right after it is opened (after its
-/// `fstat`), `vanishing.txt` is deleted right before it is opened.
-struct Moving {
-    inner: FsImporter,
-    root: std::path::PathBuf,
-}
-
-impl Importer for Moving {
-    fn origin(&self) -> String {
-        self.inner.origin()
-    }
-
-    fn root(&self) -> std::io::Result<Node> {
-        self.inner.root()
-    }
-
-    fn list(&self, dir: &SourcePath, listed: &Node) -> std::io::Result<Vec<Listed>> {
-        self.inner.list(dir, listed)
-    }
-
-    fn open(&self, path: &SourcePath, listed: &Node) -> std::io::Result<Opened<'_>> {
-        if path.name() == VANISHING {
-            std::fs::remove_file(self.root.join("vanishing.txt"))?;
-        }
-        let opened = self.inner.open(path, listed)?;
-        if path.name() == GROWING {
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(self.root.join("growing.log"))?;
-            f.write_all(APPENDED)?;
-        }
-        Ok(opened)
-    }
-
-    fn leave(&self, dir: &SourcePath) {
-        self.inner.leave(dir)
-    }
-}
 
 #[test]
 fn a_file_that_grows_or_vanishes_under_a_backup_is_recorded_and_the_snapshot_is_consistent() {
@@ -77,10 +37,26 @@ fn a_file_that_grows_or_vanishes_under_a_backup_is_recorded_and_the_snapshot_is_
     std::fs::write(src.join("vanishing.txt"), b"here when listed").expect("write");
     std::fs::write(src.join("still.txt"), b"untouched").expect("write");
 
-    let importer = Moving {
-        inner: FsImporter::new(&src),
-        root: src.clone(),
-    };
+    // Another process's moves at the worst moments: `growing.log` gets a
+    // line appended right after it is opened (after its `fstat`),
+    // `vanishing.txt` is deleted right before it is opened.
+    let root = src.clone();
+    let importer = OnOpen::new(
+        &src,
+        move |inner: &FsImporter, path: &SourcePath, listed: &Node| {
+            if path.name() == VANISHING {
+                std::fs::remove_file(root.join("vanishing.txt"))?;
+            }
+            let opened = inner.open(path, listed)?;
+            if path.name() == GROWING {
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(root.join("growing.log"))?;
+                f.write_all(APPENDED)?;
+            }
+            Ok(opened)
+        },
+    );
     let snap = backup_from(&repo, &importer, &BackupOptions::default()).expect("backup");
 
     let errors: Vec<(String, String)> = snap

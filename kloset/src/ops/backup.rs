@@ -101,7 +101,9 @@ struct Ctx<'r> {
     chunkers: Mutex<Vec<Chunker>>,
 }
 
-enum FileFailure {
+/// Why a file was not stored: its own I/O (recorded, the backup goes on)
+/// or something that stops the backup.
+pub(super) enum FileFailure {
     Io(std::io::Error),
     Fatal(Error),
 }
@@ -462,6 +464,15 @@ impl Ctx<'_> {
             .unwrap_or_else(|| {
                 Chunker::new(self.repo.config().chunker, self.repo.keys().chunker_seed())
             });
+        if node.size >= super::large_file::MIN_SIZE {
+            let result = super::large_file::store(&mut chunker, file, &self.writer, &self.progress);
+            self.chunkers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(chunker);
+            let (content, size) = result?;
+            return Ok((content, size, opened.node));
+        }
         let mut content = Vec::new();
         let result = chunker.chunk(file, |chunk| {
             self.progress

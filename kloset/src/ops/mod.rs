@@ -5,6 +5,7 @@ pub mod browse;
 pub mod check;
 pub mod export;
 pub mod forget;
+mod large_file;
 pub mod prune;
 pub mod restore;
 pub mod sync;

@@ -313,3 +313,66 @@ pub fn storage_over(store: Arc<dyn ObjectStore>) -> Storage {
 pub fn open(store: Arc<dyn ObjectStore>) -> Repository {
     Repository::open(storage_over(store), PASS).expect("open")
 }
+
+/// The local importer with a hook around `open`, for tests that play
+/// another process's tricks on files at the worst moment: the hook gets
+/// the inner importer and does the open itself (before, after, or instead).
+pub struct OnOpen<F> {
+    pub inner: kloset::import::FsImporter,
+    pub hook: F,
+}
+
+impl<F> OnOpen<F>
+where
+    F: for<'a> Fn(
+            &'a kloset::import::FsImporter,
+            &kloset::import::SourcePath,
+            &kloset::tree::Node,
+        ) -> std::io::Result<kloset::import::Opened<'a>>
+        + Send
+        + Sync,
+{
+    /// The local importer of `root` with `hook` around every open (a
+    /// constructor, so the closure's lifetimes are inferred as general).
+    pub fn new(root: &Path, hook: F) -> Self {
+        OnOpen {
+            inner: kloset::import::FsImporter::new(root),
+            hook,
+        }
+    }
+}
+
+impl<F> kloset::import::Importer for OnOpen<F>
+where
+    F: for<'a> Fn(
+            &'a kloset::import::FsImporter,
+            &kloset::import::SourcePath,
+            &kloset::tree::Node,
+        ) -> std::io::Result<kloset::import::Opened<'a>>
+        + Send
+        + Sync,
+{
+    fn origin(&self) -> String {
+        self.inner.origin()
+    }
+    fn root(&self) -> std::io::Result<kloset::tree::Node> {
+        self.inner.root()
+    }
+    fn list(
+        &self,
+        dir: &kloset::import::SourcePath,
+        listed: &kloset::tree::Node,
+    ) -> std::io::Result<Vec<kloset::import::Listed>> {
+        self.inner.list(dir, listed)
+    }
+    fn open(
+        &self,
+        path: &kloset::import::SourcePath,
+        listed: &kloset::tree::Node,
+    ) -> std::io::Result<kloset::import::Opened<'_>> {
+        (self.hook)(&self.inner, path, listed)
+    }
+    fn leave(&self, dir: &kloset::import::SourcePath) {
+        self.inner.leave(dir)
+    }
+}

@@ -1,0 +1,94 @@
+//! One large file on every core: its chunk boundaries are found on a thread
+//! of its own while the backup's workers hash, compress and seal the chunks
+//! already cut, a batch at a time, in parallel.
+//!
+//! Cutting is sequential by nature (each boundary depends on the previous
+//! one) but cheap; hashing, zstd and sealing are most of the cost and are
+//! independent per chunk. The cutting thread is a plain thread that only
+//! reads and sends, never waits on the worker pool, so the workers blocking
+//! on its channel can never deadlock the pool. At most [`DEPTH`] cut chunks
+//! wait in the channel, plus one batch being stored.
+
+use rayon::prelude::*;
+
+use super::backup::FileFailure;
+use crate::chunker::Chunker;
+use crate::error::Error;
+use crate::id::{BlobId, BlobKind};
+use crate::import::FileReader;
+use crate::progress::Progress;
+use crate::writer::Writer;
+
+/// Files at least this large are cut on their own thread.
+pub(super) const MIN_SIZE: u64 = 16 << 20;
+/// Cut chunks waiting to be stored, at most.
+const DEPTH: usize = 4;
+/// Chunks stored in parallel at most, per batch.
+const BATCH: usize = 4;
+
+/// Cuts `reader` into chunks on a thread of its own and stores them with
+/// `writer` on the current worker pool. Returns the chunk ids in file
+/// order and the number of bytes read.
+pub(super) fn store(
+    chunker: &mut Chunker,
+    reader: FileReader<'_>,
+    writer: &Writer<'_>,
+    progress: &Progress,
+) -> Result<(Vec<BlobId>, u64), FileFailure> {
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(DEPTH);
+    std::thread::scope(|s| {
+        let cutter = std::thread::Builder::new()
+            .name("kloset-cut".into())
+            .spawn_scoped(s, move || {
+                // A send fails only when the storing side stopped (it
+                // failed or was cancelled): stop reading then.
+                chunker.chunk(reader, |chunk| {
+                    tx.send(chunk.to_vec())
+                        .map_err(|_| std::io::Error::other("the backup stopped storing"))
+                })
+            })
+            .map_err(|e| {
+                FileFailure::Fatal(Error::io(
+                    "start the chunking thread for",
+                    "a large file",
+                    e,
+                ))
+            })?;
+        let mut content = Vec::new();
+        let mut stored = Ok(());
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(chunk) => batch.push(chunk),
+                    Err(_) => break,
+                }
+            }
+            let ids: Result<Vec<BlobId>, Error> = batch
+                .par_iter()
+                .map(|chunk| {
+                    progress.check_cancelled()?;
+                    let (id, _) = writer.save_blob(BlobKind::Data, chunk)?;
+                    progress.add_bytes(chunk.len() as u64);
+                    Ok(id)
+                })
+                .collect();
+            match ids {
+                Ok(ids) => content.extend(ids),
+                Err(e) => {
+                    stored = Err(FileFailure::Fatal(e));
+                    break;
+                }
+            }
+        }
+        drop(rx); // unblocks the cutter if storing stopped early
+        let cut = cutter.join().map_err(|_| {
+            FileFailure::Fatal(Error::InvalidArgument(
+                "the chunking thread panicked".into(),
+            ))
+        })?;
+        stored?;
+        let size = cut.map_err(FileFailure::Io)?;
+        Ok((content, size))
+    })
+}
