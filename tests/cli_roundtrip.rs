@@ -176,3 +176,60 @@ fn tricky_tree_round_trip_on_s3() {
         objects.iter().map(|o| &o.1).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn create_takes_chunk_size_and_compression_level_and_refuses_bad_ones() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let fx = StoreFixture::local(&tmp.path().join("store"));
+    for (args, says) in [
+        (&["--chunk-size", "3MiB"][..], "power of two"),
+        (&["--chunk-size", "32KiB"], "from 64KiB to 4MiB"),
+        (&["--compression-level", "0"], "--compression-level"),
+        (&["--compression-level", "20"], "--compression-level"),
+    ] {
+        let mut all = vec!["create"];
+        all.extend_from_slice(args);
+        let out = fx.run(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", out.stderr_str());
+        assert!(
+            out.stderr_str().contains(says),
+            "{args:?}: {}",
+            out.stderr_str()
+        );
+        assert!(
+            !tmp.path().join("store/kloset").exists(),
+            "{args:?} made a store"
+        );
+    }
+    fx.must(&[
+        "create",
+        "--chunk-size",
+        "256KiB",
+        "--compression-level",
+        "9",
+    ]);
+    let info = json(&fx.must(&["--json", "info"]));
+    assert_eq!(info["chunker"]["avg_size"], 256 * 1024, "{info}");
+    assert_eq!(info["chunker"]["min_size"], 128 * 1024, "{info}");
+    assert_eq!(info["chunker"]["max_size"], 2048 * 1024, "{info}");
+    assert_eq!(info["compression_level"], 9, "{info}");
+    // The settings are used: a 3 MiB file of distinct content makes about
+    // twelve chunks of 256 KiB, where the default would make three.
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let data: Vec<u8> = (0..3u32 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    std::fs::write(src.join("f"), &data).expect("write");
+    let snap = json(&fx.must(&["--json", "backup", src.to_str().expect("utf8")]));
+    let blobs = snap["snapshot"]["stats"]["blobs_added"]
+        .as_u64()
+        .expect("blobs");
+    assert!((7..=25).contains(&blobs), "{blobs} blobs: {snap}");
+}

@@ -23,6 +23,8 @@ const MAX_GAP: u64 = 256 * 1024;
 const MAX_REQUEST: u64 = 16 * 1024 * 1024;
 /// Requests in flight at once.
 const CONCURRENCY: usize = 8;
+/// Fetched bytes from which opening the blobs is spread over every core.
+const PARALLEL_OPEN_BYTES: u64 = 2 << 20;
 
 struct Request {
     pack: PackId,
@@ -99,13 +101,16 @@ fn load_blobs_once(
         .buffer_unordered(CONCURRENCY)
         .try_collect(),
     )?;
-    let mut out = HashMap::with_capacity(ids.len());
-    for (req, bytes) in fetched {
-        let pack_name = Key::Pack(req.pack).path();
-        for (id, loc) in req.blobs {
+    let names: Vec<String> = fetched
+        .iter()
+        .map(|(r, _)| Key::Pack(r.pack).path())
+        .collect();
+    let mut jobs: Vec<Job<'_>> = Vec::with_capacity(ids.len());
+    for ((req, bytes), pack_name) in fetched.iter().zip(&names) {
+        for (id, loc) in &req.blobs {
             if loc.kind != kind {
                 return Err(Error::corrupt(
-                    &pack_name,
+                    pack_name,
                     format!(
                         "blob {} is a {:?} blob, expected {kind:?}",
                         id.short(),
@@ -116,12 +121,69 @@ fn load_blobs_once(
             let from = (loc.offset as u64 - req.range.start) as usize;
             let sealed = bytes
                 .get(from..from + loc.length as usize)
-                .ok_or_else(|| Error::corrupt(&pack_name, "short read"))?;
-            out.insert(
-                id,
-                repo.open_blob(kind, &id, loc.raw_length, sealed, &pack_name)?,
-            );
+                .ok_or_else(|| Error::corrupt(pack_name, "short read"))?;
+            jobs.push(Job {
+                id: *id,
+                raw_length: loc.raw_length,
+                sealed,
+                pack_name,
+            });
         }
     }
-    Ok(out)
+    let opened = open_all(repo, kind, &jobs)?;
+    Ok(opened.into_iter().collect())
+}
+
+/// One fetched blob to open.
+struct Job<'a> {
+    id: BlobId,
+    raw_length: u32,
+    sealed: &'a [u8],
+    pack_name: &'a str,
+}
+
+/// Opens (authenticates, decompresses, verifies) every job. That is CPU
+/// work, and a restore of one large file fetches its chunks a window at a
+/// time from one worker: with at least [`PARALLEL_OPEN_BYTES`], the jobs
+/// are split over one scoped thread per core. Plain threads, not the
+/// caller's rayon pool, so a caller holding a share of a restore's byte
+/// budget never runs stolen work that waits for that budget.
+fn open_all(repo: &Repository, kind: BlobKind, jobs: &[Job<'_>]) -> Result<Vec<(BlobId, Vec<u8>)>> {
+    let open = |j: &Job<'_>| {
+        repo.open_blob(kind, &j.id, j.raw_length, j.sealed, j.pack_name)
+            .map(|raw| (j.id, raw))
+    };
+    let total: u64 = jobs.iter().map(|j| j.sealed.len() as u64).sum();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if total < PARALLEL_OPEN_BYTES || threads < 2 || jobs.len() < 2 {
+        return jobs.iter().map(open).collect();
+    }
+    // Contiguous groups of about equal bytes, one per thread.
+    let share = total.div_ceil(threads as u64);
+    let mut groups: Vec<&[Job<'_>]> = Vec::with_capacity(threads);
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, j) in jobs.iter().enumerate() {
+        bytes += j.sealed.len() as u64;
+        if bytes >= share {
+            groups.push(&jobs[start..=i]);
+            (start, bytes) = (i + 1, 0);
+        }
+    }
+    if start < jobs.len() {
+        groups.push(&jobs[start..]);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|g| s.spawn(move || g.iter().map(open).collect::<Result<Vec<_>>>()))
+            .collect();
+        let mut out = Vec::with_capacity(jobs.len());
+        for h in handles {
+            let part = h
+                .join()
+                .map_err(|_| Error::InvalidArgument("a blob-opening thread panicked".into()))??;
+            out.extend(part);
+        }
+        Ok(out)
+    })
 }

@@ -68,6 +68,8 @@ struct Shared {
     uploaded: Mutex<Vec<IndexPack>>,
     uploaded_blobs: AtomicU64,
     written_indexes: Mutex<Vec<(IndexId, Vec<IndexPack>)>>,
+    /// An uploader wrote an index object the writer has not absorbed yet.
+    indexed: AtomicBool,
     error: Mutex<Option<Error>>,
     index_each_pack: AtomicBool,
 }
@@ -207,9 +209,32 @@ impl<'r> Writer<'r> {
         }
     }
 
+    /// Moves what the uploaders indexed so far into the repository's index
+    /// and out of `pending`, so a long backup holds each new blob once (in
+    /// the index) instead of three times (index, pending set, written
+    /// entries). A blob is in the index before it leaves `pending`, so
+    /// [`Writer::has_blob`] never misses it. Not for writers that index each
+    /// pack (sync): their per-pack objects are merged and deleted at the end.
+    fn absorb_indexed(&self) {
+        if self.shared.index_each_pack.load(Ordering::SeqCst)
+            || !self.shared.indexed.swap(false, Ordering::SeqCst)
+        {
+            return;
+        }
+        let written = std::mem::take(&mut *lock(&self.shared.written_indexes));
+        for (id, packs) in written {
+            self.repo.index_add(Some(id), &packs);
+            let mut pending = lock(&self.pending);
+            for blob in packs.iter().flat_map(|p| &p.blobs) {
+                pending.remove(&blob.id);
+            }
+        }
+    }
+
     /// Stores one blob unless the store already has it. Returns its id and
     /// whether it was new. Safe to call from many threads at once.
     pub fn save_blob(&self, kind: BlobKind, raw: &[u8]) -> Result<(BlobId, bool)> {
+        self.absorb_indexed();
         if let Some(msg) = self.shared.failed() {
             return Err(Error::InvalidArgument(format!(
                 "an earlier upload failed: {msg}"
@@ -441,7 +466,10 @@ fn upload_loop(
                 continue;
             }
             match write_index(&storage, &keys, level, &batch) {
-                Ok(id) => lock(&shared.written_indexes).push((id, batch)),
+                Ok(id) => {
+                    lock(&shared.written_indexes).push((id, batch));
+                    shared.indexed.store(true, Ordering::SeqCst);
+                }
                 Err(e) => shared.fail(e),
             }
         }
@@ -460,4 +488,50 @@ pub(crate) fn write_index(
     let sealed = keys.seal(ObjectKind::Index, id.as_bytes(), &plain)?;
     storage.put_new(Key::Index(id), Bytes::from(sealed))?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_backup_moves_indexed_blobs_out_of_pending_and_still_deduplicates() {
+        let storage = crate::Storage::open(&crate::Location::Memory, false).expect("storage");
+        let options = crate::repository::CreateOptions {
+            kdf: crate::crypto::KdfParams::with_cost(64, 1, 1),
+            ..Default::default()
+        };
+        let repo = Repository::create(storage, b"pass", options).expect("create");
+        let writer = Writer::new(&repo).expect("writer");
+        let blob = |i: u64| i.to_le_bytes().repeat(3);
+        let n = INDEX_FLUSH_BLOBS as u64 * 5 / 2;
+        for i in 0..n {
+            assert!(writer.save_blob(BlobKind::Data, &blob(i)).expect("save").1);
+        }
+        // The uploaders index the first full pack (200,000 blobs) while
+        // saves go on; a later save absorbs that index object.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let (_, new) = writer.save_blob(BlobKind::Data, &blob(0)).expect("again");
+            assert!(!new, "a saved blob is known, pending or absorbed");
+            let pending = lock(&writer.pending).len();
+            if pending <= n as usize - INDEX_FLUSH_BLOBS {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{pending} of {n} blobs still pending"
+            );
+            std::thread::yield_now();
+        }
+        for i in (0..n).step_by(997) {
+            assert!(writer.has_blob(&repo.keys().blob_id(BlobKind::Data, &blob(i))));
+        }
+        writer.finish().expect("finish");
+        assert_eq!(repo.index().blob_count() as u64, n);
+        for i in (0..n).step_by(4999) {
+            let id = repo.keys().blob_id(BlobKind::Data, &blob(i));
+            assert_eq!(repo.load_blob(BlobKind::Data, &id).expect("read"), blob(i));
+        }
+    }
 }

@@ -112,6 +112,12 @@ pub struct CreateArgs {
     /// Argon2id memory for the passphrase key, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub kdf_memory_mib: u32,
+    /// Average chunk size (chunks are between half and 8 times it; 64KiB to 4MiB).
+    #[arg(long, value_name = "SIZE", default_value = "1MiB")]
+    pub chunk_size: bytesize::ByteSize,
+    /// zstd level for everything stored (1 to 19; higher is smaller and slower).
+    #[arg(long, value_name = "LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub compression_level: i32,
 }
 
 /// `backup` options.

@@ -180,6 +180,8 @@ fn create(cli: &Cli, location: &str, args: &CreateArgs) -> Result<i32> {
         .map_err(|_| UsageError("--pack-size is too large".into()))?;
     options.kdf =
         kloset::crypto::KdfParams::with_cost(args.kdf_memory_mib.saturating_mul(1024), 3, 1);
+    options.config.chunker = chunker_params(args.chunk_size)?;
+    options.config.compression_level = args.compression_level;
     let repo = Repository::create(storage, &pass, options)?;
     if cli.json {
         json(
@@ -193,6 +195,29 @@ fn create(cli: &Cli, location: &str, args: &CreateArgs) -> Result<i32> {
         );
     }
     Ok(EXIT_OK)
+}
+
+/// Chunker parameters around an average size: half of it at least, eight
+/// times at most (the defaults' proportions: 512 KiB, 1 MiB, 8 MiB).
+fn chunker_params(average: bytesize::ByteSize) -> Result<kloset::chunker::ChunkerParams> {
+    let avg = u32::try_from(average.as_u64())
+        .ok()
+        .filter(|a| (64 << 10..=4 << 20).contains(a) && a.is_power_of_two())
+        .ok_or_else(|| {
+            UsageError(format!(
+                "--chunk-size must be a power of two from 64KiB to 4MiB, got {average}"
+            ))
+        })?;
+    let params = kloset::chunker::ChunkerParams {
+        min_size: avg / 2,
+        avg_size: avg,
+        max_size: avg * 8,
+        normalization: 1,
+    };
+    params
+        .validate()
+        .map_err(|e| UsageError(format!("--chunk-size {average}: {e}")))?;
+    Ok(params)
 }
 
 /// A snapshot as shown in JSON output.
