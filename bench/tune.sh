@@ -37,7 +37,7 @@ cp -a "$WORK/a" "$WORK/b"
 python3 "$ROOT/bench/corpus.py" mutate "$WORK/b" >&2
 corpus=$(du -sb "$WORK/a" | cut -f1)
 
-echo "| chunk size / zstd level | initial backup | CPU | peak RSS | store | ratio | changed copy adds | chunks |"
+echo "| chunk size / zstd level | initial backup | CPU | peak RSS | store | ratio | changed copy adds | blobs |"
 echo "|---|---|---|---|---|---|---|---|"
 for setting in "${SETTINGS[@]}"; do
     chunk=${setting%/*} level=${setting#*/}
@@ -49,7 +49,7 @@ for setting in "${SETTINGS[@]}"; do
     size=$(du -sb "$WORK/store" | cut -f1)
     "$KLOSET" --json at "$WORK/store" backup "$WORK/b" >"$WORK/second.json"
     after=$(du -sb "$WORK/store" | cut -f1)
-    blobs=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stats"]["blobs_added"])' "$WORK/first.json")
+    blobs=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["snapshot"]["stats"]["blobs_added"])' "$WORK/first.json")
     printf '| %s / %s | %.2f s | %.1f s | %d MiB | %.1f MB | %.2f | %.1f MB | %d |\n' \
         "$chunk" "$level" "$wall" "$(echo "$user + $sys" | bc)" "$((rss / 1024))" \
         "$(echo "$size / 1000000" | bc -l)" "$(echo "$corpus / $size" | bc -l)" \

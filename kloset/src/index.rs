@@ -101,6 +101,12 @@ impl Index {
         }
     }
 
+    /// Makes room for about `blobs` more blobs (from the size of the
+    /// index objects about to be merged).
+    pub fn reserve(&mut self, blobs: usize) {
+        self.blobs.reserve(blobs);
+    }
+
     /// The packs this index avoids.
     pub fn avoided(&self) -> &HashSet<PackId> {
         &self.avoid

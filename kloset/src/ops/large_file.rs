@@ -1,13 +1,15 @@
 //! One large file on every core: its chunk boundaries are found on a thread
 //! of its own while the backup's workers hash, compress and seal the chunks
-//! already cut, a batch at a time, in parallel.
+//! already cut, in parallel.
 //!
 //! Cutting is sequential by nature (each boundary depends on the previous
 //! one) but cheap; hashing, zstd and sealing are most of the cost and are
-//! independent per chunk. The cutting thread is a plain thread that only
-//! reads and sends, never waits on the worker pool, so the workers blocking
-//! on its channel can never deadlock the pool. At most [`DEPTH`] cut chunks
-//! wait in the channel, plus one batch being stored.
+//! independent per chunk, so every worker of the pool takes the next cut
+//! chunk as soon as it is free, and the ids are put back in file order.
+//! The cutting thread is a plain thread that only reads and sends, never
+//! waits on the worker pool, so the workers blocking on its channel can
+//! never deadlock the pool. At most [`DEPTH`] cut chunks wait in the
+//! channel, plus one being stored per worker.
 
 use rayon::prelude::*;
 
@@ -23,8 +25,6 @@ use crate::writer::Writer;
 pub(super) const MIN_SIZE: u64 = 16 << 20;
 /// Cut chunks waiting to be stored, at most.
 const DEPTH: usize = 4;
-/// Chunks stored in parallel at most, per batch.
-const BATCH: usize = 4;
 
 /// Cuts `reader` into chunks on a thread of its own and stores them with
 /// `writer` on the current worker pool. Returns the chunk ids in file
@@ -54,41 +54,28 @@ pub(super) fn store(
                     e,
                 ))
             })?;
-        let mut content = Vec::new();
-        let mut stored = Ok(());
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while batch.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(chunk) => batch.push(chunk),
-                    Err(_) => break,
-                }
-            }
-            let ids: Result<Vec<BlobId>, Error> = batch
-                .par_iter()
-                .map(|chunk| {
-                    progress.check_cancelled()?;
-                    let (id, _) = writer.save_blob(BlobKind::Data, chunk)?;
-                    progress.add_bytes(chunk.len() as u64);
-                    Ok(id)
-                })
-                .collect();
-            match ids {
-                Ok(ids) => content.extend(ids),
-                Err(e) => {
-                    stored = Err(FileFailure::Fatal(e));
-                    break;
-                }
-            }
-        }
+        // Each worker takes the next cut chunk as soon as it is free (no
+        // batch barrier); the chunk's place in the file travels with it.
+        let stored: Result<Vec<(usize, BlobId)>, Error> = rx
+            .iter()
+            .enumerate()
+            .par_bridge()
+            .map(|(place, chunk)| {
+                progress.check_cancelled()?;
+                let (id, _) = writer.save_blob(BlobKind::Data, &chunk)?;
+                progress.add_bytes(chunk.len() as u64);
+                Ok((place, id))
+            })
+            .collect();
         drop(rx); // unblocks the cutter if storing stopped early
         let cut = cutter.join().map_err(|_| {
             FileFailure::Fatal(Error::InvalidArgument(
                 "the chunking thread panicked".into(),
             ))
         })?;
-        stored?;
+        let mut stored = stored.map_err(FileFailure::Fatal)?;
         let size = cut.map_err(FileFailure::Io)?;
-        Ok((content, size))
+        stored.sort_unstable_by_key(|(place, _)| *place);
+        Ok((stored.into_iter().map(|(_, id)| id).collect(), size))
     })
 }

@@ -90,6 +90,9 @@ pub struct Repository {
 /// is written before they are deleted, so listing again finds it).
 const INDEX_LOAD_ATTEMPTS: usize = 5;
 
+/// An index object as listed: its path, and its id when the name is one.
+type ListedIndex = (String, Option<IndexId>);
+
 /// What a location holds.
 #[derive(Debug)]
 pub enum Probe {
@@ -232,7 +235,7 @@ impl Repository {
     /// index meanwhile see the old one, never an empty one.
     pub fn refresh_index(&self) -> Result<()> {
         for _ in 0..INDEX_LOAD_ATTEMPTS {
-            let listed = self.list_index_objects()?;
+            let (listed, listed_bytes) = self.list_index_objects_sized()?;
             let present: HashSet<IndexId> = listed.iter().filter_map(|(_, id)| *id).collect();
             let avoid = self.avoid.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let (known, full) = {
@@ -251,22 +254,30 @@ impl Repository {
                     .filter(|(_, id)| id.is_none_or(|id| !known.contains(&id)))
                     .collect()
             };
-            let Some((files, problems)) = self.load_index_objects(wanted)? else {
-                continue; // an object vanished between listing and reading
-            };
-            let mut all_problems = self
-                .index_problems
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
             if full {
+                // Merged as they arrive: a store's decoded index objects
+                // are never all in memory at once.
                 let mut index = Index::avoiding(avoid);
-                for (id, file) in &files {
-                    index.merge(Some(*id), &file.packs);
-                }
+                index.reserve(expected_blobs(listed_bytes));
+                let visited = self
+                    .visit_index_objects(wanted, |id, file| index.merge(Some(id), &file.packs))?;
+                let Some(problems) = visited else {
+                    continue; // an object vanished between listing and reading
+                };
                 index.mark_loaded();
                 *self.index_mut() = index;
-                *all_problems = problems;
+                *self
+                    .index_problems
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = problems;
             } else {
+                let Some((files, problems)) = self.load_index_objects(wanted)? else {
+                    continue; // an object vanished between listing and reading
+                };
+                let mut all_problems = self
+                    .index_problems
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 let mut index = self.index_mut();
                 for (id, file) in &files {
                     index.merge(Some(*id), &file.packs);
@@ -286,16 +297,22 @@ impl Repository {
 
     /// The index objects in the store: each path, with its id when the
     /// name is one (a stray name is reported by the loader).
-    fn list_index_objects(&self) -> Result<Vec<(String, Option<IndexId>)>> {
-        Ok(self
-            .storage
-            .list(Some(INDEX_DIR))?
+    fn list_index_objects(&self) -> Result<Vec<ListedIndex>> {
+        Ok(self.list_index_objects_sized()?.0)
+    }
+
+    /// [`Self::list_index_objects`], with the objects' total size.
+    fn list_index_objects_sized(&self) -> Result<(Vec<ListedIndex>, u64)> {
+        let listed = self.storage.list(Some(INDEX_DIR))?;
+        let bytes = listed.iter().map(|l| l.size).sum();
+        let objects = listed
             .into_iter()
             .map(|l| {
                 let name = l.path.rsplit('/').next().unwrap_or_default().to_string();
                 (l.path, IndexId::from_hex(&name).ok())
             })
-            .collect())
+            .collect();
+        Ok((objects, bytes))
     }
 
     fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
@@ -341,10 +358,26 @@ impl Repository {
         &self,
         listed: Vec<(String, Option<IndexId>)>,
     ) -> Result<Option<(Vec<(IndexId, IndexFile)>, Vec<IndexProblem>)>> {
+        let mut files = Vec::new();
+        let problems = self.visit_index_objects(listed, |id, file| files.push((id, file)))?;
+        Ok(problems.map(|p| (files, p)))
+    }
+
+    /// Reads and decodes index objects, eight at a time, handing each to
+    /// `visit` as soon as it is decoded, so a caller that merges them
+    /// holds one merged index and a few decoded objects, never all of
+    /// them. Returns the objects that could not be read, or `Ok(None)` when
+    /// one was listed but is gone now (list again; what was visited is to
+    /// be thrown away).
+    fn visit_index_objects(
+        &self,
+        listed: Vec<(String, Option<IndexId>)>,
+        mut visit: impl FnMut(IndexId, IndexFile),
+    ) -> Result<Option<Vec<IndexProblem>>> {
         let keys = self.keys.clone();
         let storage = self.storage.clone();
-        let results: Vec<(String, Result<IndexFile>, Option<IndexId>)> = self.storage.run(async {
-            futures::stream::iter(listed.into_iter().map(|(path, id)| {
+        self.storage.run(async {
+            let mut results = futures::stream::iter(listed.into_iter().map(|(path, id)| {
                 let keys = keys.clone();
                 let storage = storage.clone();
                 async move {
@@ -358,25 +391,22 @@ impl Repository {
                     (path, result, id)
                 }
             }))
-            .buffer_unordered(8)
-            .collect()
-            .await
-        });
-        let mut files = Vec::new();
-        let mut problems = Vec::new();
-        for (path, result, id) in results {
-            match (result, id) {
-                (Ok(file), Some(id)) => files.push((id, file)),
-                (Err(e), _) if e.kind() == ErrorKind::NotFound => return Ok(None),
-                (Err(e), _) if e.is_retryable() => return Err(e),
-                (Err(e), _) => problems.push(IndexProblem {
-                    object: path,
-                    error: e.to_string(),
-                }),
-                (Ok(_), None) => {}
+            .buffer_unordered(8);
+            let mut problems = Vec::new();
+            while let Some((path, result, id)) = results.next().await {
+                match (result, id) {
+                    (Ok(file), Some(id)) => visit(id, file),
+                    (Err(e), _) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                    (Err(e), _) if e.is_retryable() => return Err(e),
+                    (Err(e), _) => problems.push(IndexProblem {
+                        object: path,
+                        error: e.to_string(),
+                    }),
+                    (Ok(_), None) => {}
+                }
             }
-        }
-        Ok(Some((files, problems)))
+            Ok(Some(problems))
+        })
     }
 
     /// The storage.
@@ -588,6 +618,16 @@ impl Repository {
         self.storage
             .put_new(Key::Snapshot(snapshot.id), Bytes::from(sealed))
     }
+}
+
+/// About how many blobs index objects of `bytes` list (an entry is about
+/// 41 bytes sealed, ids being incompressible), capped so that a hostile
+/// listing cannot make us reserve much: reserving up front saves the hash
+/// table's last doubling, when the old and the new table are both held.
+fn expected_blobs(bytes: u64) -> usize {
+    usize::try_from(bytes / 40)
+        .unwrap_or(usize::MAX)
+        .min(16 << 20)
 }
 
 pub(crate) fn decode_index(
