@@ -17,6 +17,9 @@ pub struct StoreFixture {
     pub objects_dir: PathBuf,
     /// Keeps the S3 server alive.
     _server: Option<S3Server>,
+    /// The tree cache of an S3 store (`KLOSET_CACHE_DIR`), private to the
+    /// fixture rather than the machine's /var/cache/kloset.
+    _cache: Option<tempfile::TempDir>,
 }
 
 impl StoreFixture {
@@ -27,6 +30,7 @@ impl StoreFixture {
             kloset: Kloset::new(),
             objects_dir: dir.to_path_buf(),
             _server: None,
+            _cache: None,
         }
     }
 
@@ -34,11 +38,15 @@ impl StoreFixture {
     /// only when `KLOSET_SKIP_S3=1`.
     pub fn s3(prefix: &str) -> Option<Self> {
         let server = S3Server::start_or_skip()?;
+        let cache = tempfile::tempdir().expect("tree cache dir");
         Some(StoreFixture {
             location: server.location(prefix),
-            kloset: Kloset::new().envs(server.env()),
+            kloset: Kloset::new()
+                .envs(server.env())
+                .env("KLOSET_CACHE_DIR", cache.path()),
             objects_dir: server.bucket_dir().join(prefix),
             _server: Some(server),
+            _cache: Some(cache),
         })
     }
 

@@ -171,6 +171,10 @@ in
         RestartSec = "10s";
         StateDirectory = "klosetd";
         StateDirectoryMode = "0700";
+        # /var/cache/kloset: tree packs of remote stores, shared with the
+        # kloset CLI run as root; disposable, verified on every read.
+        CacheDirectory = "kloset";
+        CacheDirectoryMode = "0700";
         # No ConfigurationDirectory=: environment.etc owns /etc/klosetd/conf.d.
         RuntimeDirectory = "klosetd";
         UMask = "0077";
