@@ -86,7 +86,12 @@ cat "$WORK/machine.txt" >&2
 # --- S3 -----------------------------------------------------------------------
 S3_PID=
 stop_s3() { [[ -n "$S3_PID" ]] && kill "$S3_PID" 2>/dev/null && wait "$S3_PID" 2>/dev/null || true; }
-trap stop_s3 EXIT
+cleanup() {
+    stop_s3
+    mountpoint -q "$WORK/restore/out" 2>/dev/null && umount "$WORK/restore/out"
+    true
+}
+trap cleanup EXIT
 if has_s3; then
     S3_PORT=39123
     rm -rf "$WORK/s3" && mkdir -p "$WORK/s3/bench"
@@ -176,13 +181,36 @@ measure() { # corpus tool step command...
         "$bytes" "$((after - before))" >>"$RESULTS"
 }
 
-# ext4 allocating inodes right after many were deleted scans the recently
-# deleted ones (recently_deleted() in the kernel): a restore that follows
-# the removal of the previous tool's restore paid up to 3x in system time.
-# Every restore and tar x starts 35 s after the last deletion.
-settle_after_delete() {
-    sync
-    sleep 35
+# Every restore (and tar x) writes into a file system of its own: on a
+# disk where millions of files were just created and deleted, ext4 spends
+# most of a small-file restore in inode allocation (recently_deleted() and
+# the buffer lookups under it), more for whoever comes later, so tools
+# restoring into the same file system one after the other were not
+# compared fairly. As root with mkfs.ext4: a fresh sparse ext4 image,
+# loop-mounted on the target. Otherwise: an empty directory, 35 s after the
+# last deletion (which was not enough on that disk).
+fresh_target() { # dir files
+    local dir=$1 files=$2
+    mkdir -p "$dir"
+    if [[ $EUID -eq 0 ]] && command -v mkfs.ext4 >/dev/null; then
+        local img="$WORK/restore/target.img" size
+        size=$(($(du -sb "$src" | cut -f1) * 2 + (4 << 30)))
+        rm -f "$img"
+        truncate -s "$size" "$img"
+        mkfs.ext4 -q -F -N $((files + files / 5 + 10000)) "$img"
+        mount -o loop "$img" "$dir"
+        rmdir "$dir/lost+found" # the restored tree must equal the corpus
+    else
+        sync
+        sleep 35
+    fi
+}
+release_target() { # dir
+    if mountpoint -q "$1"; then
+        umount "$1"
+        rm -f "$WORK/restore/target.img"
+    fi
+    rm -rf "$1"
 }
 
 drop_dentries() {
@@ -218,13 +246,14 @@ for corpus in "${CORPUS_LIST[@]}"; do
     # Restores, verified bit-exact; tar x of the same tree beside them.
     tar -cf "$WORK/restore/$corpus.tar" -C "$src" .
     dst="$WORK/restore/out"
-    rm -rf "$dst" && mkdir -p "$dst"
-    settle_after_delete
+    entries=$(find "$src" | wc -l)
+    release_target "$dst"
+    fresh_target "$dst" "$entries"
     measure "$corpus" "tar x" restore tar -xf "$WORK/restore/$corpus.tar" -C "$dst"
-    rm -rf "$dst" "$WORK/restore/$corpus.tar"
+    release_target "$dst"
+    rm -f "$WORK/restore/$corpus.tar"
     for tool in "${TOOL_LIST[@]}"; do
-        rm -rf "$dst" && mkdir -p "$dst"
-        settle_after_delete
+        fresh_target "$dst" "$entries"
         measure "$corpus" "$tool" restore run_tool "$tool" "$corpus" restore "$dst"
         out="$dst"
         [[ $tool == restic* ]] && out="$dst$src" # restic 0.14 keeps the path below the target
@@ -233,7 +262,7 @@ for corpus in "${CORPUS_LIST[@]}"; do
             echo "RESTORE DIFFERS: $corpus / $tool (log: $WORK/log/$corpus-$tool-diff.log)" >&2
             exit 1
         fi
-        rm -rf "$dst"
+        release_target "$dst"
     done
     for tool in "${TOOL_LIST[@]}"; do
         # restic 0.14's check lists packs in a way s3s-fs answers with
