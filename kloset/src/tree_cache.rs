@@ -150,15 +150,17 @@ impl TreeCache {
     }
 
     /// Keeps a whole pack (best effort: a cache that cannot be written
-    /// only costs requests). Written to a temporary name and renamed, so a
-    /// reader never sees a partial file under the pack's name.
+    /// only costs requests). Written to a temporary name of its own (two
+    /// threads, or the CLI and the daemon, may cache the same pack at once)
+    /// and renamed, so a reader never sees a partial file under the pack's
+    /// name.
     pub fn put(&self, pack: &PackId, bytes: &[u8]) {
         if !self.usable() {
             return;
         }
         let tmp = self
             .dir
-            .join(format!(".{}.{}.tmp", pack.to_hex(), std::process::id()));
+            .join(format!(".{}.{}.tmp", pack.to_hex(), rand::random::<u64>()));
         let written = fs::OpenOptions::new()
             .write(true)
             .create(true)

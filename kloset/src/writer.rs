@@ -217,6 +217,9 @@ impl<'r> Writer<'r> {
     /// pack (sync): their per-pack objects are merged and deleted at the end.
     fn absorb_indexed(&self) {
         if self.shared.index_each_pack.load(Ordering::SeqCst)
+            // Read before swapping: a swap on every save would write the
+            // shared flag's cache line from every worker.
+            || !self.shared.indexed.load(Ordering::Relaxed)
             || !self.shared.indexed.swap(false, Ordering::SeqCst)
         {
             return;
