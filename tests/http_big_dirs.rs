@@ -178,6 +178,7 @@ fn big_directories_and_snapshot_lists_page_in_bounded_memory() {
     let tree_blob = repo
         .index()
         .get(&big.tree)
+        .expect("read the index")
         .map(|loc| (loc.length, loc.raw_length))
         .expect("the big tree in the index");
     fs::create_dir_all(root.join("small")).expect("mkdir small");

@@ -28,6 +28,7 @@ pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 const AD_PREFIX: &[u8; 7] = b"kloset1";
 const CONTEXT_DATA_ID_KEY: &str = "kloset 2026-11-22 data blob id key v1";
 const CONTEXT_TREE_ID_KEY: &str = "kloset 2026-11-22 tree blob id key v1";
+const CONTEXT_CACHE_MAC_KEY: &str = "kloset 2026-12-06 local cache mac key v1";
 const CONTEXT_ENC_KEY: &str = "kloset 2026-11-22 object encryption key v1";
 const CONTEXT_CHUNKER_SEED: &str = "kloset 2026-11-22 chunker seed v1";
 
@@ -141,6 +142,7 @@ impl std::fmt::Debug for MasterKey {
 pub struct Keys {
     data_id_key: Zeroizing<[u8; 32]>,
     tree_id_key: Zeroizing<[u8; 32]>,
+    cache_mac_key: Zeroizing<[u8; 32]>,
     cipher: XChaCha20Poly1305,
     chunker_seed: u64,
 }
@@ -157,12 +159,14 @@ impl Keys {
         let data_id_key = Zeroizing::new(blake3::derive_key(CONTEXT_DATA_ID_KEY, &master.0));
         let tree_id_key = Zeroizing::new(blake3::derive_key(CONTEXT_TREE_ID_KEY, &master.0));
         let enc_key = Zeroizing::new(blake3::derive_key(CONTEXT_ENC_KEY, &master.0));
+        let cache_mac_key = Zeroizing::new(blake3::derive_key(CONTEXT_CACHE_MAC_KEY, &master.0));
         let seed = Zeroizing::new(blake3::derive_key(CONTEXT_CHUNKER_SEED, &master.0));
         let mut seed8 = [0u8; 8];
         seed8.copy_from_slice(&seed[..8]);
         Keys {
             data_id_key,
             tree_id_key,
+            cache_mac_key,
             cipher: XChaCha20Poly1305::new(&(*enc_key).into()),
             chunker_seed: u64::from_le_bytes(seed8),
         }
@@ -186,6 +190,13 @@ impl Keys {
             BlobKind::Tree => &self.tree_id_key,
         };
         blake3::Hasher::new_keyed(key)
+    }
+
+    /// The key that authenticates this host's local caches of the store
+    /// (the on-disk index): a cache that another store or a tamperer wrote
+    /// fails its MACs.
+    pub fn cache_mac_key(&self) -> &[u8; 32] {
+        &self.cache_mac_key
     }
 
     /// The seed that keys the chunker's gear table.

@@ -230,7 +230,13 @@ impl Storage {
     /// local directory nor memory. Readers then keep more requests in
     /// flight and cache tree packs locally.
     pub fn is_remote(&self) -> bool {
-        self.local_root.is_none() && !self.location.starts_with("memory")
+        self.local_root.is_none() && !self.is_memory()
+    }
+
+    /// Whether the store lives in this process's memory (tests, `mem://`):
+    /// nothing of it is cached on disk.
+    pub fn is_memory(&self) -> bool {
+        self.location.starts_with("memory") || self.location.starts_with("mem://")
     }
 
     /// For local stores, the directory on disk.

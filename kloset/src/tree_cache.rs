@@ -68,6 +68,30 @@ pub fn cache_root() -> Option<PathBuf> {
     }
 }
 
+/// Makes `dir` (0700, with its parents) under `root` and checks that
+/// it, its parent and `root` are real directories owned by this user and
+/// closed to others. If not, the `what` cache stays off (logged once).
+pub(crate) fn private_dir(root: &Path, dir: &Path, what: &str) -> bool {
+    let made = fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir);
+    if let Err(e) = made {
+        tracing::debug!(dir = %dir.display(), error = %e, "{what} off: cannot create its directory");
+        return false;
+    }
+    let me = rustix::process::geteuid().as_raw();
+    let store_dir = dir.parent().unwrap_or(root);
+    [root, store_dir, dir].into_iter().all(|d| {
+        let private = fs::symlink_metadata(d)
+            .is_ok_and(|m| m.is_dir() && m.uid() == me && m.mode() & 0o022 == 0);
+        if !private {
+            tracing::warn!(dir = %d.display(), "{what} off: not a directory owned by this user and closed to others");
+        }
+        private
+    })
+}
+
 impl TreeCache {
     /// The cache of `store` under `root`. Nothing is made on disk until
     /// the first read or write.
@@ -89,28 +113,9 @@ impl TreeCache {
     /// root are real directories owned by this user and closed to others;
     /// if not, the cache stays off and every tree read goes to the store.
     fn usable(&self) -> bool {
-        *self.usable.get_or_init(|| {
-            let made = fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&self.dir);
-            if let Err(e) = made {
-                tracing::debug!(dir = %self.dir.display(), error = %e, "tree cache off: cannot create its directory");
-                return false;
-            }
-            let me = rustix::process::geteuid().as_raw();
-            let store_dir = self.dir.parent().unwrap_or(&self.root);
-            [self.root.as_path(), store_dir, self.dir.as_path()]
-                .into_iter()
-                .all(|d| {
-                    let private = fs::symlink_metadata(d)
-                        .is_ok_and(|m| m.is_dir() && m.uid() == me && m.mode() & 0o022 == 0);
-                    if !private {
-                        tracing::warn!(dir = %d.display(), "tree cache off: not a directory owned by this user and closed to others");
-                    }
-                    private
-                })
-        })
+        *self
+            .usable
+            .get_or_init(|| private_dir(&self.root, &self.dir, "tree cache"))
     }
 
     /// Where this store's packs are cached.
@@ -230,6 +235,7 @@ mod tests {
             offset,
             length,
             raw_length: 0,
+            tree_pack: true,
         }
     }
 

@@ -353,7 +353,7 @@ impl Repository {
         skip: &mut impl FnMut(&[u8]) -> bool,
         visit: &mut impl FnMut(T) -> Result<Step>,
     ) -> Result<()> {
-        let loc = self.index().get(id).ok_or_else(|| Error::NotFound {
+        let loc = self.index().get(id)?.ok_or_else(|| Error::NotFound {
             what: format!("tree blob {} in the index", id.short()),
         })?;
         let pack = Key::Pack(loc.pack);

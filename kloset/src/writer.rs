@@ -204,8 +204,14 @@ impl<'r> Writer<'r> {
 
     fn indexed_usable(&self, id: &BlobId) -> bool {
         match self.repo.index().get(id) {
-            Some(loc) => !self.marked.contains(&loc.pack),
-            None => false,
+            Ok(Some(loc)) => !self.marked.contains(&loc.pack),
+            Ok(None) => false,
+            Err(e) => {
+                // Storing the blob again is safe; the cache is rebuilt at
+                // the next open.
+                tracing::warn!(error = %e, "index lookup failed; storing the blob again");
+                false
+            }
         }
     }
 
@@ -480,7 +486,7 @@ fn upload_loop(
 }
 
 /// Writes one index object listing `packs`; returns its id.
-pub(crate) fn write_index(
+pub fn write_index(
     storage: &Storage,
     keys: &Keys,
     level: i32,

@@ -240,11 +240,11 @@ fn a_reloaded_handle_sees_what_another_writer_added() {
     let snap = backup(&writer, src.path(), &BackupOptions::default()).expect("backup");
     // The old handle's index predates the backup: the new tree is not in
     // it, so the read brings the index up to date and finds it.
-    assert!(reader.index().get(&snap.tree).is_none());
+    assert!(reader.index().get(&snap.tree).expect("read").is_none());
     reader
         .load_tree(&snap.tree)
         .expect("found after the index is brought up to date");
-    assert!(reader.index().get(&snap.tree).is_some());
+    assert!(reader.index().get(&snap.tree).expect("read").is_some());
     let fresh = reader.reloaded().expect("reload");
     fresh
         .load_tree(&snap.tree)

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use kloset::lock::{LockTiming, list_locks};
 use kloset::ops::backup::{BackupOptions, backup};
-use kloset::ops::check::{CheckOptions, check};
 use kloset::ops::prune::{PruneOptions, PruneReport, prune};
 use kloset::ops::restore::{RestoreOptions, restore};
 use kloset::snapshot::Snapshot;
@@ -55,18 +54,6 @@ fn forget(repo: &Repository, snapshot: &Snapshot) {
     repo.storage()
         .delete(&Key::Snapshot(snapshot.id).path())
         .expect("forget");
-}
-
-fn assert_clean(repo: &Repository, context: &str) {
-    let report = check(
-        repo,
-        &CheckOptions {
-            read_data_percent: Some(100.0),
-            ..Default::default()
-        },
-    )
-    .expect("check runs");
-    assert!(report.is_ok(), "{context}: {:?}", report.problems);
 }
 
 fn assert_restores(repo: &Repository, snapshot: &Snapshot, source: &Path, scratch: &Path) {

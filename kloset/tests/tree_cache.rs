@@ -62,7 +62,8 @@ fn an_unchanged_rebackup_reads_tree_packs_not_one_tree_per_directory() {
     {
         let index = repo.index();
         let mut tree_packs = std::collections::HashSet::new();
-        for (_, loc) in index.iter() {
+        for blob in index.iter() {
+            let (_, loc) = blob.expect("index");
             if loc.kind == BlobKind::Tree {
                 assert!(index.is_tree_pack(&loc.pack), "a tree in a mixed pack");
                 tree_packs.insert(loc.pack);

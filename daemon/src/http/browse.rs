@@ -98,7 +98,7 @@ async fn snapshot(
     let spec = spec.to_string();
     let r = repo.clone();
     let snap = blocking(move || r.resolve_snapshot(&spec)).await?;
-    if repo.index().get(&snap.tree).is_none() {
+    if !matches!(repo.index().get(&snap.tree), Ok(Some(_))) {
         let (repo, cold) = open(ctx, store, true).await?;
         return Ok((repo, snap, cold));
     }
@@ -404,8 +404,14 @@ pub async fn file(
         let index = repo.index();
         for id in &node.content {
             match index.get(id) {
-                Some(loc) => sizes.push(u64::from(loc.raw_length)),
-                None => {
+                Ok(Some(loc)) => sizes.push(u64::from(loc.raw_length)),
+                Err(e) => {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("reading the store index: {e}"),
+                    );
+                }
+                Ok(None) => {
                     return error(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         format!(

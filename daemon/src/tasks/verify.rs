@@ -108,6 +108,7 @@ fn compare_file(repo: &Repository, node: &Node, on_disk: &Path) -> Result<u64, S
         let loc = repo
             .index()
             .get(id)
+            .map_err(|e| format!("reading the index: {e}"))?
             .ok_or_else(|| format!("chunk {} is not in the index", id.short()))?;
         buf.resize(loc.raw_length as usize, 0);
         reader

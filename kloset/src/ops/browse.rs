@@ -292,7 +292,8 @@ pub fn info(repo: &Repository) -> Result<StoreInfo> {
     let snapshots = repo.snapshots()?;
     let index = repo.index();
     let (mut raw, mut stored) = (0u64, 0u64);
-    for (_, loc) in index.iter() {
+    for blob in index.iter() {
+        let (_, loc) = blob?;
         raw += loc.raw_length as u64;
         stored += loc.length as u64;
     }

@@ -106,7 +106,8 @@ pub fn check(repo: &Repository, options: &CheckOptions) -> Result<CheckReport> {
         .collect();
     let mut extent: HashMap<PackId, u64> = HashMap::new();
     let mut by_pack: HashMap<PackId, Vec<(BlobId, crate::index::BlobLocation)>> = HashMap::new();
-    for (id, loc) in repo.index().iter() {
+    for blob in repo.index().iter() {
+        let (id, loc) = blob?;
         let end = extent.entry(loc.pack).or_default();
         *end = (*end).max(loc.offset as u64 + loc.length as u64);
         by_pack.entry(loc.pack).or_default().push((id, loc));
@@ -172,7 +173,7 @@ pub fn check(repo: &Repository, options: &CheckOptions) -> Result<CheckReport> {
                         stack.push(sub);
                     }
                     for c in &node.content {
-                        if !repo.index().contains(c) && !damaged.contains_key(c) {
+                        if !repo.index().contains(c)? && !damaged.contains_key(c) {
                             damaged.insert(*c, "chunk is not in the index".into());
                             report.problems.push(Problem {
                                 object: format!("data blob {}", c.to_hex()),

@@ -29,8 +29,8 @@ impl Repository {
     fn load_blob_once(&self, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
         let (loc, tree_pack) = {
             let index = self.index();
-            let loc = index.get(id).ok_or_else(|| self.missing_blob(kind, id))?;
-            (loc, kind == BlobKind::Tree && index.is_tree_pack(&loc.pack))
+            let loc = index.get(id)?.ok_or_else(|| self.missing_blob(kind, id))?;
+            (loc, kind == BlobKind::Tree && loc.tree_pack)
         };
         if tree_pack && self.tree_cache.is_some() {
             return self.load_through_cache(kind, id, &loc);

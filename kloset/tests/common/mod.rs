@@ -376,3 +376,16 @@ where
         self.inner.leave(dir)
     }
 }
+
+/// `check --read-data` of everything finds no problem.
+pub fn assert_clean(repo: &Repository, context: &str) {
+    let report = kloset::ops::check::check(
+        repo,
+        &kloset::ops::check::CheckOptions {
+            read_data_percent: Some(100.0),
+            ..Default::default()
+        },
+    )
+    .expect("check runs");
+    assert!(report.is_ok(), "{context}: {:?}", report.problems);
+}

@@ -217,7 +217,7 @@ async fn snapshot(
     let repo = open(ctx, &def, false).await?;
     let (r, s) = (repo.clone(), spec.to_string());
     let snap = blocking(move || r.resolve_snapshot(&s)).await?;
-    if repo.index().get(&snap.tree).is_none() {
+    if !matches!(repo.index().get(&snap.tree), Ok(Some(_))) {
         return Ok((open(ctx, &def, true).await?, snap, cold));
     }
     Ok((repo, snap, cold))

@@ -424,8 +424,12 @@ impl Restorer<'_> {
             } else {
                 let bytes: u64 = {
                     let index = self.repo.index();
-                    let len = |id| index.get(id).map_or(0, |l| u64::from(l.raw_length));
-                    missing.iter().map(len).sum()
+                    let mut bytes = 0;
+                    for id in &missing {
+                        let loc = index.get(id).map_err(|e| in_restore(e, &path))?;
+                        bytes += loc.map_or(0, |l| u64::from(l.raw_length));
+                    }
+                    bytes
                 };
                 let share = self.budget.take(bytes);
                 let fetched = load_blobs(self.repo, BlobKind::Data, &missing)

@@ -4,7 +4,9 @@
 //! durable; readers merge all of them, so concurrent writers never contend
 //! on a shared file. A blob listed twice (two hosts stored the same data at
 //! once) is harmless: any copy will do. Entries are compact (pack number,
-//! offset, lengths) to keep memory near 60 bytes per blob.
+//! offset, lengths) to keep memory near 60 bytes per blob; a large store's
+//! index lives on disk instead ([`cache`]), at 48 bytes per blob and a few
+//! megabytes of memory per hundred million blobs.
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,6 +16,14 @@ use crate::codec;
 use crate::error::Result;
 use crate::id::{BlobId, BlobKind, IndexId, PackId};
 use crate::pack::PackEntry;
+
+pub mod cache;
+mod record;
+mod run;
+
+pub use cache::IndexCache;
+use cache::{Loaded, Table};
+use record::Slot;
 
 /// One pack and its blobs, as stored in an index object.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -46,25 +56,24 @@ pub struct BlobLocation {
     pub length: u32,
     /// Plaintext length.
     pub raw_length: u32,
+    /// Whether every blob of the pack is a tree (a pack the local tree
+    /// cache keeps whole).
+    pub tree_pack: bool,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Slot {
-    pack: u32,
-    kind: BlobKind,
-    offset: u32,
-    length: u32,
-    raw_length: u32,
-}
-
-/// The merged in-memory index.
+/// The merged index: in memory, or an on-disk table ([`IndexCache`]) with
+/// the blobs added since it was read in memory beside it.
 #[derive(Debug, Default)]
 pub struct Index {
     packs: Vec<PackId>,
-    pack_numbers: HashMap<PackId, u32>,
     /// Per pack number: the kinds of blob it holds (bit 0 data, bit 1 tree).
     pack_kinds: Vec<u8>,
+    /// Numbers of the packs added in memory.
+    pack_numbers: HashMap<PackId, u32>,
+    /// Blobs held in memory: all of them without a table; with one, the
+    /// ones added since the table was read.
     blobs: HashMap<BlobId, Slot>,
+    table: Option<Table>,
     files: Vec<IndexId>,
     merged: HashSet<IndexId>,
     loaded: bool,
@@ -77,6 +86,25 @@ impl Index {
     /// An empty index.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An index over an on-disk table, avoiding `avoid` like
+    /// [`Index::avoiding`].
+    pub fn from_table(loaded: Loaded, avoid: HashSet<PackId>) -> Self {
+        Index {
+            merged: loaded.files.iter().copied().collect(),
+            files: loaded.files,
+            packs: loaded.packs,
+            pack_kinds: loaded.pack_kinds,
+            table: Some(loaded.table),
+            avoid,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the index is an on-disk table.
+    pub fn on_disk(&self) -> bool {
+        self.table.is_some()
     }
 
     /// Adds every pack of an index object (once per object id).
@@ -126,13 +154,7 @@ impl Index {
         }
         let preferred = !self.avoid.contains(&id);
         for b in blobs {
-            let slot = Slot {
-                pack: number,
-                kind: b.kind,
-                offset: b.offset,
-                length: b.length,
-                raw_length: b.raw_length,
-            };
+            let slot = Slot::of(number, b);
             match self.blobs.entry(b.id) {
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(slot);
@@ -147,34 +169,73 @@ impl Index {
         }
     }
 
-    /// Whether a blob is stored.
-    pub fn contains(&self, id: &BlobId) -> bool {
-        self.blobs.contains_key(id)
+    fn is_avoided(&self, s: &Slot) -> bool {
+        !self.avoid.is_empty() && self.avoid.contains(&self.packs[s.pack as usize])
     }
 
-    /// Where a blob is stored.
-    pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
-        self.blobs.get(id).map(|s| BlobLocation {
+    fn location(&self, s: &Slot) -> BlobLocation {
+        BlobLocation {
             pack: self.packs[s.pack as usize],
             kind: s.kind,
             offset: s.offset,
             length: s.length,
             raw_length: s.raw_length,
-        })
+            tree_pack: self.pack_kinds[s.pack as usize] == kind_bit(BlobKind::Tree),
+        }
+    }
+
+    /// Whether a blob is stored. Fails only when the on-disk table cannot
+    /// be read (it is then rebuilt at the next open).
+    pub fn contains(&self, id: &BlobId) -> Result<bool> {
+        if self.blobs.contains_key(id) {
+            return Ok(true);
+        }
+        let Some(table) = &self.table else {
+            return Ok(false);
+        };
+        let mut copies = Vec::new();
+        table.lookup(id, &mut copies)?;
+        Ok(!copies.is_empty())
+    }
+
+    /// Where a blob is stored: a copy outside the avoided packs if there is
+    /// one.
+    pub fn get(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
+        let in_memory = self.blobs.get(id);
+        if let Some(s) = in_memory
+            && (self.table.is_none() || !self.is_avoided(s))
+        {
+            return Ok(Some(self.location(s)));
+        }
+        let Some(table) = &self.table else {
+            return Ok(None);
+        };
+        let mut copies = Vec::new();
+        table.lookup(id, &mut copies)?;
+        let best = copies
+            .iter()
+            .find(|s| !self.is_avoided(s))
+            .or(in_memory)
+            .or(copies.first());
+        Ok(best.map(|s| self.location(s)))
     }
 
     /// Whether every blob the index lists in `pack` is a tree blob (a
     /// pack a writer of this version made for trees only; whole tree packs
     /// are what the local tree cache keeps).
     pub fn is_tree_pack(&self, pack: &PackId) -> bool {
-        self.pack_numbers
-            .get(pack)
-            .is_some_and(|n| self.pack_kinds[*n as usize] == kind_bit(BlobKind::Tree))
+        let number = match self.pack_numbers.get(pack) {
+            Some(n) => Some(*n as usize),
+            None => self.packs.iter().position(|p| p == pack),
+        };
+        number.is_some_and(|n| self.pack_kinds[n] == kind_bit(BlobKind::Tree))
     }
 
-    /// Number of distinct blobs.
+    /// Number of distinct blobs (with an on-disk table, a blob stored
+    /// twice by two hosts at once may count twice).
     pub fn blob_count(&self) -> usize {
-        self.blobs.len()
+        let on_disk = self.table.as_ref().map_or(0, Table::distinct);
+        self.blobs.len() + on_disk as usize
     }
 
     /// Every pack the index knows.
@@ -198,24 +259,68 @@ impl Index {
         &self.files
     }
 
-    /// Every blob with its location (for check and stats).
-    pub fn iter(&self) -> impl Iterator<Item = (BlobId, BlobLocation)> + '_ {
-        self.blobs.iter().map(|(id, s)| {
-            (
-                *id,
-                BlobLocation {
-                    pack: self.packs[s.pack as usize],
-                    kind: s.kind,
-                    offset: s.offset,
-                    length: s.length,
-                    raw_length: s.raw_length,
-                },
-            )
-        })
+    /// Every blob once, with its location (for check and stats). Reading
+    /// the on-disk table can fail; the iterator then yields the error and
+    /// stops.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = Result<(BlobId, BlobLocation)>> + '_> {
+        let in_memory = self.blobs.iter().map(|(id, s)| Ok((*id, self.location(s))));
+        let Some(table) = &self.table else {
+            return Box::new(in_memory);
+        };
+        let overflow = table.overflow().map(|(id, s)| Ok((*id, self.location(s))));
+        let on_disk: Box<dyn Iterator<Item = Result<(BlobId, BlobLocation)>>> = match table.scan() {
+            Ok(scan) => Box::new(OncePerId {
+                index: self,
+                records: scan,
+                held: None,
+            }),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        };
+        Box::new(on_disk.chain(overflow).chain(in_memory))
     }
 }
 
-fn kind_bit(kind: BlobKind) -> u8 {
+/// Groups a sorted record stream by id and yields the preferred copy.
+struct OncePerId<'a, I> {
+    index: &'a Index,
+    records: I,
+    held: Option<(BlobId, Slot)>,
+}
+
+impl<I: Iterator<Item = Result<record::Record>>> Iterator for OncePerId<'_, I> {
+    type Item = Result<(BlobId, BlobLocation)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let Some(next) = self.records.next() else {
+                let (id, s) = self.held.take()?;
+                return Some(Ok((id, self.index.location(&s))));
+            };
+            let r = match next {
+                Ok(r) => r,
+                Err(e) => {
+                    self.held = None;
+                    return Some(Err(e));
+                }
+            };
+            let (id, slot) = (record::id_of(&r), record::decode(&r));
+            match self.held {
+                Some((held, s)) if held == id => {
+                    if self.index.is_avoided(&s) && !self.index.is_avoided(&slot) {
+                        self.held = Some((id, slot));
+                    }
+                }
+                _ => {
+                    if let Some((held, s)) = self.held.replace((id, slot)) {
+                        return Some(Ok((held, self.index.location(&s))));
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn kind_bit(kind: BlobKind) -> u8 {
     match kind {
         BlobKind::Data => 1,
         BlobKind::Tree => 2,
@@ -260,8 +365,12 @@ mod tests {
                 blobs: vec![entry(b1, 7), entry(b2, 17)],
             }],
         );
-        assert_eq!(idx.get(&b1).expect("b1").pack, p1, "first copy wins");
-        assert_eq!(idx.get(&b2).expect("b2").offset, 17);
+        assert_eq!(
+            idx.get(&b1).expect("read").expect("b1").pack,
+            p1,
+            "first copy wins"
+        );
+        assert_eq!(idx.get(&b2).expect("read").expect("b2").offset, 17);
         assert_eq!(idx.blob_count(), 2);
         assert_eq!(idx.packs().len(), 2);
         assert_eq!(idx.files().len(), 2);
@@ -276,7 +385,7 @@ mod tests {
         assert!(idx.is_tree_pack(&t));
         assert!(!idx.is_tree_pack(&mixed), "a pack with data blobs too");
         assert!(!idx.is_tree_pack(&PackId::random()), "an unknown pack");
-        assert!(!idx.contains(&BlobId::random()));
+        assert!(!idx.contains(&BlobId::random()).expect("read"));
     }
 
     #[test]
@@ -287,11 +396,11 @@ mod tests {
         for p in [marked, kept] {
             idx.add_pack(p, &[entry(b, 3)]);
         }
-        assert_eq!(idx.get(&b).expect("b").pack, kept);
+        assert_eq!(idx.get(&b).expect("read").expect("b").pack, kept);
         let mut idx = Index::avoiding([marked].into_iter().collect());
         for p in [kept, marked] {
             idx.add_pack(p, &[entry(b, 3)]);
         }
-        assert_eq!(idx.get(&b).expect("b").pack, kept);
+        assert_eq!(idx.get(&b).expect("read").expect("b").pack, kept);
     }
 }

@@ -1,0 +1,596 @@
+//! A sorted run of index records on local disk, authenticated block by
+//! block, searched with one `pread` per lookup.
+//!
+//! File layout (all numbers big-endian):
+//! - blocks of 4096 bytes: up to [`PER_BLOCK`] records, zero padding, and a
+//!   16-byte keyed BLAKE3 MAC of the rest, bound to the run's name and the
+//!   block's number (a block moved within or between runs fails);
+//! - the fence: the first 8 bytes of each block's first id (`u64`), which
+//!   readers hold in memory (8 bytes per 86 records) to find a block;
+//! - the footer: record count, distinct id count, magic, and a 32-byte MAC
+//!   of the fence and footer.
+//!
+//! Records are sorted by id; copies of one blob in two packs sit side by
+//! side. Reading with `pread` (not `mmap`) keeps the table out of the
+//! process's resident memory: the page cache holds the hot blocks.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::record::{self, RECORD_LEN, Record, Slot};
+use crate::error::{Error, Result};
+use crate::id::{BlobId, ID_LEN};
+
+/// Bytes per block.
+pub const BLOCK_LEN: usize = 4096;
+const MAC_LEN: usize = 16;
+/// Records per block.
+pub const PER_BLOCK: usize = (BLOCK_LEN - MAC_LEN) / RECORD_LEN;
+const MAGIC: &[u8; 8] = b"KLIDXR01";
+const FOOTER_LEN: usize = 8 + 8 + 8 + 32;
+/// Blocks read at once when a run is read from start to end.
+const SCAN_BLOCKS: usize = 64;
+
+/// What a manifest says about one run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunMeta {
+    /// 16 random bytes, hex: the file is `run-<name>`.
+    pub name: String,
+    /// Records in the run.
+    pub records: u64,
+    /// Distinct blob ids in the run.
+    pub distinct: u64,
+}
+
+impl RunMeta {
+    /// The run's file name.
+    pub fn file_name(&self) -> String {
+        format!("run-{}", self.name)
+    }
+
+    fn blocks(&self) -> u64 {
+        self.records.div_ceil(PER_BLOCK as u64)
+    }
+}
+
+fn block_mac(key: &[u8; 32], name: &str, block: u64, body: &[u8]) -> [u8; MAC_LEN] {
+    let mut h = blake3::Hasher::new_keyed(key);
+    h.update(b"kloset index block\0");
+    h.update(name.as_bytes());
+    h.update(&block.to_be_bytes());
+    h.update(body);
+    let mut mac = [0u8; MAC_LEN];
+    mac.copy_from_slice(&h.finalize().as_bytes()[..MAC_LEN]);
+    mac
+}
+
+fn footer_hasher(key: &[u8; 32], name: &str) -> blake3::Hasher {
+    let mut h = blake3::Hasher::new_keyed(key);
+    h.update(b"kloset index footer\0");
+    h.update(name.as_bytes());
+    h
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes one run; records must come sorted by id.
+pub struct RunWriter {
+    out: BufWriter<File>,
+    path: PathBuf,
+    key: [u8; 32],
+    meta: RunMeta,
+    block: Vec<u8>,
+    in_block: usize,
+    blocks: u64,
+    fence: Vec<u64>,
+    last: Option<[u8; ID_LEN]>,
+}
+
+impl RunWriter {
+    /// A new run file in `dir` (0600, never an existing file).
+    pub fn create(dir: &Path, key: &[u8; 32]) -> Result<RunWriter> {
+        let name = hex::encode(rand::random::<[u8; 16]>());
+        let meta = RunMeta {
+            name,
+            records: 0,
+            distinct: 0,
+        };
+        let path = dir.join(meta.file_name());
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io("creating index run", &path))?;
+        Ok(RunWriter {
+            out: BufWriter::with_capacity(256 << 10, file),
+            path,
+            key: *key,
+            meta,
+            block: vec![0u8; BLOCK_LEN],
+            in_block: 0,
+            blocks: 0,
+            fence: Vec::new(),
+            last: None,
+        })
+    }
+
+    /// Appends one record.
+    pub fn push(&mut self, r: &Record) -> Result<()> {
+        let id = &r[..ID_LEN];
+        match &self.last {
+            Some(last) if id < &last[..] => {
+                return Err(Error::corrupt(
+                    self.path.display().to_string(),
+                    "index records out of order (a bug)",
+                ));
+            }
+            Some(last) if id == &last[..] => {}
+            _ => {
+                self.meta.distinct += 1;
+                let mut last = [0u8; ID_LEN];
+                last.copy_from_slice(id);
+                self.last = Some(last);
+            }
+        }
+        if self.in_block == 0 {
+            self.fence.push(record::prefix(id));
+        }
+        let at = self.in_block * RECORD_LEN;
+        self.block[at..at + RECORD_LEN].copy_from_slice(r);
+        self.in_block += 1;
+        self.meta.records += 1;
+        if self.in_block == PER_BLOCK {
+            self.flush_block()?;
+        }
+        Ok(())
+    }
+
+    fn flush_block(&mut self) -> Result<()> {
+        let body_len = BLOCK_LEN - MAC_LEN;
+        self.block[self.in_block * RECORD_LEN..body_len].fill(0);
+        let mac = block_mac(
+            &self.key,
+            &self.meta.name,
+            self.blocks,
+            &self.block[..body_len],
+        );
+        self.block[body_len..].copy_from_slice(&mac);
+        self.out
+            .write_all(&self.block)
+            .map_err(io("writing index run", &self.path))?;
+        self.blocks += 1;
+        self.in_block = 0;
+        Ok(())
+    }
+
+    /// Writes the last block, the fence and the footer, and syncs the
+    /// file.
+    pub fn finish(mut self) -> Result<RunMeta> {
+        if self.in_block > 0 {
+            self.flush_block()?;
+        }
+        let mut mac = footer_hasher(&self.key, &self.meta.name);
+        for f in &self.fence {
+            let b = f.to_be_bytes();
+            mac.update(&b);
+            self.out
+                .write_all(&b)
+                .map_err(io("writing index run", &self.path))?;
+        }
+        let mut footer = Vec::with_capacity(FOOTER_LEN);
+        footer.extend_from_slice(&self.meta.records.to_be_bytes());
+        footer.extend_from_slice(&self.meta.distinct.to_be_bytes());
+        footer.extend_from_slice(MAGIC);
+        mac.update(&footer);
+        footer.extend_from_slice(mac.finalize().as_bytes());
+        self.out
+            .write_all(&footer)
+            .map_err(io("writing index run", &self.path))?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| io("writing index run", &self.path)(e.into_error()))?;
+        file.sync_all()
+            .map_err(io("syncing index run", &self.path))?;
+        Ok(self.meta)
+    }
+}
+
+/// An open run.
+#[derive(Debug)]
+pub struct Run {
+    file: File,
+    path: PathBuf,
+    key: [u8; 32],
+    meta: RunMeta,
+    fence: Vec<u64>,
+}
+
+impl Run {
+    /// Opens the run `meta` names in `dir` and checks its footer.
+    pub fn open(dir: &Path, meta: &RunMeta, key: &[u8; 32]) -> Result<Run> {
+        let path = dir.join(meta.file_name());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(io("opening index run", &path))?;
+        let blocks = meta.blocks();
+        let fence_len = blocks as usize * 8;
+        let expected = blocks * BLOCK_LEN as u64 + (fence_len + FOOTER_LEN) as u64;
+        let size = file
+            .metadata()
+            .map_err(io("reading index run", &path))?
+            .len();
+        let bad = |why: &str| Error::corrupt(path.display().to_string(), why.to_string());
+        if size != expected {
+            return Err(bad("index run has the wrong size"));
+        }
+        let mut tail = vec![0u8; fence_len + FOOTER_LEN];
+        file.read_exact_at(&mut tail, blocks * BLOCK_LEN as u64)
+            .map_err(io("reading index run", &path))?;
+        let (body, mac) = tail.split_at(tail.len() - 32);
+        let mut h = footer_hasher(key, &meta.name);
+        h.update(body);
+        if h.finalize().as_bytes() != mac {
+            return Err(bad("index run footer fails its MAC"));
+        }
+        let footer = &body[fence_len..];
+        let number = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&footer[at..at + 8]);
+            u64::from_be_bytes(b)
+        };
+        if number(0) != meta.records || number(8) != meta.distinct || &footer[16..24] != MAGIC {
+            return Err(bad("index run does not match its manifest"));
+        }
+        let fence = body[..fence_len]
+            .chunks_exact(8)
+            .map(record::prefix)
+            .collect();
+        Ok(Run {
+            file,
+            path,
+            key: *key,
+            meta: meta.clone(),
+            fence,
+        })
+    }
+
+    /// What the manifest says about this run.
+    pub fn meta(&self) -> &RunMeta {
+        &self.meta
+    }
+
+    /// Records in block `b`.
+    fn records_in(&self, b: u64) -> usize {
+        let before = b * PER_BLOCK as u64;
+        (self.meta.records - before).min(PER_BLOCK as u64) as usize
+    }
+
+    fn check_block(&self, b: u64, block: &[u8]) -> Result<()> {
+        let body = &block[..BLOCK_LEN - MAC_LEN];
+        if block_mac(&self.key, &self.meta.name, b, body)[..] != block[BLOCK_LEN - MAC_LEN..] {
+            // The next open rebuilds the cache from the store.
+            let _ = std::fs::remove_file(self.path.with_file_name("manifest"));
+            return Err(Error::corrupt(
+                self.path.display().to_string(),
+                format!(
+                    "index cache block {b} fails its MAC; the cache is rebuilt at the next open"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Appends the slots of every copy of `id` in this run to `out`.
+    pub fn lookup(&self, id: &BlobId, out: &mut Vec<Slot>) -> Result<()> {
+        let key = id.as_bytes();
+        let k = record::prefix(key);
+        let blocks = self.fence.len() as u64;
+        let mut b = self.fence.partition_point(|f| *f < k).saturating_sub(1) as u64;
+        let mut block = [0u8; BLOCK_LEN];
+        while b < blocks {
+            self.file
+                .read_exact_at(&mut block, b * BLOCK_LEN as u64)
+                .map_err(io("reading index run", &self.path))?;
+            self.check_block(b, &block)?;
+            for r in block.chunks_exact(RECORD_LEN).take(self.records_in(b)) {
+                match r[..ID_LEN].cmp(&key[..]) {
+                    std::cmp::Ordering::Less => {}
+                    std::cmp::Ordering::Equal => out.push(record::decode(r)),
+                    std::cmp::Ordering::Greater => return Ok(()),
+                }
+            }
+            b += 1;
+            if self.fence.get(b as usize).is_none_or(|f| *f > k) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Every record, in order, each block checked.
+    pub fn scan(&self) -> RunScan<'_> {
+        RunScan {
+            run: self,
+            next_block: 0,
+            buf: Vec::new(),
+            buf_first: 0,
+            at: 0,
+        }
+    }
+}
+
+/// A sequential read of a run.
+#[derive(Debug)]
+pub struct RunScan<'a> {
+    run: &'a Run,
+    next_block: u64,
+    buf: Vec<u8>,
+    buf_first: u64,
+    /// Next record in `buf`, counted from `buf_first`'s first record.
+    at: usize,
+}
+
+impl RunScan<'_> {
+    fn fill(&mut self) -> Result<bool> {
+        let blocks = self.run.fence.len() as u64;
+        if self.next_block >= blocks {
+            return Ok(false);
+        }
+        let n = (blocks - self.next_block).min(SCAN_BLOCKS as u64) as usize;
+        self.buf.resize(n * BLOCK_LEN, 0);
+        self.run
+            .file
+            .read_exact_at(&mut self.buf, self.next_block * BLOCK_LEN as u64)
+            .map_err(io("reading index run", &self.run.path))?;
+        for (i, block) in self.buf.chunks_exact(BLOCK_LEN).enumerate() {
+            self.run.check_block(self.next_block + i as u64, block)?;
+        }
+        self.buf_first = self.next_block;
+        self.next_block += n as u64;
+        self.at = 0;
+        Ok(true)
+    }
+}
+
+impl Iterator for RunScan<'_> {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        loop {
+            let block = self.at / PER_BLOCK;
+            let in_block = self.at % PER_BLOCK;
+            let loaded = self.buf.len() / BLOCK_LEN;
+            if block < loaded && in_block < self.run.records_in(self.buf_first + block as u64) {
+                let start = block * BLOCK_LEN + in_block * RECORD_LEN;
+                let mut r = [0u8; RECORD_LEN];
+                r.copy_from_slice(&self.buf[start..start + RECORD_LEN]);
+                self.at += 1;
+                return Some(Ok(r));
+            }
+            if block < loaded {
+                return None; // the short last block is done
+            }
+            match self.fill() {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => {
+                    self.next_block = u64::MAX; // no more after an error
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// Merges sorted record streams into one sorted stream (copies of a blob
+/// stay side by side).
+#[derive(Debug)]
+pub struct Merge<I> {
+    inputs: Vec<I>,
+    heap: BinaryHeap<Reverse<(Record, usize)>>,
+}
+
+impl<I: Iterator<Item = Result<Record>>> Merge<I> {
+    /// A merge of `inputs` (their first records are read now).
+    pub fn new(inputs: Vec<I>) -> Result<Merge<I>> {
+        let mut merge = Merge {
+            heap: BinaryHeap::with_capacity(inputs.len()),
+            inputs,
+        };
+        for i in 0..merge.inputs.len() {
+            merge.refill(i)?;
+        }
+        Ok(merge)
+    }
+
+    fn refill(&mut self, i: usize) -> Result<()> {
+        if let Some(r) = self.inputs[i].next() {
+            self.heap.push(Reverse((r?, i)));
+        }
+        Ok(())
+    }
+}
+
+impl<I: Iterator<Item = Result<Record>>> Iterator for Merge<I> {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        let Reverse((r, i)) = self.heap.pop()?;
+        if let Err(e) = self.refill(i) {
+            self.heap.clear(); // nothing after an error
+            return Some(Err(e));
+        }
+        Some(Ok(r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::BlobKind;
+
+    fn slot(pack: u32) -> Slot {
+        Slot {
+            pack,
+            kind: BlobKind::Data,
+            offset: pack * 3,
+            length: 100,
+            raw_length: 90,
+        }
+    }
+
+    /// Writes `records` (sorted here) as a run and opens it.
+    fn write(dir: &Path, key: &[u8; 32], mut records: Vec<Record>) -> Run {
+        records.sort_unstable();
+        let mut w = RunWriter::create(dir, key).expect("create");
+        for r in &records {
+            w.push(r).expect("push");
+        }
+        let meta = w.finish().expect("finish");
+        Run::open(dir, &meta, key).expect("open")
+    }
+
+    #[test]
+    fn lookups_find_every_copy_across_block_boundaries() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = [7u8; 32];
+        let mut records = Vec::new();
+        let mut ids = Vec::new();
+        for i in 0..5_000u32 {
+            let id = BlobId::random();
+            records.push(record::encode(&id, &slot(i)).expect("fits"));
+            ids.push((id, 1));
+        }
+        // Ids that share their first 8 bytes (the fence cannot tell them
+        // apart) and a blob with more copies than a block holds.
+        let mut same_prefix = *BlobId::random().as_bytes();
+        for i in 0..3u8 {
+            same_prefix[31] = i;
+            let id = BlobId::from_bytes(same_prefix);
+            records.push(record::encode(&id, &slot(9_000 + u32::from(i))).expect("fits"));
+            ids.push((id, 1));
+        }
+        let many = BlobId::random();
+        for c in 0..(PER_BLOCK as u32 * 2 + 5) {
+            records.push(record::encode(&many, &slot(20_000 + c)).expect("fits"));
+        }
+        ids.push((many, PER_BLOCK * 2 + 5));
+        let total = records.len() as u64;
+        let run = write(dir.path(), &key, records);
+        assert_eq!(run.meta().records, total);
+        assert_eq!(run.meta().distinct, ids.len() as u64);
+        for (id, copies) in &ids {
+            let mut out = Vec::new();
+            run.lookup(id, &mut out).expect("lookup");
+            assert_eq!(out.len(), *copies, "copies of {}", id.short());
+        }
+        let mut out = Vec::new();
+        run.lookup(&BlobId::random(), &mut out).expect("lookup");
+        assert!(out.is_empty(), "an unknown id");
+        let scanned: Vec<Record> = run.scan().map(|r| r.expect("scan")).collect();
+        assert_eq!(scanned.len() as u64, total);
+        assert!(scanned.windows(2).all(|w| w[0] <= w[1]), "scan is sorted");
+    }
+
+    #[test]
+    fn a_flipped_byte_a_moved_block_or_another_key_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = [1u8; 32];
+        let ids: Vec<BlobId> = (0..500).map(|_| BlobId::random()).collect();
+        let records = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| record::encode(id, &slot(i as u32)).expect("fits"))
+            .collect();
+        let run = write(dir.path(), &key, records);
+        let meta = run.meta().clone();
+        let path = dir.path().join(meta.file_name());
+        assert!(
+            Run::open(dir.path(), &meta, &[2u8; 32]).is_err(),
+            "another key"
+        );
+        let clean = std::fs::read(&path).expect("read");
+
+        // A record byte flipped: the run opens (the footer is intact) but
+        // the lookup in that block fails, and never returns a wrong slot.
+        let mut bytes = clean.clone();
+        bytes[BLOCK_LEN + 40] ^= 1;
+        std::fs::write(&path, &bytes).expect("write");
+        let run = Run::open(dir.path(), &meta, &key).expect("footer intact");
+        let failed = ids.iter().filter(|id| {
+            let mut out = Vec::new();
+            match run.lookup(id, &mut out) {
+                Ok(()) => {
+                    assert_eq!(out.len(), 1);
+                    false
+                }
+                Err(e) => {
+                    assert!(e.to_string().contains("fails its MAC"), "{e}");
+                    true
+                }
+            }
+        });
+        assert!(failed.count() >= PER_BLOCK - 1, "every id of block 1");
+        assert!(run.scan().any(|r| r.is_err()), "a scan reports it too");
+
+        // Two blocks swapped: both fail.
+        let mut bytes = clean.clone();
+        let (a, b) = bytes.split_at_mut(BLOCK_LEN);
+        a.swap_with_slice(&mut b[..BLOCK_LEN]);
+        std::fs::write(&path, &bytes).expect("write");
+        let run = Run::open(dir.path(), &meta, &key).expect("footer intact");
+        let mut failed = 0;
+        for (i, id) in ids.iter().enumerate() {
+            let mut out = Vec::new();
+            match run.lookup(id, &mut out) {
+                Ok(()) => assert_eq!(out, [slot(i as u32)], "never a wrong slot"),
+                Err(_) => failed += 1,
+            }
+        }
+        // The ids of blocks 0 and 1, and perhaps the first of block 2
+        // (whose copies could start at the end of block 1).
+        assert!(
+            (2 * PER_BLOCK..=2 * PER_BLOCK + 1).contains(&failed),
+            "{failed}"
+        );
+        assert!(run.scan().next().is_some_and(|r| r.is_err()));
+
+        // Truncated, or a fence byte flipped: the run does not open.
+        std::fs::write(&path, &clean[..clean.len() - 1]).expect("write");
+        assert!(Run::open(dir.path(), &meta, &key).is_err());
+        let mut bytes = clean;
+        let fence_at = meta.blocks() as usize * BLOCK_LEN;
+        bytes[fence_at] ^= 0x80;
+        std::fs::write(&path, &bytes).expect("write");
+        assert!(Run::open(dir.path(), &meta, &key).is_err());
+    }
+
+    #[test]
+    fn records_out_of_order_are_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut w = RunWriter::create(dir.path(), &[0u8; 32]).expect("create");
+        let (a, b) = (BlobId::from_bytes([2; 32]), BlobId::from_bytes([1; 32]));
+        w.push(&record::encode(&a, &slot(0)).expect("fits"))
+            .expect("first");
+        assert!(
+            w.push(&record::encode(&b, &slot(0)).expect("fits"))
+                .is_err()
+        );
+    }
+}
