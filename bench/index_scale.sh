@@ -10,6 +10,8 @@
 #   build   `kloset ls` with no index cache: the on-disk index is built;
 #   open    `kloset ls` again, the cache warm (new objects: none);
 #   backup  a backup of 1,000 new 4 KiB files, the cache warm;
+#   lookups the generator's --lookups: index lookups per second of present
+#           (every 1,000th generated id) and absent ids;
 # plus the cache's bytes per blob, and, up to --memory-up-to blobs (default
 # 10M), `open` and `backup` with the index held in memory instead
 # (KLOSET_INDEX_MEMORY_MAX above the store's index size). Results go to
@@ -28,7 +30,7 @@ while (($#)); do
     --sizes) SIZES="$2"; shift 2 ;;
     --memory-up-to) MEMORY_UP_TO="$2"; shift 2 ;;
     --kloset) KLOSET="$(realpath "$2")"; shift 2 ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -93,6 +95,8 @@ for size in "${SIZE_LIST[@]}"; do
     measure "$size" open disk "$KLOSET" at "$STORE" ls
     new_files "$WORK/src-$size-disk" "$size"
     measure "$size" backup disk "$KLOSET" at "$STORE" backup "$WORK/src-$size-disk"
+    measure "$size" lookups disk "$GENERATE" "$STORE" --lookups
+    cat "$WORK/log/$size-lookups-disk.log" >>"$WORK/lookups.txt"
     cache_bytes=$(du -sb "$KLOSET_CACHE_DIR"/*/index | cut -f1)
     printf '%s\tcache-bytes\tdisk\t%s\n' "$size" "$cache_bytes" >>"$RESULTS"
     printf '%s\tindex-object-bytes\t-\t%s\n' "$size" "$index_bytes" >>"$RESULTS"
@@ -102,7 +106,11 @@ for size in "${SIZE_LIST[@]}"; do
         measure "$size" open memory "$KLOSET" at "$STORE" ls
         new_files "$WORK/src-$size-memory" "$((size + 1))"
         measure "$size" backup memory "$KLOSET" at "$STORE" backup "$WORK/src-$size-memory"
+        measure "$size" lookups memory "$GENERATE" "$STORE" --lookups
+        cat "$WORK/log/$size-lookups-memory.log" >>"$WORK/lookups.txt"
         unset KLOSET_INDEX_MEMORY_MAX
     fi
 done
 python3 "$ROOT/bench/index_table.py" "$RESULTS" --svg "$WORK/index-scale.svg"
+echo
+cat "$WORK/lookups.txt"

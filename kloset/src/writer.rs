@@ -22,7 +22,7 @@
 //! after; a snapshot written too late is deleted again).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -49,6 +49,9 @@ const INDEX_FLUSH_BLOBS: usize = 100_000;
 const MAX_PACK_BLOBS: usize = 200_000;
 /// Uploads in flight at once.
 const UPLOADERS: usize = 3;
+/// Blobs of this session held in the in-memory index before the index is
+/// read again, so that, on a store with an on-disk index, they move there.
+const SPILL_BLOBS: usize = 200_000;
 
 /// Counters of what a writer added.
 #[derive(Debug, Default)]
@@ -106,6 +109,8 @@ pub struct Writer<'r> {
     shared: Arc<Shared>,
     uploaders: Vec<JoinHandle<()>>,
     stats: WriterStats,
+    /// In-memory blobs at which the index is next read again.
+    spill_at: AtomicUsize,
 }
 
 impl std::fmt::Debug for Writer<'_> {
@@ -178,6 +183,7 @@ impl<'r> Writer<'r> {
             shared,
             uploaders,
             stats: WriterStats::default(),
+            spill_at: AtomicUsize::new(SPILL_BLOBS),
         })
     }
 
@@ -238,6 +244,32 @@ impl<'r> Writer<'r> {
                 pending.remove(&blob.id);
             }
         }
+        self.spill_to_disk();
+    }
+
+    /// On a store with an on-disk index, once this session's blobs in
+    /// memory reach [`SPILL_BLOBS`] more, reads the index again: the index
+    /// objects written so far become a run of the on-disk table and the
+    /// in-memory map starts empty. (On a small store the index stays in
+    /// memory, and is read again only every [`SPILL_BLOBS`].)
+    fn spill_to_disk(&self) {
+        if self.repo.index_cache().is_none() {
+            return;
+        }
+        let at = self.spill_at.load(Ordering::Relaxed);
+        if self.repo.index().memory_blobs() < at
+            || self
+                .spill_at
+                .compare_exchange(at, usize::MAX, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+        {
+            return; // not yet, or another thread is at it
+        }
+        if let Err(e) = self.repo.refresh_index() {
+            tracing::warn!(error = %e, "could not move this backup's blobs to the on-disk index; they stay in memory");
+        }
+        let held = self.repo.index().memory_blobs();
+        self.spill_at.store(held + SPILL_BLOBS, Ordering::SeqCst);
     }
 
     /// Stores one blob unless the store already has it. Returns its id and

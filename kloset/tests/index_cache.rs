@@ -19,7 +19,8 @@ use kloset::ops::prune::{PruneOptions, prune};
 use kloset::ops::restore::{RestoreOptions, restore};
 use kloset::snapshot::Snapshot;
 use kloset::storage::Key;
-use kloset::{BlobId, Repository};
+use kloset::writer::Writer;
+use kloset::{BlobId, BlobKind, Repository};
 use object_store::memory::InMemory;
 
 fn new_store() -> Arc<InMemory> {
@@ -274,4 +275,40 @@ fn handles_that_update_one_cache_at_once_all_see_the_whole_index() {
             s.spawn(|| assert_same_answers(&with_cache(&store, cache.path()), &expected));
         }
     });
+}
+
+#[test]
+fn a_long_backup_moves_its_blobs_to_the_on_disk_index_as_it_goes() {
+    let store = new_store();
+    let cache = tempfile::tempdir().expect("cache");
+    let repo = with_cache(&store, cache.path());
+    let writer = Writer::new(&repo).expect("writer");
+    let blob = |i: u64| i.to_le_bytes().repeat(3);
+    let n = 700_000u64;
+    let mut most_in_memory = 0;
+    for i in 0..n {
+        assert!(writer.save_blob(BlobKind::Data, &blob(i)).expect("save").1);
+        if i % 1000 == 0 {
+            most_in_memory = most_in_memory.max(repo.index().memory_blobs());
+        }
+    }
+    writer.finish().expect("finish");
+    assert!(repo.index().on_disk());
+    // 200,000 before a spill, plus what was indexed meanwhile.
+    assert!(
+        most_in_memory < 400_000,
+        "{most_in_memory} of {n} blobs held in memory at once"
+    );
+    let index = repo.index();
+    for i in (0..n).step_by(997) {
+        let id = repo.keys().blob_id(BlobKind::Data, &blob(i));
+        assert!(index.get(&id).expect("lookup").is_some(), "blob {i}");
+    }
+    drop(index);
+    for i in (0..n).step_by(49_999) {
+        let id = repo.keys().blob_id(BlobKind::Data, &blob(i));
+        assert_eq!(repo.load_blob(BlobKind::Data, &id).expect("read"), blob(i));
+    }
+    let reopened = with_cache(&store, cache.path());
+    assert_eq!(reopened.index().blob_count() as u64, n);
 }

@@ -32,7 +32,7 @@ pub const MAX_RUNS: usize = 4;
 /// Records sorted in memory before they go to disk (48 MiB).
 const SORT_RECORDS: usize = 1 << 20;
 const MANIFEST: &str = "manifest";
-const MANIFEST_VERSION: u32 = 1;
+const MANIFEST_VERSION: u32 = 2;
 
 /// The index objects to read: each path, with its id when the name is one.
 pub type Listed = Vec<(String, Option<IndexId>)>;
@@ -191,8 +191,11 @@ impl IndexCache {
             self.remove_unreferenced(&m);
         }
         let mut runs = Vec::with_capacity(m.runs.len());
+        let total_blocks: u64 = m.runs.iter().map(RunMeta::blocks).sum();
+        let budget = (super::blocks::budget_bytes() / super::run::BLOCK_LEN) as u64;
         for meta in &m.runs {
-            match Run::open(&self.dir, meta, &self.key) {
+            let share = (budget * meta.blocks()).div_ceil(total_blocks.max(1));
+            match Run::open(&self.dir, meta, &self.key, share as usize) {
                 Ok(run) => runs.push(run),
                 Err(e) => {
                     tracing::warn!(error = %e, "index cache run unreadable");
@@ -224,7 +227,7 @@ impl IndexCache {
         let small = m.runs.split_off(MAX_RUNS - 1);
         let opened = small
             .iter()
-            .map(|meta| Run::open(&self.dir, meta, &self.key))
+            .map(|meta| Run::open(&self.dir, meta, &self.key, 0))
             .collect::<Result<Vec<_>>>()?;
         let merged = merge_into(&self.dir, &self.key, opened.iter().map(Run::scan).collect())?;
         m.runs.push(merged);
@@ -391,7 +394,7 @@ impl<'a> Sorter<'a> {
                 let opened = self
                     .spills
                     .iter()
-                    .map(|meta| Run::open(self.dir, meta, self.key))
+                    .map(|meta| Run::open(self.dir, meta, self.key, 0))
                     .collect::<Result<Vec<_>>>()?;
                 let merged =
                     merge_into(self.dir, self.key, opened.iter().map(Run::scan).collect())?;
@@ -487,7 +490,7 @@ mod tests {
             [std::ffi::OsString::from(meta.file_name())],
             "spills removed"
         );
-        let run = Run::open(dir.path(), &meta, &key).expect("open");
+        let run = Run::open(dir.path(), &meta, &key, 16).expect("open");
         assert_eq!(run.meta().records, 4_500);
         let table = Table {
             runs: vec![run],

@@ -17,6 +17,7 @@ use crate::error::Result;
 use crate::id::{BlobId, BlobKind, IndexId, PackId};
 use crate::pack::PackEntry;
 
+mod blocks;
 pub mod cache;
 mod record;
 mod run;
@@ -236,6 +237,11 @@ impl Index {
     pub fn blob_count(&self) -> usize {
         let on_disk = self.table.as_ref().map_or(0, Table::distinct);
         self.blobs.len() + on_disk as usize
+    }
+
+    /// Blobs held in the in-memory map (all of them without a table).
+    pub fn memory_blobs(&self) -> usize {
+        self.blobs.len()
     }
 
     /// Every pack the index knows.

@@ -20,9 +20,11 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::blocks::BlockCache;
 use super::record::{self, RECORD_LEN, Record, Slot};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ID_LEN};
@@ -32,7 +34,9 @@ pub const BLOCK_LEN: usize = 4096;
 const MAC_LEN: usize = 16;
 /// Records per block.
 pub const PER_BLOCK: usize = (BLOCK_LEN - MAC_LEN) / RECORD_LEN;
-const MAGIC: &[u8; 8] = b"KLIDXR01";
+const MAGIC: &[u8; 8] = b"KLIDXR02";
+/// Where a block's body holds its number.
+const NUMBER_AT: usize = BLOCK_LEN - MAC_LEN - 8;
 const FOOTER_LEN: usize = 8 + 8 + 8 + 32;
 /// Blocks read at once when a run is read from start to end.
 const SCAN_BLOCKS: usize = 64;
@@ -54,19 +58,27 @@ impl RunMeta {
         format!("run-{}", self.name)
     }
 
-    fn blocks(&self) -> u64 {
+    /// Blocks in the run.
+    pub fn blocks(&self) -> u64 {
         self.records.div_ceil(PER_BLOCK as u64)
     }
 }
 
-fn block_mac(key: &[u8; 32], name: &str, block: u64, body: &[u8]) -> [u8; MAC_LEN] {
+/// The key of one run's block MACs: bound to the run's name, so a block
+/// from another run fails.
+fn block_key(key: &[u8; 32], name: &str) -> [u8; 32] {
     let mut h = blake3::Hasher::new_keyed(key);
-    h.update(b"kloset index block\0");
+    h.update(b"kloset index run\0");
     h.update(name.as_bytes());
-    h.update(&block.to_be_bytes());
-    h.update(body);
+    *h.finalize().as_bytes()
+}
+
+/// The MAC of a block's body (which ends with the block's number, so a
+/// block moved within its run fails too). The body starts the hash
+/// aligned, so BLAKE3 hashes its whole chunks in parallel.
+fn block_mac(block_key: &[u8; 32], body: &[u8]) -> [u8; MAC_LEN] {
     let mut mac = [0u8; MAC_LEN];
-    mac.copy_from_slice(&h.finalize().as_bytes()[..MAC_LEN]);
+    mac.copy_from_slice(&blake3::keyed_hash(block_key, body).as_bytes()[..MAC_LEN]);
     mac
 }
 
@@ -90,6 +102,7 @@ pub struct RunWriter {
     out: BufWriter<File>,
     path: PathBuf,
     key: [u8; 32],
+    block_key: [u8; 32],
     meta: RunMeta,
     block: Vec<u8>,
     in_block: usize,
@@ -118,6 +131,7 @@ impl RunWriter {
             out: BufWriter::with_capacity(256 << 10, file),
             path,
             key: *key,
+            block_key: block_key(key, &meta.name),
             meta,
             block: vec![0u8; BLOCK_LEN],
             in_block: 0,
@@ -160,13 +174,9 @@ impl RunWriter {
 
     fn flush_block(&mut self) -> Result<()> {
         let body_len = BLOCK_LEN - MAC_LEN;
-        self.block[self.in_block * RECORD_LEN..body_len].fill(0);
-        let mac = block_mac(
-            &self.key,
-            &self.meta.name,
-            self.blocks,
-            &self.block[..body_len],
-        );
+        self.block[self.in_block * RECORD_LEN..NUMBER_AT].fill(0);
+        self.block[NUMBER_AT..body_len].copy_from_slice(&self.blocks.to_be_bytes());
+        let mac = block_mac(&self.block_key, &self.block[..body_len]);
         self.block[body_len..].copy_from_slice(&mac);
         self.out
             .write_all(&self.block)
@@ -214,14 +224,16 @@ impl RunWriter {
 pub struct Run {
     file: File,
     path: PathBuf,
-    key: [u8; 32],
+    block_key: [u8; 32],
     meta: RunMeta,
     fence: Vec<u64>,
+    cache: BlockCache,
 }
 
 impl Run {
-    /// Opens the run `meta` names in `dir` and checks its footer.
-    pub fn open(dir: &Path, meta: &RunMeta, key: &[u8; 32]) -> Result<Run> {
+    /// Opens the run `meta` names in `dir` and checks its footer; up to
+    /// `cached` verified blocks are kept in memory.
+    pub fn open(dir: &Path, meta: &RunMeta, key: &[u8; 32], cached: usize) -> Result<Run> {
         let path = dir.join(meta.file_name());
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -264,9 +276,10 @@ impl Run {
         Ok(Run {
             file,
             path,
-            key: *key,
+            block_key: block_key(key, &meta.name),
             meta: meta.clone(),
             fence,
+            cache: BlockCache::new(cached),
         })
     }
 
@@ -283,7 +296,9 @@ impl Run {
 
     fn check_block(&self, b: u64, block: &[u8]) -> Result<()> {
         let body = &block[..BLOCK_LEN - MAC_LEN];
-        if block_mac(&self.key, &self.meta.name, b, body)[..] != block[BLOCK_LEN - MAC_LEN..] {
+        if block_mac(&self.block_key, body)[..] != block[BLOCK_LEN - MAC_LEN..]
+            || body[NUMBER_AT..] != b.to_be_bytes()
+        {
             // The next open rebuilds the cache from the store.
             let _ = std::fs::remove_file(self.path.with_file_name("manifest"));
             return Err(Error::corrupt(
@@ -301,19 +316,26 @@ impl Run {
         let key = id.as_bytes();
         let k = record::prefix(key);
         let blocks = self.fence.len() as u64;
-        let mut b = self.fence.partition_point(|f| *f < k).saturating_sub(1) as u64;
-        let mut block = [0u8; BLOCK_LEN];
+        let mut b = first_not_below(&self.fence, k).saturating_sub(1) as u64;
         while b < blocks {
-            self.file
-                .read_exact_at(&mut block, b * BLOCK_LEN as u64)
-                .map_err(io("reading index run", &self.path))?;
-            self.check_block(b, &block)?;
-            for r in block.chunks_exact(RECORD_LEN).take(self.records_in(b)) {
-                match r[..ID_LEN].cmp(&key[..]) {
-                    std::cmp::Ordering::Less => {}
-                    std::cmp::Ordering::Equal => out.push(record::decode(r)),
-                    std::cmp::Ordering::Greater => return Ok(()),
+            let block = self.block(b)?;
+            let records = &block[..self.records_in(b) * RECORD_LEN];
+            let id_at = |i: usize| &records[i * RECORD_LEN..i * RECORD_LEN + ID_LEN];
+            // Binary search for the first record not below the id.
+            let (mut lo, mut hi) = (0, records.len() / RECORD_LEN);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if id_at(mid) < &key[..] {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
                 }
+            }
+            for r in records[lo * RECORD_LEN..].chunks_exact(RECORD_LEN) {
+                if r[..ID_LEN] != key[..] {
+                    return Ok(());
+                }
+                out.push(record::decode(r));
             }
             b += 1;
             if self.fence.get(b as usize).is_none_or(|f| *f > k) {
@@ -321,6 +343,21 @@ impl Run {
             }
         }
         Ok(())
+    }
+
+    /// Block `b`, verified: from memory, or read and kept.
+    fn block(&self, b: u64) -> Result<Arc<[u8]>> {
+        if let Some(block) = self.cache.get(b) {
+            return Ok(block);
+        }
+        let mut block = vec![0u8; BLOCK_LEN];
+        self.file
+            .read_exact_at(&mut block, b * BLOCK_LEN as u64)
+            .map_err(io("reading index run", &self.path))?;
+        self.check_block(b, &block)?;
+        let block: Arc<[u8]> = block.into();
+        self.cache.insert(b, block.clone());
+        Ok(block)
     }
 
     /// Every record, in order, each block checked.
@@ -333,6 +370,45 @@ impl Run {
             at: 0,
         }
     }
+}
+
+/// The first position in `fence` (sorted) whose value is not below `k`:
+/// `fence.partition_point(|f| *f < k)`, found from where a uniform key
+/// should be (ids are keyed hashes) by galloping, so a search of a
+/// hundred-million-blob fence touches a few cache lines, not twenty.
+fn first_not_below(fence: &[u64], k: u64) -> usize {
+    let len = fence.len();
+    if len == 0 {
+        return 0;
+    }
+    let guess = ((u128::from(k) * len as u128) >> 64) as usize;
+    let (mut lo, mut hi);
+    if fence[guess] < k {
+        // The answer is above guess: gallop up.
+        let mut step = 1;
+        lo = guess + 1;
+        loop {
+            hi = guess.saturating_add(step).min(len);
+            if hi == len || fence[hi] >= k {
+                break;
+            }
+            lo = hi + 1;
+            step *= 2;
+        }
+    } else {
+        // The answer is guess or below: gallop down.
+        let mut step = 1;
+        hi = guess;
+        loop {
+            lo = guess.saturating_sub(step);
+            if lo == 0 || fence[lo] < k {
+                break;
+            }
+            hi = lo;
+            step *= 2;
+        }
+    }
+    lo + fence[lo..hi].partition_point(|f| *f < k)
 }
 
 /// A sequential read of a run.
@@ -463,7 +539,7 @@ mod tests {
             w.push(r).expect("push");
         }
         let meta = w.finish().expect("finish");
-        Run::open(dir, &meta, key).expect("open")
+        Run::open(dir, &meta, key, 8).expect("open")
     }
 
     #[test]
@@ -495,10 +571,13 @@ mod tests {
         let run = write(dir.path(), &key, records);
         assert_eq!(run.meta().records, total);
         assert_eq!(run.meta().distinct, ids.len() as u64);
-        for (id, copies) in &ids {
-            let mut out = Vec::new();
-            run.lookup(id, &mut out).expect("lookup");
-            assert_eq!(out.len(), *copies, "copies of {}", id.short());
+        for _ in 0..2 {
+            // Twice: from disk, then partly from the kept blocks.
+            for (id, copies) in &ids {
+                let mut out = Vec::new();
+                run.lookup(id, &mut out).expect("lookup");
+                assert_eq!(out.len(), *copies, "copies of {}", id.short());
+            }
         }
         let mut out = Vec::new();
         run.lookup(&BlobId::random(), &mut out).expect("lookup");
@@ -522,7 +601,7 @@ mod tests {
         let meta = run.meta().clone();
         let path = dir.path().join(meta.file_name());
         assert!(
-            Run::open(dir.path(), &meta, &[2u8; 32]).is_err(),
+            Run::open(dir.path(), &meta, &[2u8; 32], 0).is_err(),
             "another key"
         );
         let clean = std::fs::read(&path).expect("read");
@@ -532,7 +611,7 @@ mod tests {
         let mut bytes = clean.clone();
         bytes[BLOCK_LEN + 40] ^= 1;
         std::fs::write(&path, &bytes).expect("write");
-        let run = Run::open(dir.path(), &meta, &key).expect("footer intact");
+        let run = Run::open(dir.path(), &meta, &key, 0).expect("footer intact");
         let failed = ids.iter().filter(|id| {
             let mut out = Vec::new();
             match run.lookup(id, &mut out) {
@@ -554,7 +633,7 @@ mod tests {
         let (a, b) = bytes.split_at_mut(BLOCK_LEN);
         a.swap_with_slice(&mut b[..BLOCK_LEN]);
         std::fs::write(&path, &bytes).expect("write");
-        let run = Run::open(dir.path(), &meta, &key).expect("footer intact");
+        let run = Run::open(dir.path(), &meta, &key, 0).expect("footer intact");
         let mut failed = 0;
         for (i, id) in ids.iter().enumerate() {
             let mut out = Vec::new();
@@ -573,12 +652,41 @@ mod tests {
 
         // Truncated, or a fence byte flipped: the run does not open.
         std::fs::write(&path, &clean[..clean.len() - 1]).expect("write");
-        assert!(Run::open(dir.path(), &meta, &key).is_err());
+        assert!(Run::open(dir.path(), &meta, &key, 0).is_err());
         let mut bytes = clean;
         let fence_at = meta.blocks() as usize * BLOCK_LEN;
         bytes[fence_at] ^= 0x80;
         std::fs::write(&path, &bytes).expect("write");
-        assert!(Run::open(dir.path(), &meta, &key).is_err());
+        assert!(Run::open(dir.path(), &meta, &key, 0).is_err());
+    }
+
+    #[test]
+    fn the_galloping_fence_search_agrees_with_a_binary_search() {
+        let mut rng_state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            rng_state ^= rng_state << 13;
+            rng_state ^= rng_state >> 7;
+            rng_state ^= rng_state << 17;
+            rng_state
+        };
+        for len in [0usize, 1, 2, 3, 10, 1000, 20_000] {
+            let mut fence: Vec<u64> = (0..len).map(|_| next()).collect();
+            fence.sort_unstable();
+            if len > 10 {
+                fence[5] = fence[4]; // equal neighbours
+                fence[6] = fence[4];
+            }
+            let mut probes: Vec<u64> = (0..500).map(|_| next()).collect();
+            probes.extend(fence.iter().copied());
+            probes.extend([0, 1, u64::MAX, u64::MAX - 1]);
+            for k in probes {
+                assert_eq!(
+                    first_not_below(&fence, k),
+                    fence.partition_point(|f| *f < k),
+                    "len {len}, key {k}"
+                );
+            }
+        }
     }
 
     #[test]
