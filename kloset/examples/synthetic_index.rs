@@ -49,7 +49,10 @@ fn lookups(dir: PathBuf, passphrase: &str) {
     let absent: Vec<BlobId> = (0..sample.len()).map(|_| BlobId::random()).collect();
     let started = std::time::Instant::now();
     for id in &sample {
-        assert!(index.get(id).expect("lookup").is_some(), "a sampled id is missing");
+        assert!(
+            index.get(id).expect("lookup").is_some(),
+            "a sampled id is missing"
+        );
     }
     let present = started.elapsed();
     let started = std::time::Instant::now();
@@ -60,7 +63,11 @@ fn lookups(dir: PathBuf, passphrase: &str) {
     let rate = |d: std::time::Duration| sample.len() as f64 / d.as_secs_f64() / 1e3;
     println!(
         "{} index, {} blobs: opened in {:.2} s; {:.0} k lookups/s of present ids, {:.0} k/s of absent ids",
-        if index.on_disk() { "on-disk" } else { "in-memory" },
+        if index.on_disk() {
+            "on-disk"
+        } else {
+            "in-memory"
+        },
         index.blob_count(),
         opened.as_secs_f64(),
         rate(present),

@@ -218,13 +218,28 @@ impl IndexCache {
         ))
     }
 
-    /// Merges the smallest runs while there are more than [`MAX_RUNS`].
+    /// Keeps the runs few, so a lookup probes few: size-tiered, the two
+    /// smallest are merged while the smaller is at least a quarter of the
+    /// next (the runs of one long backup become one; a day's small run
+    /// beside a store's big one stays apart), and the smallest while there
+    /// are more than [`MAX_RUNS`]. Runs stay sorted largest first, the
+    /// order lookups probe them in.
     fn compact(&self, m: &mut Manifest) -> Result<()> {
-        if m.runs.len() <= MAX_RUNS {
-            return Ok(());
+        loop {
+            m.runs.sort_by_key(|r| std::cmp::Reverse(r.records));
+            let n = m.runs.len();
+            let tiered = n >= 2 && m.runs[n - 1].records * 4 >= m.runs[n - 2].records;
+            if !tiered && n <= MAX_RUNS {
+                return Ok(());
+            }
+            let keep = if tiered { n - 2 } else { MAX_RUNS - 1 };
+            self.merge_runs(m, keep)?;
         }
-        m.runs.sort_by_key(|r| std::cmp::Reverse(r.records));
-        let small = m.runs.split_off(MAX_RUNS - 1);
+    }
+
+    /// Merges the runs after the first `keep` (largest first) into one.
+    fn merge_runs(&self, m: &mut Manifest, keep: usize) -> Result<()> {
+        let small = m.runs.split_off(keep);
         let opened = small
             .iter()
             .map(|meta| Run::open(&self.dir, meta, &self.key, 0))
@@ -422,8 +437,23 @@ pub struct Table {
 impl Table {
     /// Every copy of `id`.
     pub fn lookup(&self, id: &BlobId, out: &mut Vec<Slot>) -> Result<()> {
+        self.lookup_until(id, out, |_| false)
+    }
+
+    /// Copies of `id`, probing the runs largest first and stopping after
+    /// the run that gave a copy `enough` accepts.
+    pub fn lookup_until(
+        &self,
+        id: &BlobId,
+        out: &mut Vec<Slot>,
+        enough: impl Fn(&Slot) -> bool,
+    ) -> Result<()> {
         for run in &self.runs {
+            let before = out.len();
             run.lookup(id, out)?;
+            if out[before..].iter().any(&enough) {
+                return Ok(());
+            }
         }
         if let Some(slots) = self.overflow.get(id) {
             out.extend_from_slice(slots);

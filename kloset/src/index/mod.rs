@@ -195,7 +195,7 @@ impl Index {
             return Ok(false);
         };
         let mut copies = Vec::new();
-        table.lookup(id, &mut copies)?;
+        table.lookup_until(id, &mut copies, |_| true)?;
         Ok(!copies.is_empty())
     }
 
@@ -212,7 +212,7 @@ impl Index {
             return Ok(None);
         };
         let mut copies = Vec::new();
-        table.lookup(id, &mut copies)?;
+        table.lookup_until(id, &mut copies, |s| !self.is_avoided(s))?;
         let best = copies
             .iter()
             .find(|s| !self.is_avoided(s))
