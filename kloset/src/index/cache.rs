@@ -483,6 +483,19 @@ impl Table {
     pub fn runs(&self) -> &[Run] {
         &self.runs
     }
+
+    /// A table of overflow entries only (for tests).
+    #[cfg(test)]
+    pub fn of_overflow(entries: Vec<(BlobId, Slot)>) -> Table {
+        let mut overflow: HashMap<BlobId, Vec<Slot>> = HashMap::new();
+        for (id, slot) in entries {
+            overflow.entry(id).or_default().push(slot);
+        }
+        Table {
+            runs: Vec::new(),
+            overflow,
+        }
+    }
 }
 
 #[cfg(test)]

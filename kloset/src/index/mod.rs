@@ -171,18 +171,31 @@ impl Index {
     }
 
     fn is_avoided(&self, s: &Slot) -> bool {
-        !self.avoid.is_empty() && self.avoid.contains(&self.packs[s.pack as usize])
+        !self.avoid.is_empty()
+            && self
+                .packs
+                .get(s.pack as usize)
+                .is_some_and(|p| self.avoid.contains(p))
     }
 
-    fn location(&self, s: &Slot) -> BlobLocation {
-        BlobLocation {
-            pack: self.packs[s.pack as usize],
+    /// The location of a slot. A pack number the index does not know can
+    /// only come from a damaged on-disk table: an error, never a panic.
+    fn location(&self, s: &Slot) -> Result<BlobLocation> {
+        let n = s.pack as usize;
+        let (Some(pack), Some(kinds)) = (self.packs.get(n), self.pack_kinds.get(n)) else {
+            return Err(crate::error::Error::corrupt(
+                "the on-disk index",
+                format!("pack number {n} is not in its pack list; delete the index cache"),
+            ));
+        };
+        Ok(BlobLocation {
+            pack: *pack,
             kind: s.kind,
             offset: s.offset,
             length: s.length,
             raw_length: s.raw_length,
-            tree_pack: self.pack_kinds[s.pack as usize] == kind_bit(BlobKind::Tree),
-        }
+            tree_pack: *kinds == kind_bit(BlobKind::Tree),
+        })
     }
 
     /// Whether a blob is stored. Fails only when the on-disk table cannot
@@ -206,7 +219,7 @@ impl Index {
         if let Some(s) = in_memory
             && (self.table.is_none() || !self.is_avoided(s))
         {
-            return Ok(Some(self.location(s)));
+            return self.location(s).map(Some);
         }
         let Some(table) = &self.table else {
             return Ok(None);
@@ -218,7 +231,7 @@ impl Index {
             .find(|s| !self.is_avoided(s))
             .or(in_memory)
             .or(copies.first());
-        Ok(best.map(|s| self.location(s)))
+        best.map(|s| self.location(s)).transpose()
     }
 
     /// Whether every blob the index lists in `pack` is a tree blob (a
@@ -269,11 +282,16 @@ impl Index {
     /// the on-disk table can fail; the iterator then yields the error and
     /// stops.
     pub fn iter(&self) -> Box<dyn Iterator<Item = Result<(BlobId, BlobLocation)>> + '_> {
-        let in_memory = self.blobs.iter().map(|(id, s)| Ok((*id, self.location(s))));
+        let in_memory = self
+            .blobs
+            .iter()
+            .map(|(id, s)| self.location(s).map(|l| (*id, l)));
         let Some(table) = &self.table else {
             return Box::new(in_memory);
         };
-        let overflow = table.overflow().map(|(id, s)| Ok((*id, self.location(s))));
+        let overflow = table
+            .overflow()
+            .map(|(id, s)| self.location(s).map(|l| (*id, l)));
         let on_disk: Box<dyn Iterator<Item = Result<(BlobId, BlobLocation)>>> = match table.scan() {
             Ok(scan) => Box::new(OncePerId {
                 index: self,
@@ -300,7 +318,7 @@ impl<I: Iterator<Item = Result<record::Record>>> Iterator for OncePerId<'_, I> {
         loop {
             let Some(next) = self.records.next() else {
                 let (id, s) = self.held.take()?;
-                return Some(Ok((id, self.index.location(&s))));
+                return Some(self.index.location(&s).map(|l| (id, l)));
             };
             let r = match next {
                 Ok(r) => r,
@@ -318,7 +336,7 @@ impl<I: Iterator<Item = Result<record::Record>>> Iterator for OncePerId<'_, I> {
                 }
                 _ => {
                     if let Some((held, s)) = self.held.replace((id, slot)) {
-                        return Some(Ok((held, self.index.location(&s))));
+                        return Some(self.index.location(&s).map(|l| (held, l)));
                     }
                 }
             }
@@ -408,5 +426,28 @@ mod tests {
             idx.add_pack(p, &[entry(b, 3)]);
         }
         assert_eq!(idx.get(&b).expect("read").expect("b").pack, kept);
+    }
+
+    #[test]
+    fn a_pack_number_outside_the_pack_list_is_an_error_not_a_panic() {
+        let (good, bad) = (BlobId::random(), BlobId::random());
+        let slot = |pack| Slot {
+            pack,
+            kind: BlobKind::Data,
+            offset: 0,
+            length: 10,
+            raw_length: 5,
+        };
+        let loaded = Loaded {
+            table: Table::of_overflow(vec![(good, slot(0)), (bad, slot(7))]),
+            files: Vec::new(),
+            packs: vec![PackId::random()],
+            pack_kinds: vec![kind_bit(BlobKind::Data)],
+        };
+        let idx = Index::from_table(loaded, [PackId::random()].into_iter().collect());
+        assert!(idx.get(&good).expect("good").is_some());
+        assert!(idx.get(&bad).is_err());
+        assert!(idx.contains(&bad).expect("contains only looks"));
+        assert!(idx.iter().any(|r| r.is_err()));
     }
 }
