@@ -104,7 +104,7 @@ fn fuzz_snapshot() {
 fn fuzz_index() {
     let id = IndexId::from_bytes([8; 32]);
     sealed_targets("index", ObjectKind::Index, [8; 32], |keys, b| {
-        crate::repository::decode_index(keys, id, b, "index").is_ok()
+        crate::repository::index_load::decode_index(keys, id, b, "index").is_ok()
     });
 }
 
