@@ -228,7 +228,7 @@ impl AzureConnector {
         let (prefix, location) = with_subdir(&s.prefix, &s.location(), subdir);
         let store: Arc<dyn object_store::ObjectStore> = match purpose {
             Purpose::Test => Arc::new(azure),
-            _ => Arc::new(super::create_retry::CreateRetry::new(Arc::new(azure))),
+            _ => Arc::new(super::request_retry::RetryingStore::new(Arc::new(azure))),
         };
         Storage::from_object_store(store, &prefix, &location, None)
     }

@@ -8,7 +8,6 @@
 //! `docs/integrations/` and its tests.
 
 pub mod azure;
-mod create_retry;
 pub mod exec;
 pub mod fs;
 mod keys;
@@ -17,6 +16,7 @@ pub mod place;
 pub mod postgresql;
 mod prefix;
 mod probe;
+mod request_retry;
 pub mod s3;
 pub mod seam;
 pub mod secret;

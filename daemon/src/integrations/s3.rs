@@ -207,7 +207,7 @@ impl S3Connector {
         let (prefix, location) = with_subdir(&s.prefix, &s.location(), subdir);
         let store: Arc<dyn object_store::ObjectStore> = match purpose {
             Purpose::Test => Arc::new(s3),
-            _ => Arc::new(super::create_retry::CreateRetry::new(Arc::new(s3))),
+            _ => Arc::new(super::request_retry::RetryingStore::new(Arc::new(s3))),
         };
         Storage::from_object_store(store, &prefix, &location, None)
     }
