@@ -7,7 +7,7 @@ use clap::Parser;
 use klosetd::daemon_cli::{Args, Command};
 
 fn main() -> ExitCode {
-    kloset::malloc::limit_arenas();
+    kloset::malloc::tune();
     kloset::dirfd::raise_fd_limit();
     let args = Args::parse();
     match args.command {

@@ -107,6 +107,9 @@ impl PackBuilder {
         };
         let plain = codec::encode(&codec::to_msgpack(&trailer, "pack trailer")?, 3);
         let sealed = keys.seal(ObjectKind::PackTrailer, self.id.as_bytes(), &plain)?;
+        // Exactly: growing a full 16 MiB buffer by doubling would hold
+        // 32 MiB per pack in flight.
+        self.buf.reserve_exact(sealed.len() + TRAILER_LEN_SIZE);
         self.buf.extend_from_slice(&sealed);
         self.buf
             .extend_from_slice(&(sealed.len() as u32).to_le_bytes());

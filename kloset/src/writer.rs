@@ -51,7 +51,7 @@ const MAX_PACK_BLOBS: usize = 200_000;
 const UPLOADERS: usize = 3;
 /// Blobs of this session held in the in-memory index before the index is
 /// read again, so that, on a store with an on-disk index, they move there.
-const SPILL_BLOBS: usize = 200_000;
+const SPILL_BLOBS: usize = 100_000;
 
 /// Counters of what a writer added.
 #[derive(Debug, Default)]
@@ -304,19 +304,23 @@ impl<'r> Writer<'r> {
             .bytes_stored
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);
         let full = {
+            // A pack is finished before the blob that would take it past
+            // the pack size, so a data pack's buffer (allocated at the pack
+            // size) never grows: growing doubles it.
+            let pack_size = self.repo.config().pack_size as usize;
             let mut current = lock(&self.current[kind_slot(kind)]);
-            current.push(kind, id, raw.len() as u32, &sealed);
-            if current.len() >= self.repo.config().pack_size as usize
-                || current.blob_count() >= MAX_PACK_BLOBS
-            {
-                let fresh = PackBuilder::new(match kind {
-                    BlobKind::Data => self.repo.config().pack_size as usize,
+            let full = !current.is_empty()
+                && (current.len() + sealed.len() > pack_size
+                    || current.blob_count() >= MAX_PACK_BLOBS);
+            let fresh = || {
+                PackBuilder::new(match kind {
+                    BlobKind::Data => pack_size,
                     BlobKind::Tree => 0, // grows as needed: most tree packs are small
-                });
-                Some(std::mem::replace(&mut *current, fresh))
-            } else {
-                None
-            }
+                })
+            };
+            let finished = full.then(|| std::mem::replace(&mut *current, fresh()));
+            current.push(kind, id, raw.len() as u32, &sealed);
+            finished
         };
         if let Some(pack) = full {
             self.send(pack)?;
@@ -534,6 +538,39 @@ pub fn write_index(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pack_is_closed_before_a_blob_would_take_it_past_the_pack_size() {
+        let storage = crate::Storage::open(&crate::Location::Memory, false).expect("storage");
+        let mut options = crate::repository::CreateOptions {
+            kdf: crate::crypto::KdfParams::with_cost(64, 1, 1),
+            ..Default::default()
+        };
+        let pack_size: u64 = 64 << 10;
+        options.config.pack_size = pack_size as u32;
+        let repo = Repository::create(storage, b"pass", options).expect("create");
+        let writer = Writer::new(&repo).expect("writer");
+        // Incompressible blobs of 9,000 bytes: 7 fit in 64 KiB, an 8th
+        // would not (closing a pack after it reached the size made packs of
+        // 8 blobs, 72 kB).
+        let blobs: Vec<Vec<u8>> = (0..100)
+            .map(|_| (0..9_000).map(|_| rand::random::<u8>()).collect())
+            .collect();
+        for blob in &blobs {
+            assert!(writer.save_blob(BlobKind::Data, blob).expect("save").1);
+        }
+        writer.finish().expect("finish");
+        let packs = repo.storage().list(Some("packs")).expect("list");
+        assert_eq!(packs.len(), 15, "100 blobs, 7 a pack: {packs:?}");
+        for pack in &packs {
+            // The trailer of 7 entries is well under 2 KiB.
+            assert!(pack.size <= pack_size + 2048, "{pack:?}");
+        }
+        for blob in &blobs {
+            let id = repo.keys().blob_id(BlobKind::Data, blob);
+            assert_eq!(&repo.load_blob(BlobKind::Data, &id).expect("read"), blob);
+        }
+    }
 
     #[test]
     fn a_long_backup_moves_indexed_blobs_out_of_pending_and_still_deduplicates() {
