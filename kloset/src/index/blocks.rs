@@ -2,9 +2,12 @@
 //! threads, evicting at random (lookups land on random blocks anyway), so a
 //! store whose table fits the bound is searched at memory speed after one
 //! read of each block, and a larger one costs one `pread` per miss.
+//! A lookup searches a kept block under its shard's lock, so a hit costs
+//! a lock and a multiply, never a shared reference count.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Mutex;
 
 const SHARDS: usize = 16;
 
@@ -17,10 +20,34 @@ pub fn budget_bytes() -> usize {
         .unwrap_or(64 << 20)
 }
 
+/// Hashes a block number by one multiplication (Fibonacci hashing), which
+/// spreads sequential numbers over the high bits the table uses. Block
+/// numbers come from the index's own fence, not from an adversary.
+#[derive(Default)]
+struct BlockHasher(u64);
+
+impl Hasher for BlockHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Shard = HashMap<u64, Box<[u8]>, BuildHasherDefault<BlockHasher>>;
+
 /// Blocks of one run, by number.
 #[derive(Debug)]
 pub struct BlockCache {
-    shards: Vec<Mutex<HashMap<u64, Arc<[u8]>>>>,
+    shards: Vec<Mutex<Shard>>,
     per_shard: usize,
 }
 
@@ -28,26 +55,27 @@ impl BlockCache {
     /// A cache of at most about `blocks` blocks (0: none kept).
     pub fn new(blocks: usize) -> BlockCache {
         BlockCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             per_shard: blocks.div_ceil(SHARDS),
         }
     }
 
-    fn shard(&self, block: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<[u8]>>> {
+    fn shard(&self, block: u64) -> std::sync::MutexGuard<'_, Shard> {
         let shard = &self.shards[(block % SHARDS as u64) as usize];
         shard.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A kept block.
-    pub fn get(&self, block: u64) -> Option<Arc<[u8]>> {
+    /// `search` over a kept block, under its shard's lock (keep it short),
+    /// or `None` when the block is not kept.
+    pub fn with<R>(&self, block: u64, search: impl FnOnce(&[u8]) -> R) -> Option<R> {
         if self.per_shard == 0 {
             return None;
         }
-        self.shard(block).get(&block).cloned()
+        self.shard(block).get(&block).map(|b| search(b))
     }
 
     /// Keeps a verified block, evicting another when full.
-    pub fn insert(&self, block: u64, bytes: Arc<[u8]>) {
+    pub fn insert(&self, block: u64, bytes: Box<[u8]>) {
         if self.per_shard == 0 {
             return;
         }
@@ -69,13 +97,15 @@ mod tests {
     fn keeps_at_most_its_bound() {
         let cache = BlockCache::new(32);
         for b in 0..1000u64 {
-            cache.insert(b, Arc::from(vec![b as u8; 4]));
-            assert_eq!(cache.get(b).expect("just kept")[0], b as u8);
+            cache.insert(b, vec![b as u8; 4].into());
+            assert_eq!(cache.with(b, |k| k[0]), Some(b as u8), "just kept");
         }
-        let kept = (0..1000u64).filter(|b| cache.get(*b).is_some()).count();
+        let kept = (0..1000u64)
+            .filter(|b| cache.with(*b, |_| ()).is_some())
+            .count();
         assert!(kept <= 32, "{kept}");
         let none = BlockCache::new(0);
-        none.insert(1, Arc::from(vec![1u8]));
-        assert!(none.get(1).is_none());
+        none.insert(1, vec![1u8].into());
+        assert!(none.with(1, |_| ()).is_none());
     }
 }

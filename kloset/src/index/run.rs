@@ -20,7 +20,6 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -318,24 +317,19 @@ impl Run {
         let blocks = self.fence.len() as u64;
         let mut b = first_not_below(&self.fence, k).saturating_sub(1) as u64;
         while b < blocks {
-            let block = self.block(b)?;
-            let records = &block[..self.records_in(b) * RECORD_LEN];
-            let id_at = |i: usize| &records[i * RECORD_LEN..i * RECORD_LEN + ID_LEN];
-            // Binary search for the first record not below the id.
-            let (mut lo, mut hi) = (0, records.len() / RECORD_LEN);
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                if id_at(mid) < &key[..] {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
+            let records = self.records_in(b) * RECORD_LEN;
+            let search = |block: &[u8]| search_block(&block[..records], key, out);
+            let found = match self.cache.with(b, search) {
+                Some(found) => found,
+                None => {
+                    let block = self.read_block(b)?;
+                    let found = search_block(&block[..records], key, out);
+                    self.cache.insert(b, block);
+                    found
                 }
-            }
-            for r in records[lo * RECORD_LEN..].chunks_exact(RECORD_LEN) {
-                if r[..ID_LEN] != key[..] {
-                    return Ok(());
-                }
-                out.push(record::decode(r));
+            };
+            if found == Search::Done {
+                return Ok(());
             }
             b += 1;
             if self.fence.get(b as usize).is_none_or(|f| *f > k) {
@@ -345,19 +339,14 @@ impl Run {
         Ok(())
     }
 
-    /// Block `b`, verified: from memory, or read and kept.
-    fn block(&self, b: u64) -> Result<Arc<[u8]>> {
-        if let Some(block) = self.cache.get(b) {
-            return Ok(block);
-        }
+    /// Block `b`, read from the file and verified.
+    fn read_block(&self, b: u64) -> Result<Box<[u8]>> {
         let mut block = vec![0u8; BLOCK_LEN];
         self.file
             .read_exact_at(&mut block, b * BLOCK_LEN as u64)
             .map_err(io("reading index run", &self.path))?;
         self.check_block(b, &block)?;
-        let block: Arc<[u8]> = block.into();
-        self.cache.insert(b, block.clone());
-        Ok(block)
+        Ok(block.into())
     }
 
     /// Every record, in order, each block checked.
@@ -370,6 +359,36 @@ impl Run {
             at: 0,
         }
     }
+}
+
+/// Whether a block's search settled the lookup, or copies of the id may
+/// go on in the next block.
+#[derive(Debug, PartialEq, Eq)]
+enum Search {
+    Done,
+    MayContinue,
+}
+
+/// Appends the records of `key` in one block's `records` to `out`.
+fn search_block(records: &[u8], key: &[u8; ID_LEN], out: &mut Vec<Slot>) -> Search {
+    let id_at = |i: usize| &records[i * RECORD_LEN..i * RECORD_LEN + ID_LEN];
+    // Binary search for the first record not below the id.
+    let (mut lo, mut hi) = (0, records.len() / RECORD_LEN);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if id_at(mid) < &key[..] {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    for r in records[lo * RECORD_LEN..].chunks_exact(RECORD_LEN) {
+        if r[..ID_LEN] != key[..] {
+            return Search::Done;
+        }
+        out.push(record::decode(r));
+    }
+    Search::MayContinue
 }
 
 /// The first position in `fence` (sorted) whose value is not below `k`:
