@@ -20,7 +20,7 @@ use crate::storage::Key;
 /// Blobs closer than this are fetched in one request (the gap is read and dropped).
 const MAX_GAP: u64 = 256 * 1024;
 /// Largest single request.
-const MAX_REQUEST: u64 = 16 * 1024 * 1024;
+pub const MAX_REQUEST: u64 = 16 * 1024 * 1024;
 /// Requests in flight at once.
 const CONCURRENCY: usize = 8;
 /// Fetched bytes from which opening the blobs is spread over every core.
@@ -43,10 +43,23 @@ pub fn load_blobs(
     kind: BlobKind,
     ids: &[BlobId],
 ) -> Result<HashMap<BlobId, Vec<u8>>> {
-    match load_blobs_once(repo, kind, ids) {
+    load_blobs_split(repo, kind, ids, MAX_REQUEST)
+}
+
+/// [`load_blobs`] with requests of at most `max_request` bytes (a blob
+/// larger than that is one request of its own): a caller that fetches a
+/// long run of neighbouring blobs (one large file) splits it so that
+/// several requests are in flight.
+pub fn load_blobs_split(
+    repo: &Repository,
+    kind: BlobKind,
+    ids: &[BlobId],
+    max_request: u64,
+) -> Result<HashMap<BlobId, Vec<u8>>> {
+    match load_blobs_once(repo, kind, ids, max_request) {
         Err(e) if e.kind() == ErrorKind::NotFound => {
             repo.refresh_index()?;
-            load_blobs_once(repo, kind, ids)
+            load_blobs_once(repo, kind, ids, max_request)
         }
         done => done,
     }
@@ -56,6 +69,7 @@ fn load_blobs_once(
     repo: &Repository,
     kind: BlobKind,
     ids: &[BlobId],
+    max_request: u64,
 ) -> Result<HashMap<BlobId, Vec<u8>>> {
     let mut by_pack: HashMap<PackId, Vec<(BlobId, BlobLocation)>> = HashMap::new();
     {
@@ -75,7 +89,7 @@ fn load_blobs_once(
         for (id, loc) in blobs {
             let (start, end) = (loc.offset as u64, loc.offset as u64 + loc.length as u64);
             match &mut current {
-                Some(r) if start <= r.range.end + MAX_GAP && end - r.range.start <= MAX_REQUEST => {
+                Some(r) if start <= r.range.end + MAX_GAP && end - r.range.start <= max_request => {
                     r.range.end = r.range.end.max(end);
                     r.blobs.push((id, loc));
                 }

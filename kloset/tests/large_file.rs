@@ -172,3 +172,38 @@ fn a_large_file_cancelled_or_failing_midway_stops_cleanly() {
     );
     assert!(tree.find(b"small.txt").is_some());
 }
+
+#[test]
+fn a_large_file_restores_from_a_remote_store_in_windows_of_split_requests() {
+    // A store that counts as remote (not memory, no local directory), so
+    // the restore takes windows of up to 32 chunks in requests of 4 MiB.
+    let store = Arc::new(common::FaultStore::new(Arc::new(InMemory::new())));
+    let remote = || {
+        kloset::Storage::from_object_store(store.clone(), "", "s3://bucket/test", None)
+            .expect("storage")
+    };
+    let repo = Repository::create(remote(), PASS, create_options(4 << 20)).expect("create");
+    assert!(repo.storage().is_remote());
+    let src = tempfile::tempdir().expect("src");
+    let data = write_large(&src.path().join("big.bin"), 11);
+    let snapshot = backup(&repo, src.path(), &BackupOptions::default()).expect("backup");
+
+    let repo = Repository::open(remote(), PASS).expect("open");
+    let before = store.reads().len();
+    let out = tempfile::tempdir().expect("out");
+    restore(
+        &repo,
+        &snapshot,
+        "/",
+        out.path(),
+        &RestoreOptions::default(),
+    )
+    .expect("restore");
+    assert!(std::fs::read(out.path().join("big.bin")).expect("read") == data);
+    let pack_reads = store.reads()[before..]
+        .iter()
+        .filter(|p| p.starts_with("packs/"))
+        .count();
+    // Its unique chunks (about 18 MiB) span several 4 MiB packs.
+    assert!(pack_reads >= 4, "{pack_reads} pack reads");
+}

@@ -40,7 +40,7 @@ use rustix::fs::FileType;
 
 use crate::dirfd::{self, DirFd};
 use crate::error::{Error, Result};
-use crate::fetch::load_blobs;
+use crate::fetch::{load_blobs, load_blobs_split};
 use crate::fsmeta::kind_of;
 use crate::id::{BlobId, BlobKind};
 use crate::progress::Progress;
@@ -53,6 +53,13 @@ use sparse::SparseWriter;
 
 /// Chunks fetched at once for one large file.
 const WINDOW_CHUNKS: usize = 8;
+/// The same from a remote store, up to [`IN_FLIGHT_BYTES`] of them, in
+/// requests of at most [`REMOTE_WINDOW_REQUEST`] bytes: one request at a
+/// time (8 chunks are neighbours in one pack, so one request) left a large
+/// file's restore from S3 at a single stream's pace.
+const REMOTE_WINDOW_CHUNKS: usize = 32;
+/// See [`REMOTE_WINDOW_CHUNKS`].
+const REMOTE_WINDOW_REQUEST: u64 = 4 * 1024 * 1024;
 /// Workers restoring from a remote store (each waits on its requests).
 const REMOTE_THREADS: usize = 16;
 /// Bytes of small files fetched in one batch.
@@ -412,27 +419,28 @@ impl Restorer<'_> {
             .create_file(name, 0o600)
             .map_err(|e| Error::io("create", &path, e))?;
         let mut out = SparseWriter::new(file, &path);
-        for window in node.content.chunks(WINDOW_CHUNKS) {
+        let (window_chunks, window_bytes, max_request) = if self.repo.storage().is_remote() {
+            (REMOTE_WINDOW_CHUNKS, IN_FLIGHT_BYTES, REMOTE_WINDOW_REQUEST)
+        } else {
+            (WINDOW_CHUNKS, u64::MAX, crate::fetch::MAX_REQUEST)
+        };
+        let mut at_chunk = 0;
+        while at_chunk < node.content.len() {
             self.options.progress.check_cancelled()?;
-            let missing: Vec<BlobId> = window
-                .iter()
-                .filter(|id| !cache.contains_key(id))
-                .copied()
-                .collect();
+            let (len, missing, bytes) = self.next_window(
+                &node.content[at_chunk..],
+                cache,
+                window_chunks,
+                window_bytes,
+                &path,
+            )?;
+            let window = &node.content[at_chunk..at_chunk + len];
+            at_chunk += len;
             let (_share, fetched) = if missing.is_empty() {
                 (None, HashMap::new())
             } else {
-                let bytes: u64 = {
-                    let index = self.repo.index();
-                    let mut bytes = 0;
-                    for id in &missing {
-                        let loc = index.get(id).map_err(|e| in_restore(e, &path))?;
-                        bytes += loc.map_or(0, |l| u64::from(l.raw_length));
-                    }
-                    bytes
-                };
                 let share = self.budget.take(bytes);
-                let fetched = load_blobs(self.repo, BlobKind::Data, &missing)
+                let fetched = load_blobs_split(self.repo, BlobKind::Data, &missing, max_request)
                     .map_err(|e| in_restore(e, &path))?;
                 (Some(share), fetched)
             };
@@ -455,6 +463,34 @@ impl Restorer<'_> {
             .files
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The next window of a file's chunks: at most `chunks` of them, and no
+    /// more than `max_bytes` of chunks to fetch (but at least one chunk).
+    /// Returns its length, the chunks to fetch and their raw bytes.
+    fn next_window(
+        &self,
+        content: &[BlobId],
+        cache: &HashMap<BlobId, Vec<u8>>,
+        chunks: usize,
+        max_bytes: u64,
+        path: &Path,
+    ) -> Result<(usize, Vec<BlobId>, u64)> {
+        let index = self.repo.index();
+        let (mut len, mut missing, mut bytes) = (0, Vec::new(), 0u64);
+        for id in content.iter().take(chunks) {
+            if !cache.contains_key(id) {
+                let loc = index.get(id).map_err(|e| in_restore(e, path))?;
+                let raw = loc.map_or(0, |l| u64::from(l.raw_length));
+                if len > 0 && bytes.saturating_add(raw) > max_bytes {
+                    break;
+                }
+                bytes += raw;
+                missing.push(*id);
+            }
+            len += 1;
+        }
+        Ok((len, missing, bytes))
     }
 
     /// Owner, then mode (a chown clears setuid bits), then times, on `fd`.
