@@ -15,8 +15,9 @@
 //!   holes stay resident. A backup of one million small files peaked at
 //!   204 MiB RSS for 118 MiB of heap; with the threshold fixed at 4 MiB it
 //!   peaks at 153 MiB, and the sysroot backup at 85–92 MiB instead of
-//!   137–147 MiB, at the same speed. At 1 MiB a restore spent 0.7 s more in
-//!   the kernel mapping chunk buffers.
+//!   91–101 MiB (137–147 MiB once packs stopped doubling, without the
+//!   fixed threshold), at the same speed. At 1 MiB a restore spent 0.7 s
+//!   more in the kernel mapping chunk buffers.
 //!
 //! Call once, first thing in `main`.
 
