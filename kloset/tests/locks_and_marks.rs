@@ -278,3 +278,66 @@ fn a_refresh_is_never_taken_for_a_take_over() {
     }
     assert!(asked > 100, "asked {asked} times");
 }
+
+#[test]
+fn check_names_objects_under_locks_that_are_no_lock_of_this_store() {
+    let (mem, repo) = new_repo();
+    let src = tempfile::tempdir().expect("src");
+    make_tree(src.path(), 3, 5, 2000);
+    backup(&repo, src.path(), &BackupOptions::default()).expect("backup");
+    // A held lock, a flipped copy of it under another id, garbage, and a
+    // name that is no lock id.
+    let held = HeldLock::acquire(
+        repo.storage(),
+        repo.keys(),
+        LockKind::Shared,
+        "check test",
+        quick(),
+    )
+    .expect("lock");
+    let real = repo
+        .storage()
+        .get(Key::Lock(held.current()))
+        .expect("read lock");
+    let mut flipped = real.to_vec();
+    flipped[20] ^= 1;
+    let flipped_id = kloset::id::LockId::random();
+    let garbage_id = kloset::id::LockId::random();
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        for (name, bytes) in [
+            (Key::Lock(flipped_id).path(), Bytes::from(flipped)),
+            (
+                Key::Lock(garbage_id).path(),
+                Bytes::from_static(b"not a lock"),
+            ),
+            ("locks/README".to_string(), Bytes::from_static(b"hello")),
+        ] {
+            mem.put(&name.as_str().into(), bytes.into())
+                .await
+                .expect("put");
+        }
+    });
+    let report = kloset::ops::check::check(&repo, &Default::default()).expect("check");
+    assert!(report.is_ok(), "no data is damaged: {:?}", report.problems);
+    for name in [
+        Key::Lock(flipped_id).path(),
+        Key::Lock(garbage_id).path(),
+        "locks/README".to_string(),
+    ] {
+        assert!(
+            report.warnings.iter().any(|w| w.starts_with(&name)),
+            "{name} is named: {:?}",
+            report.warnings
+        );
+    }
+    let held_name = Key::Lock(held.current()).path();
+    assert!(
+        !report.warnings.iter().any(|w| w.starts_with(&held_name)),
+        "the real lock is not: {:?}",
+        report.warnings
+    );
+    // Writers pass over them.
+    backup(&repo, src.path(), &BackupOptions::default()).expect("a backup beside them");
+    drop(held);
+}

@@ -190,6 +190,31 @@ pub fn list_locks(storage: &Storage, keys: &Keys) -> Result<Vec<Listed>> {
     Ok(out)
 }
 
+/// Objects under `locks/` that are no lock of this store: a name that is
+/// not a lock id, or an object that does not open under the store's key
+/// (every writer seals its locks with it) or does not decode. Writers and
+/// prune pass over them; `check` names them. Returns each object's path
+/// and why.
+pub fn foreign_locks(storage: &Storage, keys: &Keys) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for listed in storage.list(Some(LOCKS_DIR))? {
+        let name = listed.path.rsplit('/').next().unwrap_or_default();
+        let Ok(id) = LockId::from_hex(name) else {
+            out.push((listed.path.clone(), "not a lock id".to_string()));
+            continue;
+        };
+        let bytes = match storage.get(Key::Lock(id)) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue, // released meanwhile
+            Err(e) => return Err(e),
+        };
+        if let Err(e) = decode_lock(keys, id, &bytes) {
+            out.push((listed.path.clone(), e.to_string()));
+        }
+    }
+    Ok(out)
+}
+
 /// Reads one lock object: `Ok(None)` when it cannot be opened or decoded.
 fn read_lock(storage: &Storage, keys: &Keys, id: LockId) -> Result<Option<LockInfo>> {
     let bytes = storage.get(Key::Lock(id))?;

@@ -151,6 +151,12 @@ pub fn check(repo: &Repository, options: &CheckOptions) -> Result<CheckReport> {
         }
     }
 
+    for (object, why) in crate::lock::foreign_locks(repo.storage(), repo.keys())? {
+        report.warnings.push(format!(
+            "{object} is not a lock of this store ({why}): writers and prune pass over it; it is safe to delete once no backup runs"
+        ));
+    }
+
     // Snapshots and trees.
     let (snapshots, bad_snaps) = repo.snapshots_with_problems()?;
     for (object, e) in bad_snaps {
