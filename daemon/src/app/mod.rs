@@ -172,7 +172,27 @@ impl Daemon {
     }
 }
 
+/// The signals the daemon answers, taken over first thing, so a SIGTERM
+/// during start-up (status already served, the first revision still being
+/// applied) waits for the loop instead of killing the process.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn take_over() -> Result<Signals> {
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            interrupt: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+            hangup: signal(SignalKind::hangup()).context("SIGHUP handler")?,
+        })
+    }
+}
+
 async fn run_async(dir: PathBuf) -> Result<()> {
+    let mut signals = Signals::take_over()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // Watch before the first read, so no change can slip in between.
     let mut watcher = watch::ConfigWatcher::new(&dir)?;
@@ -226,7 +246,7 @@ async fn run_async(dir: PathBuf) -> Result<()> {
         state = %settings.state_dir.display(),
         "klosetd started"
     );
-    daemon.serve(&mut watcher).await?;
+    daemon.serve(&mut watcher, &mut signals).await?;
     daemon.shutdown().await;
     Ok(())
 }
@@ -240,10 +260,11 @@ async fn open_db(path: &Path, what: &'static str) -> Result<StateHandle> {
 }
 
 impl Daemon {
-    async fn serve(&mut self, watcher: &mut watch::ConfigWatcher) -> Result<()> {
-        let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-        let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-        let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    async fn serve(
+        &mut self,
+        watcher: &mut watch::ConfigWatcher,
+        signals: &mut Signals,
+    ) -> Result<()> {
         let mut resync = tokio::time::interval(RESYNC_INTERVAL);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         resync.reset();
@@ -254,9 +275,9 @@ impl Daemon {
             let next = self.tick().await;
             let oneshot_done = self.oneshot_done.clone();
             tokio::select! {
-                _ = terminate.recv() => break,
-                _ = interrupt.recv() => break,
-                _ = hangup.recv() => {
+                _ = signals.terminate.recv() => break,
+                _ = signals.interrupt.recv() => break,
+                _ = signals.hangup.recv() => {
                     systemd::reloading();
                     self.reload(Trigger::Signal, watcher).await;
                     systemd::ready(&self.one_line_status());
