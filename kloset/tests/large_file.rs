@@ -174,9 +174,11 @@ fn a_large_file_cancelled_or_failing_midway_stops_cleanly() {
 }
 
 #[test]
-fn a_large_file_restores_from_a_remote_store_in_windows_of_split_requests() {
+fn a_large_file_restores_bit_exact_from_a_remote_store() {
     // A store that counts as remote (not memory, no local directory), so
-    // the restore takes windows of up to 32 chunks in requests of 4 MiB.
+    // the restore takes its remote windows (up to 32 chunks, requests of
+    // 4 MiB). That the requests are split is measured by the benchmark,
+    // not asserted here: the fault store records paths, not ranges.
     let store = Arc::new(common::FaultStore::new(Arc::new(InMemory::new())));
     let remote = || {
         kloset::Storage::from_object_store(store.clone(), "", "s3://bucket/test", None)

@@ -166,41 +166,29 @@ pub struct Listed {
     pub info: LockInfo,
 }
 
-/// Reads every lock object; unreadable ones are skipped (they cannot be
-/// trusted to describe a live holder, and a damaged object must not block
-/// anyone forever).
-pub fn list_locks(storage: &Storage, keys: &Keys) -> Result<Vec<Listed>> {
-    let mut out = Vec::new();
-    for listed in storage.list(Some(LOCKS_DIR))? {
-        let Some(id) = listed
-            .path
-            .rsplit('/')
-            .next()
-            .and_then(|n| LockId::from_hex(n).ok())
-        else {
-            continue;
-        };
-        match read_lock(storage, keys, id) {
-            Ok(Some(info)) => out.push(Listed { id, info }),
-            Ok(None) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {} // released meanwhile
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(out)
+/// Every object under `locks/`, read once: the locks of this store, and
+/// the objects that are no lock of it (a name that is not a lock id, or an
+/// object that does not open under the store's key, which every writer
+/// seals its locks with, or does not decode), each with its path and why.
+#[derive(Debug)]
+pub struct LockScan {
+    /// Readable locks.
+    pub locks: Vec<Listed>,
+    /// Objects writers and prune pass over; `check` names them.
+    pub foreign: Vec<(String, String)>,
 }
 
-/// Objects under `locks/` that are no lock of this store: a name that is
-/// not a lock id, or an object that does not open under the store's key
-/// (every writer seals its locks with it) or does not decode. Writers and
-/// prune pass over them; `check` names them. Returns each object's path
-/// and why.
-pub fn foreign_locks(storage: &Storage, keys: &Keys) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
+/// Reads every object under `locks/` (see [`LockScan`]).
+pub fn scan_locks(storage: &Storage, keys: &Keys) -> Result<LockScan> {
+    let mut scan = LockScan {
+        locks: Vec::new(),
+        foreign: Vec::new(),
+    };
     for listed in storage.list(Some(LOCKS_DIR))? {
         let name = listed.path.rsplit('/').next().unwrap_or_default();
         let Ok(id) = LockId::from_hex(name) else {
-            out.push((listed.path.clone(), "not a lock id".to_string()));
+            scan.foreign
+                .push((listed.path, "not a lock id".to_string()));
             continue;
         };
         let bytes = match storage.get(Key::Lock(id)) {
@@ -208,17 +196,19 @@ pub fn foreign_locks(storage: &Storage, keys: &Keys) -> Result<Vec<(String, Stri
             Err(e) if e.kind() == ErrorKind::NotFound => continue, // released meanwhile
             Err(e) => return Err(e),
         };
-        if let Err(e) = decode_lock(keys, id, &bytes) {
-            out.push((listed.path.clone(), e.to_string()));
+        match decode_lock(keys, id, &bytes) {
+            Ok(info) => scan.locks.push(Listed { id, info }),
+            Err(e) => scan.foreign.push((listed.path, e.to_string())),
         }
     }
-    Ok(out)
+    Ok(scan)
 }
 
-/// Reads one lock object: `Ok(None)` when it cannot be opened or decoded.
-fn read_lock(storage: &Storage, keys: &Keys, id: LockId) -> Result<Option<LockInfo>> {
-    let bytes = storage.get(Key::Lock(id))?;
-    Ok(decode_lock(keys, id, &bytes).ok())
+/// Reads every lock object; unreadable ones are skipped (they cannot be
+/// trusted to describe a live holder, and a damaged object must not block
+/// anyone forever).
+pub fn list_locks(storage: &Storage, keys: &Keys) -> Result<Vec<Listed>> {
+    Ok(scan_locks(storage, keys)?.locks)
 }
 
 /// Opens and decodes a lock object's bytes.

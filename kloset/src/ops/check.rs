@@ -141,7 +141,8 @@ pub fn check(repo: &Repository, options: &CheckOptions) -> Result<CheckReport> {
         ));
     }
 
-    for l in crate::lock::list_locks(repo.storage(), repo.keys())? {
+    let locks = crate::lock::scan_locks(repo.storage(), repo.keys())?;
+    for l in &locks.locks {
         if l.info.v < 2 {
             report.warnings.push(format!(
                 "locks/{} is a version 1 lock ({}): a kloset older than this one is writing, or crashed while writing; prune waits for it or takes it over once it stays unchanged for the stale period",
@@ -151,7 +152,7 @@ pub fn check(repo: &Repository, options: &CheckOptions) -> Result<CheckReport> {
         }
     }
 
-    for (object, why) in crate::lock::foreign_locks(repo.storage(), repo.keys())? {
+    for (object, why) in locks.foreign {
         report.warnings.push(format!(
             "{object} is not a lock of this store ({why}): writers and prune pass over it; it is safe to delete once no backup runs"
         ));
