@@ -13,7 +13,6 @@ use kloset::ops::restore::RestoreOptions;
 use kloset::repository::CreateOptions;
 use kloset::{Location, Repository, Storage};
 use klosetd::integrations::postgresql::{self, CLUSTER_FILE, PgConnection};
-use zeroize::Zeroizing;
 
 #[test]
 fn whole_cluster_round_trip_through_pg_dumpall_and_psql() {
@@ -39,7 +38,7 @@ fn whole_cluster_round_trip_through_pg_dumpall_and_psql() {
         port: pg.port(),
         user: "admin".into(),
         database: None,
-        password: Some(Zeroizing::new(PASSWORD.to_owned())),
+        password_file: Some(postgresql::password_file(PASSWORD).expect("password file")),
         bin_dir: Some(pg.bin_dir().to_path_buf()),
     };
     let tmp = tempfile::tempdir().expect("tmp");

@@ -14,7 +14,6 @@ use kloset::ops::restore::RestoreOptions;
 use kloset::repository::CreateOptions;
 use kloset::{Location, Repository, Storage};
 use klosetd::integrations::postgresql::{self, PgConnection};
-use zeroize::Zeroizing;
 
 fn conn(pg: &PgServer, user: &str, password: &str, database: Option<&str>) -> PgConnection {
     PgConnection {
@@ -22,7 +21,7 @@ fn conn(pg: &PgServer, user: &str, password: &str, database: Option<&str>) -> Pg
         port: pg.port(),
         user: user.into(),
         database: database.map(str::to_owned),
-        password: Some(Zeroizing::new(password.to_owned())),
+        password_file: Some(postgresql::password_file(password).expect("password file")),
         bin_dir: Some(pg.bin_dir().to_path_buf()),
     }
 }

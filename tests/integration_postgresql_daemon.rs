@@ -4,7 +4,9 @@
 //! then restored by a one-shot task through a destination into another
 //! database, rows compared (and restored again with `clean = true`); a
 //! wrong password gives the condition `AuthenticationFailed`, fails its
-//! backup, and never shows.
+//! backup, and never shows. `pg_dump` gets the password in a private
+//! `PGPASSFILE`, never in its environment, and the file is gone after the
+//! backup.
 
 use crate::common;
 
@@ -37,6 +39,34 @@ fn rows(pg: &PgServer, db: &str) -> Vec<String> {
         .iter()
         .map(|sql| pg.sql_as(ROLE, PASSWORD, db, sql))
         .collect()
+}
+
+/// Every recorded `pg_dump` ran with a 0600 `PGPASSFILE` and without the
+/// password anywhere in its environment, and each file is removed once the
+/// backup that wrote it is over.
+fn assert_password_file_only(records: &std::path::Path, limit: Duration) {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(records).expect("records") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("record");
+        assert!(
+            !text.contains(PASSWORD),
+            "password in pg_dump's environment"
+        );
+        assert!(!text.contains("PGPASSWORD="), "{text}");
+        assert!(text.contains("MODE=600\n"), "{text}");
+        let file = text
+            .lines()
+            .find_map(|l| l.strip_prefix("PGPASSFILE="))
+            .expect("PGPASSFILE set");
+        files.push(std::path::PathBuf::from(file));
+    }
+    assert!(!files.is_empty(), "pg_dump ran through the wrapper");
+    common::daemon::wait_for("password files removed", limit, || {
+        match files.iter().find(|f| f.exists()) {
+            Some(f) => Err(format!("{} still exists", f.display())),
+            None => Ok(()),
+        }
+    });
 }
 
 fn resource(name: &str, pg: &PgServer, database: &str, password_file: &str) -> String {
@@ -111,9 +141,27 @@ store = "other"
             store = lit(&setup.path("store")),
         ),
     );
-    // The server's own client programs first on PATH.
+    // The server's own client programs first on PATH, behind a pg_dump
+    // that records the environment it was given.
+    let wrap = setup.path("wrap");
+    let records = setup.path("records");
+    std::fs::create_dir_all(&records).expect("records dir");
+    std::fs::create_dir_all(&wrap).expect("wrap dir");
+    let script = wrap.join("pg_dump");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{{ env; echo \"MODE=$(stat -c %a \"$PGPASSFILE\")\"; }} > {}/pg_dump.$$\nexec {}/pg_dump \"$@\"\n",
+            records.display(),
+            pg.bin_dir().display()
+        ),
+    )
+    .expect("write wrapper");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod wrapper");
     let path = format!(
-        "{}:{}",
+        "{}:{}:{}",
+        wrap.display(),
         pg.bin_dir().display(),
         std::env::var("PATH").unwrap_or_default()
     );
@@ -142,6 +190,7 @@ store = "other"
         .as_str()
         .expect("snapshot")
         .to_string();
+    assert_password_file_only(&records, limit);
 
     // A one-shot waits for its objects: with its source not ready it never
     // runs (nothing recorded), and says what it waits for.

@@ -34,6 +34,8 @@ use kloset::import::{Importer, Listed, Opened, SourcePath};
 use kloset::repository::now_ns;
 use kloset::tree::{Node, NodeKind};
 
+use crate::secret_file::SecretFile;
+
 /// How much of a command's stderr is kept for its error message.
 pub const STDERR_TAIL: usize = 8 * 1024;
 
@@ -56,6 +58,9 @@ pub struct CommandSpec {
     pub env: Vec<(String, Zeroizing<String>)>,
     /// Working directory (default: the caller's).
     pub current_dir: Option<PathBuf>,
+    /// Files the command reads its secrets from, kept until the last spec
+    /// naming them is dropped.
+    pub secret_files: Vec<Arc<SecretFile>>,
 }
 
 impl std::fmt::Debug for CommandSpec {
@@ -70,6 +75,7 @@ impl std::fmt::Debug for CommandSpec {
             .field("args", &self.args)
             .field("env", &env)
             .field("current_dir", &self.current_dir)
+            .field("secret_files", &self.secret_files)
             .finish()
     }
 }
@@ -118,6 +124,13 @@ impl CommandSpec {
     /// Adds an environment variable (its value is treated as a secret).
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> CommandSpec {
         self.env.push((key.into(), Zeroizing::new(value.into())));
+        self
+    }
+
+    /// Keeps `file` (which an argument or variable names) for as long as
+    /// this spec lives.
+    pub fn reads(mut self, file: &Arc<SecretFile>) -> CommandSpec {
+        self.secret_files.push(Arc::clone(file));
         self
     }
 

@@ -4,25 +4,24 @@
 //!
 //! The password never is an argument and never in a child's environment
 //! (`MYSQL_PWD` is visible in `/proc/PID/environ` to the same user and is
-//! deprecated by MySQL): it is written to a temporary option file (mode
-//! 0600, created exclusively, `[client] password="…"`) that every client
-//! reads with `--defaults-extra-file=` as its first argument, and the file
-//! is removed when the importer, exporter or test that needs it is
-//! dropped ([`OptionFile`]). The specs are built by pure functions from
-//! [`MyConnection`] and the option file's path. Database names are passed
+//! deprecated by MySQL): it is written to a temporary option file
+//! ([`SecretFile`]: mode 0600, created exclusively, `[client]
+//! password="…"`) that every client reads with `--defaults-extra-file=` as
+//! its first argument; the commands hold the file, so it is removed when
+//! the importer, exporter or test that runs them is dropped. The specs are
+//! built by pure functions from [`MyConnection`] and the option file. Database names are passed
 //! after `--` (dump) or as `--database=` (client), never as an option.
 
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kloset::export::Exporter;
-use kloset::import::{Importer, Listed, Opened, SourcePath};
-use kloset::tree::Node;
+use kloset::import::Importer;
 use kloset_connectors::command::{
     CommandExporter, CommandFailed, CommandFile, CommandImporter, CommandReader, CommandSpec,
 };
+use kloset_connectors::secret_file::SecretFile;
 use zeroize::Zeroizing;
 
 use crate::integrations::NotConnected;
@@ -71,51 +70,6 @@ impl MyConnection {
             "mysql://{}@{host}:{}/{}",
             self.user, self.port, self.database
         )
-    }
-}
-
-/// A temporary option file holding the password; removed on drop.
-#[derive(Debug)]
-pub struct OptionFile {
-    path: PathBuf,
-}
-
-impl OptionFile {
-    /// Writes `[client] password="…"` (escaped) to a new 0600 file in the
-    /// temporary directory.
-    pub fn create(password: Option<&str>) -> std::io::Result<OptionFile> {
-        let path = std::env::temp_dir().join(format!(
-            "klosetd-my-{}-{}.cnf",
-            std::process::id(),
-            kloset::id::SnapshotId::random().short()
-        ));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("creating option file {}: {e}", path.display()),
-                )
-            })?;
-        let guard = OptionFile { path };
-        file.write_all(option_text(password).as_bytes())?;
-        file.sync_all()?;
-        Ok(guard)
-    }
-
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for OptionFile {
-    fn drop(&mut self) {
-        // Gone already is fine; nothing else can be done here.
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -177,9 +131,9 @@ impl Programs {
 
 /// `PROGRAM --defaults-extra-file=F --host=H --port=P --user=U
 /// --protocol=TCP --default-character-set=utf8mb4`.
-fn client(conn: &MyConnection, program: &Path, options: &Path) -> CommandSpec {
-    CommandSpec::new(program).args([
-        format!("--defaults-extra-file={}", options.display()),
+fn client(conn: &MyConnection, program: &Path, options: &Arc<SecretFile>) -> CommandSpec {
+    CommandSpec::new(program).reads(options).args([
+        format!("--defaults-extra-file={}", options.path().display()),
         format!("--host={}", conn.host),
         format!("--port={}", conn.port),
         format!("--user={}", conn.user),
@@ -197,7 +151,11 @@ pub fn dump_name(database: &str) -> String {
 /// A consistent dump of one database (tables, routines, triggers, events;
 /// binary columns as hex), without `CREATE DATABASE`/`USE` so that it
 /// restores into any database.
-pub fn dump_file(conn: &MyConnection, programs: &Programs, options: &Path) -> CommandFile {
+pub fn dump_file(
+    conn: &MyConnection,
+    programs: &Programs,
+    options: &Arc<SecretFile>,
+) -> CommandFile {
     CommandFile {
         name: dump_name(&conn.database),
         command: client(conn, &programs.dump, options).args([
@@ -214,7 +172,11 @@ pub fn dump_file(conn: &MyConnection, programs: &Programs, options: &Path) -> Co
 
 /// The client reading SQL from stdin into the connection's database,
 /// stopping at the first error.
-pub fn restore_command(conn: &MyConnection, programs: &Programs, options: &Path) -> CommandSpec {
+pub fn restore_command(
+    conn: &MyConnection,
+    programs: &Programs,
+    options: &Arc<SecretFile>,
+) -> CommandSpec {
     client(conn, &programs.client, options).args([
         "--batch".to_owned(),
         "--binary-mode".to_owned(),
@@ -227,7 +189,7 @@ pub fn restore_command(conn: &MyConnection, programs: &Programs, options: &Path)
 pub fn query_command(
     conn: &MyConnection,
     programs: &Programs,
-    options: &Path,
+    options: &Arc<SecretFile>,
     sql: &str,
 ) -> CommandSpec {
     client(conn, &programs.client, options).args([
@@ -239,83 +201,22 @@ pub fn query_command(
     ])
 }
 
-/// An importer or exporter holding the option file its commands read.
-struct WithOptions<T> {
-    inner: T,
-    _options: Arc<OptionFile>,
-}
-
-impl Importer for WithOptions<CommandImporter> {
-    fn origin(&self) -> String {
-        self.inner.origin()
-    }
-    fn root(&self) -> std::io::Result<Node> {
-        self.inner.root()
-    }
-    fn list(&self, dir: &SourcePath, listed: &Node) -> std::io::Result<Vec<Listed>> {
-        self.inner.list(dir, listed)
-    }
-    fn open(&self, path: &SourcePath, listed: &Node) -> std::io::Result<Opened<'_>> {
-        self.inner.open(path, listed)
-    }
-    fn leave(&self, dir: &SourcePath) {
-        self.inner.leave(dir)
-    }
-}
-
-impl Exporter for WithOptions<CommandExporter> {
-    fn target(&self) -> String {
-        self.inner.target()
-    }
-    fn exists(&self, path: &SourcePath) -> std::io::Result<bool> {
-        self.inner.exists(path)
-    }
-    fn create_dir(&self, path: &SourcePath, node: &Node) -> std::io::Result<()> {
-        self.inner.create_dir(path, node)
-    }
-    fn write_file(
-        &self,
-        path: &SourcePath,
-        node: &Node,
-        content: &mut dyn Read,
-    ) -> std::io::Result<()> {
-        self.inner.write_file(path, node, content)
-    }
-    fn symlink(&self, path: &SourcePath, node: &Node) -> std::io::Result<()> {
-        self.inner.symlink(path, node)
-    }
-    fn finish_dir(&self, path: &SourcePath, node: &Node) -> std::io::Result<()> {
-        self.inner.finish_dir(path, node)
-    }
-    fn finish(&self) -> std::io::Result<()> {
-        self.inner.finish()
-    }
-}
-
-fn options_of(conn: &MyConnection) -> std::io::Result<Arc<OptionFile>> {
-    Ok(Arc::new(OptionFile::create(
-        conn.password.as_ref().map(|p| p.as_str()),
-    )?))
+/// The option file of a connection's commands.
+pub fn options_of(conn: &MyConnection) -> std::io::Result<Arc<SecretFile>> {
+    let text = option_text(conn.password.as_ref().map(|p| p.as_str()));
+    Ok(Arc::new(SecretFile::create("my", "cnf", text.as_bytes())?))
 }
 
 /// The importer of a backup: `NAME.sql`.
 pub fn importer(conn: &MyConnection) -> std::io::Result<Box<dyn Importer>> {
-    let options = options_of(conn)?;
-    let file = dump_file(conn, &Programs::find(), options.path());
-    Ok(Box::new(WithOptions {
-        inner: CommandImporter::new(conn.url(), vec![file]),
-        _options: options,
-    }))
+    let file = dump_file(conn, &Programs::find(), &options_of(conn)?);
+    Ok(Box::new(CommandImporter::new(conn.url(), vec![file])))
 }
 
 /// The exporter of a restore into the connection's database.
 pub fn exporter(conn: &MyConnection) -> std::io::Result<Box<dyn Exporter>> {
-    let options = options_of(conn)?;
-    let command = restore_command(conn, &Programs::find(), options.path());
-    Ok(Box::new(WithOptions {
-        inner: CommandExporter::new(conn.url(), command),
-        _options: options,
-    }))
+    let command = restore_command(conn, &Programs::find(), &options_of(conn)?);
+    Ok(Box::new(CommandExporter::new(conn.url(), command)))
 }
 
 /// The reason for a failed client from its stderr.
@@ -339,13 +240,14 @@ fn query(conn: &MyConnection, sql: &str) -> Result<String, NotConnected> {
     let options = options_of(conn)
         .map_err(|e| NotConnected::new("Unreachable", format!("{}: {e}", conn.url())))?;
     let programs = Programs::find();
-    let spec = query_command(conn, &programs, options.path(), sql);
+    let spec = query_command(conn, &programs, &options, sql);
     let mut out = Vec::new();
     let result = CommandReader::spawn(&spec).and_then(|r| {
         r.take(MAX_QUERY_OUTPUT).read_to_end(&mut out)?;
         Ok(())
     });
-    drop(options);
+    // The option file goes once nothing names it.
+    drop((spec, options));
     match result {
         Ok(()) => Ok(String::from_utf8_lossy(&out).trim().to_owned()),
         Err(e) => Err(match CommandFailed::of(&e) {
@@ -404,13 +306,14 @@ mod tests {
             dump: "mariadb-dump".into(),
             client: "mariadb".into(),
         };
-        let opts = Path::new("/tmp/x.cnf");
-        let f = dump_file(&c, &p, opts);
+        let opts = options_of(&c).expect("option file");
+        let at = format!("--defaults-extra-file={}", opts.path().display());
+        let f = dump_file(&c, &p, &opts);
         assert_eq!(f.name, "-shop.sql");
         assert_eq!(
             f.command.args,
             [
-                "--defaults-extra-file=/tmp/x.cnf",
+                at.as_str(),
                 "--host=db.example",
                 "--port=3307",
                 "--user=backup",
@@ -425,10 +328,10 @@ mod tests {
                 "-shop"
             ]
         );
-        let r = restore_command(&c, &p, opts);
+        let r = restore_command(&c, &p, &opts);
         assert_eq!(r.program, PathBuf::from("mariadb"));
         assert_eq!(r.args.last().map(String::as_str), Some("--database=-shop"));
-        let q = query_command(&c, &p, opts, "SELECT 1");
+        let q = query_command(&c, &p, &opts, "SELECT 1");
         for spec in [&f.command, &r, &q] {
             assert!(spec.env.is_empty(), "no environment: {spec:?}");
             let all = format!("{spec:?}");
@@ -445,15 +348,27 @@ mod tests {
             "[client]\npassword=\"a\\\"b\\\\c\\nd\"\n"
         );
         assert_eq!(option_text(None).as_str(), "[client]\n");
-        let f = OptionFile::create(Some("pw")).expect("option file");
+        let c = MyConnection {
+            password: Some(Zeroizing::new("pw".into())),
+            ..conn()
+        };
+        let p = Programs::find();
+        let f = options_of(&c).expect("option file");
         let path = f.path().to_path_buf();
         let mode = std::fs::metadata(&path).expect("stat").permissions();
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
             0o600
         );
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "[client]\npassword=\"pw\"\n"
+        );
+        let command = restore_command(&c, &p, &f);
         drop(f);
-        assert!(!path.exists(), "removed on drop");
+        assert!(path.exists(), "kept while a command names it");
+        drop(command);
+        assert!(!path.exists(), "removed with the last command");
     }
 
     #[test]

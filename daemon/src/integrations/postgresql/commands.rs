@@ -3,8 +3,11 @@
 //! [`CommandExporter`]), and its test connection (`psql`).
 //!
 //! The command specs are built by pure functions from [`PgConnection`].
-//! Invariants: the password only ever reaches a child's `PGPASSWORD`; it is
-//! never an argument, never in an origin, a target, `Debug` or an error.
+//! Invariants: the password only ever reaches a private password file
+//! ([`SecretFile`], mode 0600, created exclusively) that every client is
+//! pointed at with `PGPASSFILE`; it is never an argument, never in a
+//! child's environment, an origin, a target, `Debug` or an error. The
+//! commands hold the file, so it is removed once nothing runs them.
 //! Database names are passed as quoted conninfo (`dbname='…'`), so a name
 //! holding `=`, a URI prefix or a leading `-` is never taken for options.
 //! Every client runs with `--no-password` (it fails instead of prompting)
@@ -12,10 +15,12 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use kloset_connectors::command::{
     CommandExporter, CommandFailed, CommandFile, CommandImporter, CommandReader, CommandSpec,
 };
+use kloset_connectors::secret_file::SecretFile;
 use zeroize::Zeroizing;
 
 use crate::integrations::NotConnected;
@@ -44,8 +49,9 @@ pub struct PgConnection {
     pub user: String,
     /// One database, or `None` for every database of the cluster.
     pub database: Option<String>,
-    /// Password (sent through `PGPASSWORD` only).
-    pub password: Option<Zeroizing<String>>,
+    /// The password file ([`password_file`]) clients read the password
+    /// from, through `PGPASSFILE`.
+    pub password_file: Option<Arc<SecretFile>>,
     /// Directory of `pg_dump`, `pg_restore`, `psql` (default: `PATH`).
     /// `pg_dump` must be at least the server's major version.
     pub bin_dir: Option<PathBuf>,
@@ -58,7 +64,7 @@ impl std::fmt::Debug for PgConnection {
             .field("port", &self.port)
             .field("user", &self.user)
             .field("database", &self.database)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
             .field("bin_dir", &self.bin_dir)
             .finish()
     }
@@ -96,8 +102,10 @@ impl PgConnection {
             None => PathBuf::from(program),
         };
         let mut spec = CommandSpec::new(path).env("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT_S);
-        if let Some(pw) = &self.password {
-            spec.env.push(("PGPASSWORD".to_owned(), pw.clone()));
+        if let Some(file) = &self.password_file {
+            spec = spec
+                .env("PGPASSFILE", file.path().to_string_lossy())
+                .reads(file);
         }
         spec.args([
             "--no-password".to_owned(),
@@ -126,6 +134,38 @@ impl PgConnection {
     fn login_database(&self) -> &str {
         self.database.as_deref().unwrap_or("postgres")
     }
+}
+
+/// A password file (libpq's `.pgpass` format) giving `password` for every
+/// host, port, database and user: `*:*:*:*:PASSWORD`, with `\` and `:`
+/// escaped. A line break cannot be written in that format, so a password
+/// holding one is refused.
+pub fn password_file(password: &str) -> std::io::Result<Arc<SecretFile>> {
+    Ok(Arc::new(SecretFile::create(
+        "pg",
+        "pgpass",
+        pgpass_text(password)?.as_bytes(),
+    )?))
+}
+
+/// The text of [`password_file`].
+pub fn pgpass_text(password: &str) -> std::io::Result<Zeroizing<String>> {
+    if password.contains(['\n', '\r']) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the PostgreSQL password holds a line break, which a password file cannot hold",
+        ));
+    }
+    let mut text = Zeroizing::new(String::with_capacity(2 * password.len() + 16));
+    text.push_str("*:*:*:*:");
+    for c in password.chars() {
+        if c == '\\' || c == ':' {
+            text.push('\\');
+        }
+        text.push(c);
+    }
+    text.push('\n');
+    Ok(text)
 }
 
 /// `dbname='NAME'` with `\` and `'` escaped: libpq takes it literally.
@@ -440,9 +480,22 @@ mod tests {
             port: 5433,
             user: "backup".into(),
             database: database.map(str::to_owned),
-            password: Some(Zeroizing::new("s3cret-pw".into())),
+            password_file: Some(password_file("s3cret:pw\\").expect("password file")),
             bin_dir: None,
         }
+    }
+
+    #[test]
+    fn the_password_file_is_refused_a_line_break_and_goes_with_the_last_command() {
+        assert!(pgpass_text("two\nlines").is_err());
+        assert!(pgpass_text("two\rlines").is_err());
+        let c = conn(Some("shop"));
+        let path = c.password_file.as_ref().expect("file").path().to_path_buf();
+        let spec = list_databases(&c);
+        drop(c);
+        assert!(path.exists(), "kept while a command names it");
+        drop(spec);
+        assert!(!path.exists(), "removed with the last command");
     }
 
     #[test]
@@ -471,7 +524,18 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        assert!(env.contains(&("PGPASSWORD", "s3cret-pw")), "{env:?}");
+        let file = c.password_file.as_ref().expect("password file").path();
+        assert_eq!(
+            env,
+            [
+                ("PGCONNECT_TIMEOUT", "10"),
+                ("PGPASSFILE", &*file.to_string_lossy())
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(file).expect("read"),
+            "*:*:*:*:s3cret\\:pw\\\\\n"
+        );
         for text in [format!("{c:?}"), format!("{f:?}"), c.url()] {
             assert!(!text.contains("s3cret"), "{text}");
         }

@@ -236,13 +236,22 @@ struct PgConnector {
 
 impl PgConnector {
     fn connection(&self) -> Result<PgConnection, NotConnected> {
-        let password = read_password(self.s.password.as_ref())?;
+        let password_file = match read_password(self.s.password.as_ref())? {
+            Some(password) => Some(commands::password_file(&password).map_err(|e| {
+                let reason = match e.kind() {
+                    std::io::ErrorKind::InvalidInput => "SecretUnreadable",
+                    _ => "Unreachable",
+                };
+                NotConnected::new(reason, format!("password: {e}"))
+            })?),
+            None => None,
+        };
         Ok(PgConnection {
             host: self.s.host.clone(),
             port: self.s.port,
             user: self.s.user.clone(),
             database: self.s.database.clone(),
-            password,
+            password_file,
             bin_dir: None,
         })
     }
