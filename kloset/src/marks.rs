@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::crypto::{Keys, ObjectKind};
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::id::{HolderId, MarkId, PackId};
 use crate::storage::{Key, MARKS_DIR, Storage};
 
@@ -79,33 +79,79 @@ impl Marked {
     }
 }
 
-/// Reads every mark object.
-pub fn load(storage: &Storage, keys: &Keys) -> Result<Marked> {
+/// Every object under `marks/`, read.
+#[derive(Debug, Default)]
+pub struct MarkScan {
+    /// What writers must not deduplicate against.
+    pub marked: Marked,
+    /// Objects under `marks/` that cannot be read (a name that is no mark
+    /// id, a seal that does not open under this store's key, bytes that do
+    /// not decode), with why; each makes `marked` [`Marked::All`].
+    pub unreadable: Vec<(String, String)>,
+    /// The marks read, by object name.
+    pub readable: Vec<(String, MarkFile)>,
+}
+
+/// Reads every object under `marks/`. A failure to reach the store is an
+/// error; an unreadable object is not (it is in `unreadable`).
+pub fn scan(storage: &Storage, keys: &Keys) -> Result<MarkScan> {
     let mut packs = HashSet::new();
+    let mut unreadable = Vec::new();
+    let mut gone = false;
+    let mut readable = Vec::new();
     let listed = storage.list(Some(MARKS_DIR))?;
-    if listed.is_empty() {
-        return Ok(Marked::None);
-    }
-    for l in listed {
-        let name = l.path.clone();
-        let Some(id) = l
-            .path
+    for l in &listed {
+        let name = l.path.as_str();
+        let Some(id) = name
             .rsplit('/')
             .next()
             .and_then(|n| MarkId::from_hex(n).ok())
         else {
-            return Ok(Marked::All);
+            unreadable.push((name.to_owned(), "the name is no mark id".to_owned()));
+            continue;
         };
         let file = storage
             .get(Key::Mark(id))
-            .and_then(|bytes| decode_mark(keys, id, &bytes, &name));
+            .and_then(|bytes| decode_mark(keys, id, &bytes, name));
         match file {
-            Ok(f) => packs.extend(f.packs),
+            Ok(f) => {
+                packs.extend(f.packs.iter().copied());
+                readable.push((name.to_owned(), f));
+            }
             Err(e) if e.is_retryable() => return Err(e),
-            Err(_) => return Ok(Marked::All),
+            // Deleted since the listing (a prune clearing marks): what it
+            // named is not known, so every pack counts as marked.
+            Err(e) if e.kind() == ErrorKind::NotFound => gone = true,
+            Err(e) => unreadable.push((name.to_owned(), e.to_string())),
         }
     }
-    Ok(Marked::Packs(packs))
+    let marked = if gone || !unreadable.is_empty() {
+        Marked::All
+    } else if listed.is_empty() {
+        Marked::None
+    } else {
+        Marked::Packs(packs)
+    };
+    Ok(MarkScan {
+        marked,
+        unreadable,
+        readable,
+    })
+}
+
+/// Reads every mark object, for a writer or reader: an unreadable one is
+/// logged, naming it, and marks every pack.
+pub fn load(storage: &Storage, keys: &Keys) -> Result<Marked> {
+    let scan = scan(storage, keys)?;
+    for (name, why) in &scan.unreadable {
+        tracing::warn!(
+            object = %name,
+            error = %why,
+            "a mark cannot be read, so every pack counts as marked: this run stores all its data again \
+             until a prune deletes the mark (`kloset check` names it)"
+        );
+    }
+    Ok(scan.marked)
 }
 
 /// Opens and decodes a mark object's bytes.

@@ -17,8 +17,8 @@ use kloset::ops::restore::{RestoreOptions, restore};
 use kloset::snapshot::Snapshot;
 use kloset::storage::{Key, PACKS_DIR};
 use kloset::{Repository, progress::Progress};
-use object_store::ObjectStore;
 use object_store::memory::InMemory;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 fn options() -> PruneOptions {
     PruneOptions {
@@ -217,11 +217,14 @@ fn prune_gives_space_back_and_every_kept_snapshot_restores() {
     assert_clean(&repo, "after a new backup");
 }
 
-/// The writer holds its lock until its snapshot is written: a prune that
-/// runs while the writer is paused between its index and its snapshot
-/// waits for it, and spares the packs the new snapshot needs.
-#[test]
-fn prune_between_a_writers_index_and_its_snapshot_spares_its_packs() {
+/// Runs a prune while a backup is paused between its index and its
+/// snapshot (after `meanwhile` did its worst to the store): the prune must
+/// wait (its phase shows `waiting`) rather than finish; then the writer
+/// goes on, and the store must be clean with both snapshots whole.
+fn prune_beside_a_paused_writer(
+    meanwhile: impl FnOnce(&Repository, &Arc<dyn ObjectStore>),
+    waiting: &str,
+) -> PruneReport {
     let f = fixture();
     let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let kept = populate(mem.clone(), &f);
@@ -237,6 +240,7 @@ fn prune_between_a_writers_index_and_its_snapshot_spares_its_packs() {
             wait_until(|| fault.paused.load(Ordering::SeqCst)),
             "the writer never reached its snapshot"
         );
+        meanwhile(&pruner_repo, &mem);
         let pruner = s.spawn(|| {
             prune(
                 &pruner_repo,
@@ -246,10 +250,7 @@ fn prune_between_a_writers_index_and_its_snapshot_spares_its_packs() {
                 },
             )
         });
-        // The new packs are indexed but not yet referenced: the prune
-        // plans to delete them, then must wait for the writer's lock.
-        let waited =
-            wait_until(|| progress.phase().contains("waiting for") || pruner.is_finished());
+        let waited = wait_until(|| progress.phase().contains(waiting) || pruner.is_finished());
         let finished_early = pruner.is_finished();
         // Release the writer before any assertion, so a failure cannot hang.
         fault.release.store(true, Ordering::SeqCst);
@@ -260,12 +261,46 @@ fn prune_between_a_writers_index_and_its_snapshot_spares_its_packs() {
         );
         let snap = writer.join().expect("writer thread").expect("backup");
         let report: PruneReport = pruner.join().expect("prune thread").expect("prune");
-        assert!(report.packs_spared > 0, "{report:?}");
         let repo = open(mem.clone());
         assert_clean(&repo, "after the race");
         assert_restores(&repo, &snap, &f.old, &f.scratch);
         assert_restores(&repo, &kept, &f.kept, &f.scratch);
-    });
+        report
+    })
+}
+
+/// The writer holds its lock until its snapshot is written: a prune that
+/// runs while the writer is paused between its index and its snapshot
+/// waits for it, and spares the packs the new snapshot needs.
+#[test]
+fn prune_between_a_writers_index_and_its_snapshot_spares_its_packs() {
+    // The new packs are indexed but not yet referenced: the prune plans to
+    // delete them, then must wait for the writer's lock.
+    let report = prune_beside_a_paused_writer(|_, _| {}, "waiting for");
+    assert!(report.packs_spared > 0, "{report:?}");
+}
+
+/// The same race with the writer's lock object damaged in storage while it
+/// is paused: the prune cannot read whose lock it is (it might be another
+/// prune's), so it waits for the object as for a holder before it plans,
+/// and the writer's snapshot is whole. (Passing over the object, as
+/// before, the prune finished while the writer was paused.)
+#[test]
+fn prune_waits_for_a_writer_whose_lock_is_damaged() {
+    let damage = |repo: &Repository, mem: &Arc<dyn ObjectStore>| {
+        let locks = repo.storage().list(Some("locks/")).expect("list locks");
+        assert_eq!(locks.len(), 1, "the writer's lock");
+        let path = object_store::path::Path::from(locks[0].path.as_str());
+        repo.storage()
+            .run(async {
+                let bytes = mem.get(&path).await?.bytes().await?;
+                let mut damaged = bytes.to_vec();
+                damaged[30] ^= 0x40;
+                mem.put(&path, bytes::Bytes::from(damaged).into()).await
+            })
+            .expect("damage the lock");
+    };
+    prune_beside_a_paused_writer(damage, "unreadable lock object");
 }
 
 /// A prune that completes after a writer opened the store but before it

@@ -130,6 +130,11 @@ pub enum HolderKey {
     Id(HolderId),
     /// A version 1 holder.
     Legacy(String, u32, i64),
+    /// An object under a lock id's name that cannot be read: possibly a
+    /// live holder's lock damaged in storage, so a prune waits for it as
+    /// for a holder it cannot name, until it is gone (its holder's next
+    /// refresh deletes it) or stale.
+    Unreadable(LockId),
 }
 
 impl LockInfo {

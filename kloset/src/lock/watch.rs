@@ -8,12 +8,19 @@
 //! deletes its objects and then lists again: an object of that holder that
 //! appears meanwhile means it refreshed in time and is alive after all (it
 //! will not see its old object and will count itself lost, FORMAT.md §16).
+//!
+//! An object under a lock id's name that cannot be read is watched as a
+//! holder of its own ([`HolderKey::Unreadable`]): it may be a live
+//! holder's lock damaged in storage, whose holder the prune cannot name.
+//! Its holder's next refresh writes a readable object and then deletes the
+//! damaged one, so a wait that included it also waits for every holder that
+//! appeared while it was there.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{HolderKey, LockInfo, LockKind, LockTiming, boot_clock, list_locks};
+use super::{HolderKey, LockInfo, LockKind, LockTiming, boot_clock, scan_locks};
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::id::{HolderId, LockId};
@@ -24,12 +31,26 @@ use crate::storage::{Key, Storage};
 pub struct Seen {
     /// Its newest lock object and what it says.
     pub newest: LockId,
-    /// The newest object's content.
-    pub info: LockInfo,
+    /// The newest object's content (`None`: unreadable).
+    pub info: Option<LockInfo>,
     /// Every object of this holder in the last listing.
     pub objects: Vec<LockId>,
     /// Boot-clock reading when `newest` was first seen.
     pub since: Duration,
+}
+
+impl Seen {
+    /// "backup on host pid N (since …)", or what is known of an unreadable
+    /// object.
+    pub fn describe(&self) -> String {
+        match &self.info {
+            Some(info) => info.describe(),
+            None => format!(
+                "an unreadable lock object locks/{} (a holder's lock damaged in storage, or an object that is no lock of this store; `kloset check` names it)",
+                self.newest.short()
+            ),
+        }
+    }
 }
 
 /// A prune's view of the other holders.
@@ -77,21 +98,29 @@ impl LockWatch {
     /// present now.
     pub fn poll(&mut self) -> Result<BTreeSet<HolderKey>> {
         let now = boot_clock();
-        let mut current: BTreeMap<HolderKey, (LockId, LockInfo, Vec<LockId>)> = BTreeMap::new();
-        for l in list_locks(&self.storage, &self.keys)? {
+        let mut current: BTreeMap<HolderKey, (LockId, Option<LockInfo>, Vec<LockId>)> =
+            BTreeMap::new();
+        let scan = scan_locks(&self.storage, &self.keys)?;
+        for (path, _) in &scan.foreign {
+            let name = path.rsplit('/').next().unwrap_or_default();
+            if let Ok(id) = LockId::from_hex(name) {
+                current.insert(HolderKey::Unreadable(id), (id, None, vec![id]));
+            }
+        }
+        for l in scan.locks {
             if self.own.is_some() && l.info.holder == self.own {
                 continue;
             }
             let key = l.info.holder_key();
             match current.get_mut(&key) {
                 None => {
-                    current.insert(key, (l.id, l.info, vec![l.id]));
+                    current.insert(key, (l.id, Some(l.info), vec![l.id]));
                 }
                 Some(entry) => {
                     entry.2.push(l.id);
-                    if newer(&l.info, &entry.1) {
+                    if entry.1.as_ref().is_none_or(|old| newer(&l.info, old)) {
                         entry.0 = l.id;
-                        entry.1 = l.info;
+                        entry.1 = Some(l.info);
                     }
                 }
             }
@@ -156,7 +185,7 @@ impl LockWatch {
         if gone {
             self.taken_over.push(format!(
                 "{} (unchanged for {}s)",
-                seen.info.describe(),
+                seen.describe(),
                 self.timing.stale_after.as_secs()
             ));
         }
@@ -174,9 +203,12 @@ impl LockWatch {
     }
 
     /// Waits until none of `holders` is present: each is released by its
-    /// holder or taken over once stale. Gives up after `max_wait` with a
-    /// `Locked` error naming who is still there. `tick` is called between
-    /// polls (progress, cancellation); its error stops the wait.
+    /// holder or taken over once stale. While an unreadable object among
+    /// them is there (and at the first poll after it went), every holder
+    /// that appears is waited for too: it may be the damaged object's
+    /// holder, refreshed. Gives up after `max_wait` with a `Locked` error
+    /// naming who is still there. `tick` is called between polls
+    /// (progress, cancellation); its error stops the wait.
     pub fn wait_gone(
         &mut self,
         holders: &BTreeSet<HolderKey>,
@@ -184,8 +216,20 @@ impl LockWatch {
         mut tick: impl FnMut(&[String]) -> Result<()>,
     ) -> Result<()> {
         let start = boot_clock();
+        let mut holders = holders.clone();
+        let known: BTreeSet<HolderKey> = self.seen.keys().cloned().collect();
+        // The caller's last poll showed `holders`.
+        let mut unreadable_before = holders
+            .iter()
+            .any(|k| matches!(k, HolderKey::Unreadable(_)));
         loop {
             let present = self.poll()?;
+            if unreadable_before {
+                holders.extend(present.difference(&known).cloned());
+            }
+            unreadable_before = holders
+                .intersection(&present)
+                .any(|k| matches!(k, HolderKey::Unreadable(_)));
             let mut waiting: Vec<HolderKey> = holders.intersection(&present).cloned().collect();
             let stale: Vec<HolderKey> = waiting
                 .iter()
@@ -203,7 +247,7 @@ impl LockWatch {
             let described: Vec<String> = waiting
                 .iter()
                 .filter_map(|k| self.seen.get(k))
-                .map(|s| s.info.describe())
+                .map(Seen::describe)
                 .collect();
             if boot_clock().saturating_sub(start) >= max_wait {
                 return Err(Error::Locked {
@@ -226,11 +270,16 @@ impl LockWatch {
     }
 
     /// Other prune holders present at the last poll (version 1 exclusive
-    /// locks count as prunes).
+    /// locks count as prunes, and so do unreadable objects, which may be a
+    /// prune's lock damaged in storage).
     pub fn prunes(&self) -> BTreeSet<HolderKey> {
         self.seen
             .iter()
-            .filter(|(_, s)| matches!(s.info.kind, LockKind::Prune | LockKind::Exclusive))
+            .filter(|(_, s)| {
+                s.info
+                    .as_ref()
+                    .is_none_or(|i| matches!(i.kind, LockKind::Prune | LockKind::Exclusive))
+            })
             .map(|(k, _)| k.clone())
             .collect()
     }

@@ -80,6 +80,48 @@ impl CheckReport {
     }
 }
 
+/// What marks cost while they stay: an unreadable mark makes backups count
+/// every pack as marked, and a mark whose prune holds no lock (it died, or
+/// the mark is an old one written back) makes them store again what its
+/// packs hold. `locks` were read after `marks`, so a prune that wrote a
+/// mark seen there either shows in `locks` or deleted its mark since; a
+/// mark still listed afterwards is left over.
+fn mark_warnings(
+    repo: &Repository,
+    marks: crate::marks::MarkScan,
+    locks: &[crate::lock::Listed],
+) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    for (object, why) in marks.unreadable {
+        warnings.push(format!(
+            "{object} cannot be read as a mark of this store ({why}): while it is there every backup counts every pack as marked and stores all its data again; the next prune deletes it (or delete it once no prune runs)"
+        ));
+    }
+    let pruning: HashSet<_> = locks
+        .iter()
+        .filter(|l| l.info.kind == crate::lock::LockKind::Prune)
+        .filter_map(|l| l.info.holder)
+        .collect();
+    let left: Vec<_> = marks
+        .readable
+        .into_iter()
+        .filter(|(_, m)| !m.holder.is_some_and(|h| pruning.contains(&h)))
+        .collect();
+    if left.is_empty() {
+        return Ok(warnings);
+    }
+    let still: HashSet<String> = crate::marks::list_names(repo.storage())?
+        .into_iter()
+        .collect();
+    for (object, mark) in left.into_iter().filter(|(o, _)| still.contains(o)) {
+        warnings.push(format!(
+            "{object} names {} pack(s) for a prune that holds no lock (it died, or this is an old mark written back): backups store again what those packs hold; the next prune deletes it",
+            mark.packs.len()
+        ));
+    }
+    Ok(warnings)
+}
+
 /// Runs a check.
 pub fn check(repo: &Repository, options: &CheckOptions) -> Result<CheckReport> {
     // A reader lock: a prune waits for this check before deleting packs.
@@ -141,7 +183,12 @@ pub fn check(repo: &Repository, options: &CheckOptions) -> Result<CheckReport> {
         ));
     }
 
+    // Marks before locks: a prune writes its lock before its mark.
+    let marks = crate::marks::scan(repo.storage(), repo.keys())?;
     let locks = crate::lock::scan_locks(repo.storage(), repo.keys())?;
+    report
+        .warnings
+        .extend(mark_warnings(repo, marks, &locks.locks)?);
     for l in &locks.locks {
         if l.info.v < 2 {
             report.warnings.push(format!(

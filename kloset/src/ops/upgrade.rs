@@ -67,9 +67,10 @@ fn wait_for_v1(
     watch.poll()?;
     let legacy: BTreeSet<HolderKey> = watch
         .holders()
-        .filter(|(_, s)| s.info.v < 2)
+        // An unreadable object may be a version 1 lock damaged in storage.
+        .filter(|(_, s)| s.info.as_ref().is_none_or(|i| i.v < 2))
         .map(|(k, s)| {
-            seen.push(s.info.describe());
+            seen.push(s.describe());
             k.clone()
         })
         .collect();
