@@ -6,6 +6,10 @@
 //! or a random fraction) downloads packs and authenticates every blob and its
 //! id. When anything is damaged, a last pass walks every snapshot and names
 //! the exact snapshots and paths that the damage affects.
+//!
+//! Memory grows with the number of packs and trees, not of blobs: the index
+//! is gone through once for each pack's extent, and once per batch of
+//! [`BATCH_BLOBS`] entries for the packs read.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::{BlobId, PackId};
+use crate::index::BlobLocation;
 use crate::pack::{TRAILER_LEN_SIZE, parse_trailer};
 use crate::progress::Progress;
 use crate::repository::Repository;
@@ -80,6 +85,71 @@ impl CheckReport {
     }
 }
 
+/// At most this many index entries are held at once to read packs (about
+/// 60 bytes each): a check of a store of any size reads its packs in
+/// batches, going through the index once per batch.
+const BATCH_BLOBS: u64 = 1 << 18;
+
+/// What the index says of one pack.
+#[derive(Clone, Copy, Debug, Default)]
+struct PackUse {
+    /// The end of its last indexed blob.
+    end: u64,
+    /// How many index entries point into it.
+    blobs: u64,
+}
+
+/// One pass over the index: per pack, the extent and number of entries
+/// (memory grows with the number of packs, not of blobs).
+fn pack_uses(repo: &Repository) -> Result<HashMap<PackId, PackUse>> {
+    let mut uses: HashMap<PackId, PackUse> = HashMap::new();
+    for blob in repo.index().iter() {
+        let (_, loc) = blob?;
+        let used = uses.entry(loc.pack).or_default();
+        used.end = used.end.max(loc.offset as u64 + loc.length as u64);
+        used.blobs += 1;
+    }
+    Ok(uses)
+}
+
+/// One pass over the index: the entries of `packs`.
+fn entries_of(
+    repo: &Repository,
+    packs: &HashSet<PackId>,
+) -> Result<HashMap<PackId, Vec<(BlobId, BlobLocation)>>> {
+    let mut by_pack: HashMap<PackId, Vec<(BlobId, BlobLocation)>> = HashMap::new();
+    for blob in repo.index().iter() {
+        let (id, loc) = blob?;
+        if packs.contains(&loc.pack) {
+            by_pack.entry(loc.pack).or_default().push((id, loc));
+        }
+    }
+    Ok(by_pack)
+}
+
+/// `packs` in order, cut into runs of at most `limit` index entries (a
+/// pack with more is a run of its own).
+fn batches<'a>(
+    packs: &'a [PackId],
+    uses: &HashMap<PackId, PackUse>,
+    limit: u64,
+) -> Vec<&'a [PackId]> {
+    let mut out = Vec::new();
+    let (mut start, mut held) = (0, 0u64);
+    for (i, pack) in packs.iter().enumerate() {
+        let blobs = uses.get(pack).map_or(0, |u| u.blobs);
+        if i > start && held + blobs > limit {
+            out.push(&packs[start..i]);
+            (start, held) = (i, 0);
+        }
+        held += blobs;
+    }
+    if start < packs.len() {
+        out.push(&packs[start..]);
+    }
+    out
+}
+
 /// What marks cost while they stay: an unreadable mark makes backups count
 /// every pack as marked, and a mark whose prune holds no lock (it died, or
 /// the mark is an old one written back) makes them store again what its
@@ -124,6 +194,16 @@ fn mark_warnings(
 
 /// Runs a check.
 pub fn check(repo: &Repository, options: &CheckOptions) -> Result<CheckReport> {
+    check_in_batches(repo, options, BATCH_BLOBS)
+}
+
+/// [`check`], reading packs in batches of at most `batch_blobs` index
+/// entries.
+fn check_in_batches(
+    repo: &Repository,
+    options: &CheckOptions,
+    batch_blobs: u64,
+) -> Result<CheckReport> {
     // A reader lock: a prune waits for this check before deleting packs.
     let _lock = repo.read_lock("check")?;
     let mut report = CheckReport::default();
@@ -146,17 +226,10 @@ pub fn check(repo: &Repository, options: &CheckOptions) -> Result<CheckReport> {
                 .map(|id| (id, l.size))
         })
         .collect();
-    let mut extent: HashMap<PackId, u64> = HashMap::new();
-    let mut by_pack: HashMap<PackId, Vec<(BlobId, crate::index::BlobLocation)>> = HashMap::new();
-    for blob in repo.index().iter() {
-        let (id, loc) = blob?;
-        let end = extent.entry(loc.pack).or_default();
-        *end = (*end).max(loc.offset as u64 + loc.length as u64);
-        by_pack.entry(loc.pack).or_default().push((id, loc));
-    }
-    report.packs = by_pack.len();
-    let mut bad_packs: HashSet<PackId> = HashSet::new();
-    for (pack, end) in &extent {
+    let uses = pack_uses(repo)?;
+    report.packs = uses.len();
+    let mut bad_packs: HashMap<PackId, String> = HashMap::new();
+    for (pack, PackUse { end, .. }) in &uses {
         let why = match sizes.get(pack) {
             None => Some("missing".to_string()),
             Some(&size) if size < end + TRAILER_LEN_SIZE as u64 => Some(format!(
@@ -165,18 +238,23 @@ pub fn check(repo: &Repository, options: &CheckOptions) -> Result<CheckReport> {
             _ => None,
         };
         if let Some(why) = why {
-            let object = Key::Pack(*pack).path();
             report.problems.push(Problem {
-                object: object.clone(),
+                object: Key::Pack(*pack).path(),
                 problem: why.clone(),
             });
-            bad_packs.insert(*pack);
-            for (blob, _) in &by_pack[pack] {
-                damaged.insert(*blob, format!("{object} is {why}"));
+            bad_packs.insert(*pack, why);
+        }
+    }
+    if !bad_packs.is_empty() {
+        let wanted: HashSet<PackId> = bad_packs.keys().copied().collect();
+        for (pack, entries) in entries_of(repo, &wanted)? {
+            let why = format!("{} is {}", Key::Pack(pack).path(), bad_packs[&pack]);
+            for (blob, _) in entries {
+                damaged.insert(blob, why.clone());
             }
         }
     }
-    let unindexed = sizes.keys().filter(|p| !by_pack.contains_key(p)).count();
+    let unindexed = sizes.keys().filter(|p| !uses.contains_key(p)).count();
     if unindexed > 0 {
         report.warnings.push(format!(
             "{unindexed} pack(s) are not in any index (left by an interrupted backup, or a backup still running); prune removes them"
@@ -200,8 +278,17 @@ pub fn check(repo: &Repository, options: &CheckOptions) -> Result<CheckReport> {
     }
 
     for (object, why) in locks.foreign {
+        let named_as_lock = object
+            .rsplit('/')
+            .next()
+            .is_some_and(|n| crate::id::LockId::from_hex(n).is_ok());
+        let cost = if named_as_lock {
+            "writers pass over it, but a prune waits for it as for a holder it cannot name (a lock damaged in storage) for up to the stale period"
+        } else {
+            "everyone passes over it"
+        };
         report.warnings.push(format!(
-            "{object} is not a lock of this store ({why}): writers and prune pass over it; it is safe to delete once no backup runs"
+            "{object} is not a lock of this store ({why}): {cost}; it is safe to delete once no kloset runs on this store"
         ));
     }
 
@@ -250,9 +337,9 @@ pub fn check(repo: &Repository, options: &CheckOptions) -> Result<CheckReport> {
 
     // Read data.
     if let Some(percent) = options.read_data_percent {
-        let mut packs: Vec<PackId> = by_pack
+        let mut packs: Vec<PackId> = uses
             .keys()
-            .filter(|p| !bad_packs.contains(p))
+            .filter(|p| !bad_packs.contains_key(p))
             .copied()
             .collect();
         packs.sort();
@@ -269,60 +356,66 @@ pub fn check(repo: &Repository, options: &CheckOptions) -> Result<CheckReport> {
         options.progress.set_totals(packs.len() as u64, total);
         let found: Mutex<Vec<(Option<BlobId>, Problem)>> = Mutex::new(Vec::new());
         let blobs_read = std::sync::atomic::AtomicUsize::new(0);
-        packs.par_iter().try_for_each(|pack| -> Result<()> {
-            options.progress.check_cancelled()?;
-            let object = Key::Pack(*pack).path();
-            let mut local = Vec::new();
-            match repo.storage().get(Key::Pack(*pack)) {
-                Err(e) if e.is_retryable() => return Err(e),
-                Err(e) => local.push((
-                    None,
-                    Problem {
-                        object: object.clone(),
-                        problem: e.to_string(),
-                    },
-                )),
-                Ok(bytes) => {
-                    if let Err(e) = parse_trailer(repo.keys(), *pack, &bytes) {
-                        local.push((
-                            None,
-                            Problem {
-                                object: object.clone(),
-                                problem: format!("trailer: {e}"),
-                            },
-                        ));
-                    }
-                    for (blob, loc) in &by_pack[pack] {
-                        let range = loc.offset as usize..loc.offset as usize + loc.length as usize;
-                        let result = match bytes.get(range) {
-                            Some(sealed) => repo
-                                .open_blob(loc.kind, blob, loc.raw_length, sealed, &object)
-                                .map(|_| ()),
-                            None => Err(crate::error::Error::corrupt(
-                                &object,
-                                "blob lies past the end of the pack",
-                            )),
-                        };
-                        blobs_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if let Err(e) = result {
+        for batch in batches(&packs, &uses, batch_blobs) {
+            let wanted: HashSet<PackId> = batch.iter().copied().collect();
+            let by_pack = entries_of(repo, &wanted)?;
+            batch.par_iter().try_for_each(|pack| -> Result<()> {
+                options.progress.check_cancelled()?;
+                let object = Key::Pack(*pack).path();
+                let mut local = Vec::new();
+                match repo.storage().get(Key::Pack(*pack)) {
+                    Err(e) if e.is_retryable() => return Err(e),
+                    Err(e) => local.push((
+                        None,
+                        Problem {
+                            object: object.clone(),
+                            problem: e.to_string(),
+                        },
+                    )),
+                    Ok(bytes) => {
+                        if let Err(e) = parse_trailer(repo.keys(), *pack, &bytes) {
                             local.push((
-                                Some(*blob),
+                                None,
                                 Problem {
                                     object: object.clone(),
-                                    problem: e.to_string(),
+                                    problem: format!("trailer: {e}"),
                                 },
                             ));
                         }
+                        for (blob, loc) in by_pack.get(pack).map(Vec::as_slice).unwrap_or_default()
+                        {
+                            let range =
+                                loc.offset as usize..loc.offset as usize + loc.length as usize;
+                            let result = match bytes.get(range) {
+                                Some(sealed) => repo
+                                    .open_blob(loc.kind, blob, loc.raw_length, sealed, &object)
+                                    .map(|_| ()),
+                                None => Err(crate::error::Error::corrupt(
+                                    &object,
+                                    "blob lies past the end of the pack",
+                                )),
+                            };
+                            blobs_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if let Err(e) = result {
+                                local.push((
+                                    Some(*blob),
+                                    Problem {
+                                        object: object.clone(),
+                                        problem: e.to_string(),
+                                    },
+                                ));
+                            }
+                        }
+                        options.progress.file_done(bytes.len() as u64);
                     }
-                    options.progress.file_done(bytes.len() as u64);
                 }
-            }
-            found
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(local);
-            Ok(())
-        })?;
+                found
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(local);
+                Ok(())
+            })?;
+        }
         report.packs_read = packs.len();
         report.blobs_read = blobs_read.into_inner();
         for (blob, problem) in found.into_inner().unwrap_or_else(|p| p.into_inner()) {
@@ -388,5 +481,68 @@ fn affected_in(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BlobKind;
+    use crate::writer::Writer;
+
+    #[test]
+    fn packs_are_cut_into_batches_of_bounded_entries() {
+        let packs: Vec<PackId> = (0..5).map(|_| PackId::random()).collect();
+        let uses: HashMap<PackId, PackUse> = packs
+            .iter()
+            .zip([3, 3, 3, 10, 1])
+            .map(|(p, blobs)| (*p, PackUse { end: 0, blobs }))
+            .collect();
+        let cut: Vec<usize> = batches(&packs, &uses, 6).iter().map(|b| b.len()).collect();
+        assert_eq!(cut, [2, 1, 1, 1]);
+        assert_eq!(batches(&packs, &uses, 100).len(), 1);
+        assert!(batches(&[], &uses, 6).is_empty());
+    }
+
+    #[test]
+    fn read_data_in_small_batches_reads_every_blob_once_and_names_a_damaged_pack() {
+        let storage = crate::Storage::open(&crate::Location::Memory, false).expect("storage");
+        let mut options = crate::repository::CreateOptions {
+            kdf: crate::crypto::KdfParams::with_cost(64, 1, 1),
+            ..Default::default()
+        };
+        options.config.pack_size = 64 << 10;
+        let repo = Repository::create(storage, b"pass", options).expect("create");
+        let writer = Writer::new(&repo).expect("writer");
+        for _ in 0..100 {
+            let blob: Vec<u8> = (0..9_000).map(|_| rand::random::<u8>()).collect();
+            writer.save_blob(BlobKind::Data, &blob).expect("save");
+        }
+        writer.finish().expect("finish");
+        let all = CheckOptions {
+            read_data_percent: Some(100.0),
+            ..Default::default()
+        };
+        let report = check_in_batches(&repo, &all, 10).expect("check");
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_eq!((report.packs_read, report.blobs_read), (15, 100));
+
+        let pack = repo.storage().list(Some(PACKS_DIR)).expect("list")[7]
+            .path
+            .clone();
+        let id = PackId::from_hex(pack.rsplit('/').next().expect("name")).expect("id");
+        let mut bytes = repo.storage().get(Key::Pack(id)).expect("get").to_vec();
+        bytes[100] ^= 1;
+        repo.storage()
+            .put(Key::Pack(id), bytes.into())
+            .expect("put damaged pack");
+        let report = check_in_batches(&repo, &all, 10).expect("check");
+        assert_eq!(report.blobs_read, 100);
+        assert!(
+            report.problems.iter().any(|p| p.object == pack),
+            "{pack} named: {:?}",
+            report.problems
+        );
+        assert!(report.problems.iter().all(|p| p.object == pack));
     }
 }
