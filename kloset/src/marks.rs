@@ -95,7 +95,6 @@ pub struct MarkScan {
 /// Reads every object under `marks/`. A failure to reach the store is an
 /// error; an unreadable object is not (it is in `unreadable`).
 pub fn scan(storage: &Storage, keys: &Keys) -> Result<MarkScan> {
-    let mut packs = HashSet::new();
     let mut unreadable = Vec::new();
     let mut gone = false;
     let mut readable = Vec::new();
@@ -114,10 +113,7 @@ pub fn scan(storage: &Storage, keys: &Keys) -> Result<MarkScan> {
             .get(Key::Mark(id))
             .and_then(|bytes| decode_mark(keys, id, &bytes, name));
         match file {
-            Ok(f) => {
-                packs.extend(f.packs.iter().copied());
-                readable.push((name.to_owned(), f));
-            }
+            Ok(f) => readable.push((name.to_owned(), f)),
             Err(e) if e.is_retryable() => return Err(e),
             // Deleted since the listing (a prune clearing marks): what it
             // named is not known, so every pack counts as marked.
@@ -130,7 +126,12 @@ pub fn scan(storage: &Storage, keys: &Keys) -> Result<MarkScan> {
     } else if listed.is_empty() {
         Marked::None
     } else {
-        Marked::Packs(packs)
+        Marked::Packs(
+            readable
+                .iter()
+                .flat_map(|(_, f)| f.packs.iter().copied())
+                .collect(),
+        )
     };
     Ok(MarkScan {
         marked,
@@ -147,7 +148,7 @@ pub fn load(storage: &Storage, keys: &Keys) -> Result<Marked> {
         tracing::warn!(
             object = %name,
             error = %why,
-            "a mark cannot be read, so every pack counts as marked: this run stores all its data again \
+            "a mark cannot be read, so every pack counts as marked: backups store all their data again \
              until a prune deletes the mark (`kloset check` names it)"
         );
     }
