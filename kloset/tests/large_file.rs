@@ -180,10 +180,7 @@ fn a_large_file_restores_bit_exact_from_a_remote_store() {
     // 4 MiB). That the requests are split is measured by the benchmark,
     // not asserted here: the fault store records paths, not ranges.
     let store = Arc::new(common::FaultStore::new(Arc::new(InMemory::new())));
-    let remote = || {
-        kloset::Storage::from_object_store(store.clone(), "", "s3://bucket/test", None)
-            .expect("storage")
-    };
+    let remote = || common::remote_over(store.clone());
     let repo = Repository::create(remote(), PASS, create_options(4 << 20)).expect("create");
     assert!(repo.storage().is_remote());
     let src = tempfile::tempdir().expect("src");

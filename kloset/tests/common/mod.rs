@@ -309,6 +309,12 @@ pub fn storage_over(store: Arc<dyn ObjectStore>) -> Storage {
     Storage::from_object_store(store, "", "memory:test", None).expect("storage")
 }
 
+/// A storage over `store` at an `s3://` location, so that it counts as
+/// remote (restores take their remote windows and worker counts).
+pub fn remote_over(store: Arc<dyn ObjectStore>) -> Storage {
+    Storage::from_object_store(store, "", "s3://bucket/test", None).expect("storage")
+}
+
 /// Opens a repository on `store`.
 pub fn open(store: Arc<dyn ObjectStore>) -> Repository {
     Repository::open(storage_over(store), PASS).expect("open")

@@ -4,8 +4,10 @@
 //! will be written (for progress) and refuses to start if any target path
 //! already exists as something other than a directory, unless `force` is
 //! set, so a refused restore writes nothing. The second pass creates
-//! directories, then writes each directory's entries in parallel, and sets
-//! directory metadata after their children. Every blob is authenticated and
+//! directories and writes their entries in parallel: files of up to 4 MiB
+//! are gathered over directory boundaries into batches fetched together
+//! ([`batch`]), larger files stream in windows of chunks, and a
+//! directory's metadata is set once everything in it is written. Every blob is authenticated and
 //! its id verified as it is read; all-zero chunks become holes, so sparse
 //! files stay sparse.
 //!
@@ -24,6 +26,7 @@
 //! wrote to is synced (`syncfs`), so restored files and directories are on
 //! stable storage; a failed sync fails the restore.
 
+mod batch;
 mod budget;
 mod plan;
 mod sparse;
@@ -47,6 +50,7 @@ use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{Node, NodeKind, split_path};
+use batch::{DirTask, SmallFile, SmallQueue};
 use budget::ByteBudget;
 use plan::{Plan, Planner};
 use sparse::SparseWriter;
@@ -62,8 +66,6 @@ const REMOTE_WINDOW_CHUNKS: usize = 32;
 const REMOTE_WINDOW_REQUEST: u64 = 4 * 1024 * 1024;
 /// Workers restoring from a remote store (each waits on its requests).
 const REMOTE_THREADS: usize = 16;
-/// Bytes of small files fetched in one batch.
-const BATCH_BYTES: u64 = 8 * 1024 * 1024;
 /// Bytes of file content fetched and not yet written, at most, over all
 /// workers (each is held about twice: as fetched and as decoded).
 const IN_FLIGHT_BYTES: u64 = 32 * 1024 * 1024;
@@ -189,12 +191,18 @@ pub fn restore(
         errors: Mutex::new(Vec::new()),
         filesystems: Mutex::new(HashMap::new()),
         budget: ByteBudget::new(IN_FLIGHT_BYTES),
+        small: SmallQueue::new(pool.current_num_threads()),
     };
     r.note_filesystem(&root, target)?;
     pool.install(|| {
         if node.kind == NodeKind::Dir {
-            r.restore_dir_contents(&node, &root, target)?;
-            r.set_fd_meta(&node, &*root, target)
+            let top = DirTask::new(node.clone(), root.clone(), target.to_path_buf());
+            r.restore_dir_contents(&top)?;
+            r.small
+                .rest()
+                .into_par_iter()
+                .try_for_each(|batch| r.write_batch(batch))?;
+            r.dir_done(&top)
         } else {
             r.restore_entry(&node, &root, target, &HashMap::new())
         }
@@ -220,6 +228,8 @@ struct Restorer<'a> {
     filesystems: Mutex<HashMap<u64, Arc<DirFd>>>,
     /// What may be fetched and not yet written at once.
     budget: ByteBudget,
+    /// Small files waiting to be fetched together.
+    small: SmallQueue,
 }
 
 /// `parent/name` for messages.
@@ -249,49 +259,61 @@ impl Restorer<'_> {
         Ok(())
     }
 
-    fn restore_dir_contents(&self, dir: &Node, fd: &DirFd, at: &Path) -> Result<()> {
+    /// Walks the directory `dir`: its small files go to the batch
+    /// queue (written by whichever walk fills a batch), everything else is
+    /// restored in parallel.
+    fn restore_dir_contents(&self, dir: &Arc<DirTask>) -> Result<()> {
         self.options.progress.check_cancelled()?;
-        let Some(sub) = dir.subtree else {
+        let Some(sub) = dir.node.subtree else {
             return Ok(());
         };
-        let tree = self.repo.load_tree(&sub)?;
-        // Single-chunk files are fetched in batches (few ranged reads per
-        // pack); everything else streams chunk windows on its own.
-        let (small, other): (Vec<&Node>, Vec<&Node>) = tree
-            .entries
-            .iter()
-            .partition(|n| n.kind == NodeKind::File && n.content.len() == 1);
-        let mut batches: Vec<Vec<&Node>> = Vec::new();
-        let mut batch_bytes = 0u64;
-        for node in small {
-            if batches.is_empty() || batch_bytes + node.size > BATCH_BYTES {
-                batches.push(Vec::new());
-                batch_bytes = 0;
-            }
-            batch_bytes += node.size;
-            if let Some(last) = batches.last_mut() {
-                last.push(node);
-            }
-        }
+        let tree = Arc::new(self.repo.load_tree(&sub)?);
+        let (small, other): (Vec<usize>, Vec<usize>) =
+            (0..tree.entries.len()).partition(|&i| batch::fits(&tree.entries[i]));
+        let full = self.small.push(dir, &tree, &small);
+        full.into_par_iter()
+            .try_for_each(|batch| self.write_batch(batch))?;
         let none = HashMap::new();
-        batches.par_iter().try_for_each(|batch| -> Result<()> {
-            self.options.progress.check_cancelled()?;
-            let ids: Vec<BlobId> = batch
-                .iter()
-                .flat_map(|n| n.content.iter().copied())
-                .collect();
-            // Written one after another while the share is held: a
-            // parallel loop here could steal work that waits for budget.
-            let _share = self.budget.take(batch.iter().map(|n| n.size).sum());
-            let blobs =
-                load_blobs(self.repo, BlobKind::Data, &ids).map_err(|e| in_restore(e, at))?;
-            batch
-                .iter()
-                .try_for_each(|n| self.restore_entry(n, fd, at, &blobs))
-        })?;
         other
             .par_iter()
-            .try_for_each(|n| self.restore_entry(n, fd, at, &none))
+            .try_for_each(|&i| self.restore_entry(&tree.entries[i], &dir.fd, &dir.path, &none))
+    }
+
+    /// Fetches a batch of small files together and writes them, one after
+    /// another while its share of the budget is held: a parallel loop here
+    /// could steal work that waits for budget.
+    fn write_batch(&self, batch: Vec<SmallFile>) -> Result<()> {
+        let Some(first) = batch.first() else {
+            return Ok(());
+        };
+        self.options.progress.check_cancelled()?;
+        let ids: Vec<BlobId> = batch
+            .iter()
+            .flat_map(|f| f.node().content.iter().copied())
+            .collect();
+        let _share = self.budget.take(batch.iter().map(|f| f.node().size).sum());
+        let blobs = load_blobs(self.repo, BlobKind::Data, &ids).map_err(|e| {
+            let at = shown(&first.dir.path, &first.node().name);
+            let what = match batch.len() {
+                1 => at.display().to_string(),
+                n => format!("{} and {} other small file(s)", at.display(), n - 1),
+            };
+            in_restore(e, Path::new(&what))
+        })?;
+        for f in &batch {
+            self.write_file(f.node(), &f.dir.fd, &f.dir.path, &blobs)?;
+            self.dir_done(&f.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Counts one piece of `dir` done; after the last, sets its metadata
+    /// (after its contents, so their creation does not change its times).
+    fn dir_done(&self, dir: &DirTask) -> Result<()> {
+        if dir.done_one() {
+            self.set_fd_meta(&dir.node, &*dir.fd, &dir.path)?;
+        }
+        Ok(())
     }
 
     /// Restores `node` into the directory `parent` (shown as `at`).
@@ -307,10 +329,11 @@ impl Restorer<'_> {
         match node.kind {
             NodeKind::Dir => {
                 let path = shown(at, name);
-                let dir = Arc::new(self.make_dir(parent, name, &path)?);
-                self.note_filesystem(&dir, &path)?;
-                self.restore_dir_contents(node, &dir, &path)?;
-                self.set_fd_meta(node, &*dir, &path)
+                let fd = Arc::new(self.make_dir(parent, name, &path)?);
+                self.note_filesystem(&fd, &path)?;
+                let dir = DirTask::new(node.clone(), fd, path);
+                self.restore_dir_contents(&dir)?;
+                self.dir_done(&dir)
             }
             NodeKind::File => self.write_file(node, parent, at, cache),
             NodeKind::Symlink => {
