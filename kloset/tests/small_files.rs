@@ -1,6 +1,6 @@
 //! Small files are restored in batches that span directories
 //! (`ops/restore/batch.rs`): from a remote store, a tree of many small
-//! directories costs a few reads per pack, not one per directory, and every
+//! directories costs far fewer reads than it has directories, and every
 //! directory still gets its mode and times after its files are written.
 
 mod common;
@@ -85,7 +85,7 @@ fn walk_dirs(root: &Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-fn small_files_of_many_directories_come_in_a_few_reads_per_pack() {
+fn small_files_of_many_directories_take_far_fewer_reads_than_directories() {
     let store = Arc::new(common::FaultStore::new(Arc::new(InMemory::new())));
     let remote = || common::remote_over(store.clone());
     let repo = Repository::create(remote(), PASS, create_options(4 << 20)).expect("create");

@@ -1,10 +1,11 @@
 //! Small files of many directories fetched together. A backup stores files
-//! in tree order, so the files of neighbouring directories lie next to each
-//! other in a pack: gathering them over directory boundaries makes a
-//! restore from S3 a few large ranged reads per pack instead of one small
-//! read per directory. Files of a few chunks go into batches too: left
-//! out, they were holes between the small files around them, and each
-//! hole split a read in two.
+//! roughly in tree order, so the files of neighbouring directories lie
+//! near each other in a pack: gathering them over directory boundaries
+//! makes a restore from S3 a few ranged reads per batch instead of at
+//! least one per directory (sysroot: 2,211 requests before, 928-947 after;
+//! docs/performance.md). Files of up to [`SMALL_FILE`] go into batches
+//! whatever their number of chunks; that did not change the count
+//! measurably against single-chunk files only (937 against 928-947).
 //!
 //! A directory's metadata (mode, owner, times) is set after everything
 //! inside it is written, so each directory counts what is still open in
@@ -76,9 +77,9 @@ impl SmallFile {
 }
 
 /// Small files gathered until a batch is full, one queue per worker: a
-/// worker walks one subtree at a time, so its batch holds neighbours in
-/// the packs, where one shared queue mixed the subtrees of every worker
-/// (and their pack regions) into each batch.
+/// worker walks mostly one subtree at a time, so its batch holds fewer
+/// pack regions than one queue shared by every worker (937 requests for
+/// the sysroot against 983-997 with one queue).
 pub(super) struct SmallQueue {
     pending: Vec<Mutex<Pending>>,
 }
