@@ -2,7 +2,7 @@
 //! real S3 server: `--dry-run` changes nothing and says why each snapshot is
 //! kept, `--keep-last` leaves exactly N per group, `--keep-tag`,
 //! `--group-by`, `--json`, an empty policy refused with exit 2, and a
-//! garbled snapshot object reported but neither counted nor deleted.
+//! garbled snapshot object reported (exit 3) but neither counted nor deleted.
 //!
 //! Snapshots made here all carry "now" timestamps, so the calendar rules
 //! are covered by the engine's property tests (`kloset/src/ops/forget/`).
@@ -229,7 +229,12 @@ fn forget_suite(fx: &StoreFixture, tmp: &Path) {
         .expect("b's newest snapshot object");
     std::fs::write(&garbled_path, b"garbled on disk").expect("garble");
     let out = fx.run(&["--json", "forget", "--keep-last", "1"]);
-    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert_eq!(
+        out.code,
+        Some(3),
+        "done, not with every object: {}",
+        out.describe()
+    );
     assert!(
         out.stderr_str().contains(&garbled_key) && out.stderr_str().contains("warning"),
         "{}",

@@ -41,6 +41,8 @@ mod daemon_run;
 mod daemon_sync;
 #[path = "daemon_systemd_notify.rs"]
 mod daemon_systemd_notify;
+#[path = "damage_commands.rs"]
+mod damage_commands;
 #[path = "disk_full.rs"]
 mod disk_full;
 #[path = "fault_s3.rs"]

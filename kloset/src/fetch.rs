@@ -75,9 +75,7 @@ fn load_blobs_once(
     {
         let index = repo.index();
         for id in ids {
-            let loc = index.get(id)?.ok_or_else(|| Error::NotFound {
-                what: format!("{kind:?} blob {} in the index", id.short()).to_lowercase(),
-            })?;
+            let loc = index.get(id)?.ok_or_else(|| repo.missing_blob(kind, id))?;
             by_pack.entry(loc.pack).or_default().push((*id, loc));
         }
     }

@@ -353,9 +353,10 @@ impl Repository {
         skip: &mut impl FnMut(&[u8]) -> bool,
         visit: &mut impl FnMut(T) -> Result<Step>,
     ) -> Result<()> {
-        let loc = self.index().get(id)?.ok_or_else(|| Error::NotFound {
-            what: format!("tree blob {} in the index", id.short()),
-        })?;
+        let loc = self
+            .index()
+            .get(id)?
+            .ok_or_else(|| self.missing_blob(BlobKind::Tree, id))?;
         let pack = Key::Pack(loc.pack);
         let name = format!("tree blob {} in {}", id.short(), pack.path());
         let start = u64::from(loc.offset);

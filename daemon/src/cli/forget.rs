@@ -14,7 +14,7 @@ use kloset::ops::forget::{
 use super::args::Cli;
 use super::commands::UsageError;
 use super::output::json;
-use super::{EXIT_ERROR, EXIT_OK};
+use super::{EXIT_ERROR, EXIT_OK, EXIT_PARTIAL};
 
 /// `forget` options.
 #[derive(Debug, Args)]
@@ -110,10 +110,14 @@ pub fn run(cli: &Cli, args: &ForgetArgs, open: impl FnOnce() -> Result<Repositor
     } else {
         print_plan(&plan, &report, repo.storage().location());
     }
-    Ok(if report.failed.is_empty() {
-        EXIT_OK
-    } else {
+    // Like `sync all`: done, but not with every snapshot object (exit 3),
+    // so a script sees the damage and not only a warning.
+    Ok(if !report.failed.is_empty() {
         EXIT_ERROR
+    } else if !unreadable.is_empty() {
+        EXIT_PARTIAL
+    } else {
+        EXIT_OK
     })
 }
 

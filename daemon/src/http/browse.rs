@@ -412,11 +412,14 @@ pub async fn file(
                     );
                 }
                 Ok(None) => {
+                    // Names the index objects that could not be read, if
+                    // any: the chunk may be listed in one of them.
                     return error(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         format!(
-                            "a chunk of {} is missing from the store index",
-                            path.display()
+                            "a chunk of {} is missing from the store index: {}",
+                            path.display(),
+                            repo.missing_blob(BlobKind::Data, id)
                         ),
                     );
                 }
@@ -463,6 +466,22 @@ pub async fn file(
         None
     };
     let (start, end_excl) = range.map_or((0, len), |r| (r.start, r.end + 1));
+    // The first blob of the range is read before the answer starts, so a
+    // damaged or missing one is an error status naming the object rather
+    // than a 200 cut short. A later one can only cut the stream (below).
+    let mut first = None;
+    let mut offset = 0u64;
+    for (i, size) in sizes.iter().enumerate() {
+        if offset + size > start && offset < end_excl {
+            let (r, id) = (repo.clone(), node.content[i]);
+            match blocking(move || r.load_blob(BlobKind::Data, &id)).await {
+                Ok(data) => first = Some((i, data)),
+                Err(reply) => return reply,
+            }
+            break;
+        }
+        offset += size;
+    }
     let (tx, rx) = tokio::sync::mpsc::channel(STREAM_DEPTH);
     let content = node.content.clone();
     let runtime = tokio::runtime::Handle::current();
@@ -475,7 +494,7 @@ pub async fn file(
     };
     tokio::task::spawn_blocking(move || {
         let mut offset = 0u64;
-        for (id, size) in content.iter().zip(sizes) {
+        for (i, (id, size)) in content.iter().zip(sizes).enumerate() {
             let (blob_start, blob_end) = (offset, offset + size);
             offset = blob_end;
             if blob_end <= start {
@@ -484,7 +503,11 @@ pub async fn file(
             if blob_start >= end_excl {
                 break;
             }
-            let data = match repo.load_blob(BlobKind::Data, id) {
+            let loaded = match first.take() {
+                Some((at, data)) if at == i => Ok(data),
+                _ => repo.load_blob(BlobKind::Data, id),
+            };
+            let data = match loaded {
                 Ok(d) => d,
                 Err(e) => {
                     // The connection is cut: a client never gets a silently

@@ -199,13 +199,22 @@ pub(crate) fn backup_with(
     let parent_tree = parent.as_ref().map(|p| p.tree);
     let tree =
         pool.install(|| ctx.backup_dir(&SourcePath::root(), &root_node, parent_tree.as_ref()))?;
-    let tree = tree.ok_or_else(|| {
-        Error::io(
+    let Some(tree) = tree else {
+        // The root could not be listed: its recorded error says why (for
+        // a sync, which object of the source store could not be read).
+        let root = SourcePath::root().display();
+        let errors = ctx.errors.lock().unwrap_or_else(|p| p.into_inner());
+        let why = errors
+            .iter()
+            .find(|e| e.path == root)
+            .or(errors.first())
+            .map_or_else(|| "unreadable".to_string(), |e| e.error.clone());
+        return Err(Error::io(
             "read directory",
             origin.as_str(),
-            std::io::Error::other("unreadable"),
-        )
-    })?;
+            std::io::Error::other(why),
+        ));
+    };
     ctx.progress.check_cancelled()?;
     let Ctx {
         writer,

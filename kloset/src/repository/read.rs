@@ -68,15 +68,28 @@ impl Repository {
         Ok(raw)
     }
 
-    fn missing_blob(&self, kind: BlobKind, id: &BlobId) -> Error {
-        let problems = self.index_problems().len();
-        let hint = if problems == 0 {
-            String::new()
-        } else {
-            format!(" ({problems} index object(s) could not be read; run check)")
+    /// The error for a blob the index does not have. When index objects
+    /// could not be read, the blob may be listed in one of them: the error
+    /// names the first (by name) and counts the others.
+    pub fn missing_blob(&self, kind: BlobKind, id: &BlobId) -> Error {
+        let mut unreadable: Vec<String> = self
+            .index_problems()
+            .into_iter()
+            .map(|p| p.object)
+            .collect();
+        unreadable.sort();
+        unreadable.dedup();
+        let hint = match unreadable.as_slice() {
+            [] => String::new(),
+            [one] => format!(" (index object {one} could not be read; run check)"),
+            [first, more @ ..] => format!(
+                " (index object {first} and {} more could not be read; run check)",
+                more.len()
+            ),
         };
+        let kind = format!("{kind:?}").to_lowercase();
         Error::NotFound {
-            what: format!("{kind:?} blob {} in the index{hint}", id.short()).to_lowercase(),
+            what: format!("{kind} blob {} in the index{hint}", id.short()),
         }
     }
 
