@@ -178,8 +178,11 @@ fn create(cli: &Cli, location: &str, args: &CreateArgs) -> Result<i32> {
     let mut options = CreateOptions::default();
     options.config.pack_size = u32::try_from(args.pack_size.as_u64())
         .map_err(|_| UsageError("--pack-size is too large".into()))?;
-    options.kdf =
-        kloset::crypto::KdfParams::with_cost(args.kdf_memory_mib.saturating_mul(1024), 3, 1);
+    options.kdf = kloset::crypto::KdfParams::with_cost(
+        args.kdf_memory_mib.saturating_mul(1024),
+        3,
+        kloset::crypto::DEFAULT_LANES,
+    );
     options.config.chunker = chunker_params(args.chunk_size)?;
     options.config.compression_level = args.compression_level;
     let repo = Repository::create(storage, &pass, options)?;
