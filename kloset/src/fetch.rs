@@ -14,6 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{BlobId, BlobKind, PackId};
 use crate::index::BlobLocation;
+use crate::pack_spool::PackSpool;
 use crate::repository::Repository;
 use crate::storage::Key;
 
@@ -43,23 +44,25 @@ pub fn load_blobs(
     kind: BlobKind,
     ids: &[BlobId],
 ) -> Result<HashMap<BlobId, Vec<u8>>> {
-    load_blobs_split(repo, kind, ids, MAX_REQUEST)
+    load_blobs_spooled(repo, kind, ids, MAX_REQUEST, None)
 }
 
 /// [`load_blobs`] with requests of at most `max_request` bytes (a blob
 /// larger than that is one request of its own): a caller that fetches a
 /// long run of neighbouring blobs (one large file) splits it so that
-/// several requests are in flight.
-pub fn load_blobs_split(
+/// several requests are in flight. The packs that `spool` holds spans of
+/// are read from their local copies (and it is told what was served).
+pub fn load_blobs_spooled(
     repo: &Repository,
     kind: BlobKind,
     ids: &[BlobId],
     max_request: u64,
+    spool: Option<&PackSpool>,
 ) -> Result<HashMap<BlobId, Vec<u8>>> {
-    match load_blobs_once(repo, kind, ids, max_request) {
+    match load_blobs_once(repo, kind, ids, max_request, spool) {
         Err(e) if e.kind() == ErrorKind::NotFound => {
             repo.refresh_index()?;
-            load_blobs_once(repo, kind, ids, max_request)
+            load_blobs_once(repo, kind, ids, max_request, spool)
         }
         done => done,
     }
@@ -70,6 +73,7 @@ fn load_blobs_once(
     kind: BlobKind,
     ids: &[BlobId],
     max_request: u64,
+    spool: Option<&PackSpool>,
 ) -> Result<HashMap<BlobId, Vec<u8>>> {
     let mut by_pack: HashMap<PackId, Vec<(BlobId, BlobLocation)>> = HashMap::new();
     {
@@ -79,6 +83,11 @@ fn load_blobs_once(
             by_pack.entry(loc.pack).or_default().push((*id, loc));
         }
     }
+    // References per pack, duplicates included (what a spool counted).
+    let refs: Vec<(PackId, u64)> = by_pack
+        .iter()
+        .map(|(pack, blobs)| (*pack, blobs.len() as u64))
+        .collect();
     let mut requests = Vec::new();
     for (pack, mut blobs) in by_pack {
         blobs.sort_by_key(|(_, l)| l.offset);
@@ -107,12 +116,24 @@ fn load_blobs_once(
     let fetched: Vec<(Request, bytes::Bytes)> = storage.run(
         futures::stream::iter(requests.into_iter().map(|r| async move {
             let rel = Key::Pack(r.pack).path();
-            let bytes = storage.get_range_async(&rel, r.range.clone()).await?;
+            let local = match spool {
+                Some(spool) => spool.read(storage, r.pack, r.range.clone()).await?,
+                None => None,
+            };
+            let bytes = match local {
+                Some(bytes) => bytes,
+                None => storage.get_range_async(&rel, r.range.clone()).await?,
+            };
             Ok::<_, Error>((r, bytes))
         }))
         .buffer_unordered(CONCURRENCY)
         .try_collect(),
     )?;
+    if let Some(spool) = spool {
+        for (pack, n) in refs {
+            spool.served(pack, n);
+        }
+    }
     let names: Vec<String> = fetched
         .iter()
         .map(|(r, _)| Key::Pack(r.pack).path())

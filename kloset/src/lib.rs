@@ -46,6 +46,7 @@ pub mod malloc;
 pub mod marks;
 pub mod ops;
 pub mod pack;
+pub mod pack_spool;
 pub mod progress;
 pub mod repository;
 pub mod snapshot;

@@ -281,6 +281,37 @@ impl Storage {
         result.bytes().await.map_err(|e| self.read_error(rel, e))
     }
 
+    /// Streams a byte range of an object into `file` (from its current
+    /// position) and returns the bytes written, holding one network buffer
+    /// at a time. Fewer bytes than asked means the object is shorter.
+    pub async fn get_range_to_file_async(
+        &self,
+        rel: &str,
+        range: Range<u64>,
+        file: &mut std::fs::File,
+    ) -> Result<u64> {
+        use std::io::Write;
+        let path = self.full(rel);
+        let options = object_store::GetOptions::default().with_range(Some(range));
+        let result = self
+            .store
+            .get_opts(&path, options)
+            .await
+            .map_err(|e| self.read_error(rel, e))?;
+        let mut stream = result.into_stream();
+        let mut written = 0u64;
+        while let Some(part) = stream
+            .try_next()
+            .await
+            .map_err(|e| self.read_error(rel, e))?
+        {
+            file.write_all(&part)
+                .map_err(|e| Error::io("write", format!("the local copy of {rel}"), e))?;
+            written += part.len() as u64;
+        }
+        Ok(written)
+    }
+
     /// Reads a byte range of an object.
     pub fn get_range(&self, key: Key, range: Range<u64>) -> Result<Bytes> {
         let rel = key.path();

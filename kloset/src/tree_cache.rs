@@ -109,6 +109,11 @@ impl TreeCache {
         }
     }
 
+    /// The directory that holds every store's cache.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Makes the directory (0700) and checks that it, its parent and the
     /// root are real directories owned by this user and closed to others;
     /// if not, the cache stays off and every tree read goes to the store.

@@ -43,9 +43,10 @@ use rustix::fs::FileType;
 
 use crate::dirfd::{self, DirFd};
 use crate::error::{Error, Result};
-use crate::fetch::{load_blobs, load_blobs_split};
+use crate::fetch::{MAX_REQUEST, load_blobs_spooled};
 use crate::fsmeta::kind_of;
 use crate::id::{BlobId, BlobKind};
+use crate::pack_spool::PackSpool;
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
@@ -153,9 +154,11 @@ pub fn restore(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(Error::io("open", target, e)),
     };
+    let remote = repo.storage().is_remote();
     let planner = Planner {
         repo,
         force: options.force,
+        count_packs: remote,
     };
     let mut plan = Plan::default();
     if node.kind == NodeKind::Dir {
@@ -181,6 +184,7 @@ pub fn restore(
         });
     }
     options.progress.set_totals(plan.files, plan.bytes);
+    let spool = PackSpool::for_restore(repo, std::mem::take(&mut plan.wanted));
     fs::create_dir_all(target).map_err(|e| Error::io("create", target, e))?;
     let root = Arc::new(DirFd::open_path(target).map_err(|e| Error::io("open", target, e))?);
     let r = Restorer {
@@ -192,6 +196,7 @@ pub fn restore(
         filesystems: Mutex::new(HashMap::new()),
         budget: ByteBudget::new(IN_FLIGHT_BYTES),
         small: SmallQueue::new(pool.current_num_threads()),
+        spool,
     };
     r.note_filesystem(&root, target)?;
     pool.install(|| {
@@ -230,6 +235,8 @@ struct Restorer<'a> {
     budget: ByteBudget,
     /// Small files waiting to be fetched together.
     small: SmallQueue,
+    /// Packs fetched whole (from a remote store).
+    spool: Option<PackSpool>,
 }
 
 /// `parent/name` for messages.
@@ -292,14 +299,16 @@ impl Restorer<'_> {
             .flat_map(|f| f.node().content.iter().copied())
             .collect();
         let _share = self.budget.take(batch.iter().map(|f| f.node().size).sum());
-        let blobs = load_blobs(self.repo, BlobKind::Data, &ids).map_err(|e| {
-            let at = shown(&first.dir.path, &first.node().name);
-            let what = match batch.len() {
-                1 => at.display().to_string(),
-                n => format!("{} and {} other small file(s)", at.display(), n - 1),
-            };
-            in_restore(e, Path::new(&what))
-        })?;
+        let spool = self.spool.as_ref();
+        let blobs = load_blobs_spooled(self.repo, BlobKind::Data, &ids, MAX_REQUEST, spool)
+            .map_err(|e| {
+                let at = shown(&first.dir.path, &first.node().name);
+                let what = match batch.len() {
+                    1 => at.display().to_string(),
+                    n => format!("{} and {} other small file(s)", at.display(), n - 1),
+                };
+                in_restore(e, Path::new(&what))
+            })?;
         for f in &batch {
             self.write_file(f.node(), &f.dir.fd, &f.dir.path, &blobs)?;
             self.dir_done(&f.dir)?;
@@ -445,7 +454,7 @@ impl Restorer<'_> {
         let (window_chunks, window_bytes, max_request) = if self.repo.storage().is_remote() {
             (REMOTE_WINDOW_CHUNKS, IN_FLIGHT_BYTES, REMOTE_WINDOW_REQUEST)
         } else {
-            (WINDOW_CHUNKS, u64::MAX, crate::fetch::MAX_REQUEST)
+            (WINDOW_CHUNKS, u64::MAX, MAX_REQUEST)
         };
         let mut at_chunk = 0;
         while at_chunk < node.content.len() {
@@ -463,8 +472,10 @@ impl Restorer<'_> {
                 (None, HashMap::new())
             } else {
                 let share = self.budget.take(bytes);
-                let fetched = load_blobs_split(self.repo, BlobKind::Data, &missing, max_request)
-                    .map_err(|e| in_restore(e, &path))?;
+                let spool = self.spool.as_ref();
+                let fetched =
+                    load_blobs_spooled(self.repo, BlobKind::Data, &missing, max_request, spool)
+                        .map_err(|e| in_restore(e, &path))?;
                 (Some(share), fetched)
             };
             for id in window {

@@ -3,13 +3,18 @@
 //! refused restore writes nothing. Existing directories are looked at
 //! through their fds (never following a symlink); a directory that does
 //! not exist yet holds nothing to conflict with and is not looked into.
+//! From a remote store it also counts what will be read of each pack, for
+//! the [`PackSpool`](crate::pack_spool::PackSpool).
 
+use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::dirfd::DirFd;
 use crate::error::Result;
 use crate::fsmeta::kind_of;
+use crate::id::PackId;
+use crate::pack_spool::Wanted;
 use crate::repository::Repository;
 use crate::tree::{Node, NodeKind};
 
@@ -22,12 +27,16 @@ pub(super) struct Plan {
     pub bytes: u64,
     /// Existing entries the restore would replace (only without `force`).
     pub conflicts: Vec<PathBuf>,
+    /// What file contents need of each pack (when counted).
+    pub wanted: HashMap<PackId, Wanted>,
 }
 
 /// Builds a [`Plan`]; with `force`, nothing counts as a conflict.
 pub(super) struct Planner<'a> {
     pub repo: &'a Repository,
     pub force: bool,
+    /// Count what each pack is read for ([`Plan::wanted`]).
+    pub count_packs: bool,
 }
 
 impl Planner<'_> {
@@ -72,6 +81,19 @@ impl Planner<'_> {
             NodeKind::File => {
                 plan.files += 1;
                 plan.bytes += node.size;
+                if self.count_packs {
+                    let index = self.repo.index();
+                    for id in &node.content {
+                        // A blob the index lacks fails the restore later,
+                        // naming the file.
+                        if let Some(loc) = index.get(id)? {
+                            plan.wanted
+                                .entry(loc.pack)
+                                .or_default()
+                                .add(u64::from(loc.offset), u64::from(loc.length));
+                        }
+                    }
+                }
             }
             _ => plan.others += 1,
         }
