@@ -11,6 +11,12 @@
 //! counted for it was served. Other packs are read by ranges as before, and
 //! so is a pack whose local copy cannot be made (a full cache disk).
 //!
+//! The count is per reference, not per distinct blob (a set of every blob
+//! of a restore would cost memory per blob): a blob that many restored
+//! files share counts once for each, so a span can be fetched for little
+//! more than that one blob. The waste is bounded by the span (at most a
+//! pack).
+//!
 //! Bounded: at most [`DEFAULT_MAX_BYTES`] (`KLOSET_SPOOL_MAX`) are held at
 //! once; past that, a pack is read by ranges instead. Untrusted like the
 //! store: what the spool returns is opened and verified by the caller like
