@@ -2,10 +2,14 @@
 //! a notification URL from its environment (`*_env`), and neither the
 //! variables nor their values reach a source's `pre` hook, an `exec`
 //! source's command, or an `exec` notification; the values appear in no
-//! log, status or metric, and the daemon's command line holds none.
+//! log, status or metric, no file of the state directory (the database and
+//! its WAL), no output of `klosetd validate` and `plan`, and the daemon's
+//! command line holds none.
 
 use crate::common;
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use common::daemon::{Daemon, wait_value, write_like_ansible};
@@ -99,6 +103,66 @@ fn hooks_commands_and_notifications_never_inherit_secret_variables() {
             ],
         );
     }
+    // The state database (and its WAL, while the daemon runs) holds task
+    // history, applied objects and notification outcomes: no secret.
+    let state = files_under(&root.join("state"));
+    let holds = |bytes: &[u8], what: &str| bytes.windows(what.len()).any(|w| w == what.as_bytes());
+    assert!(
+        state.iter().any(|(_, b)| holds(b, "KLOSETD_TEST_HOOK_URL")),
+        "the applied configuration (which names the variable, not its value) is read"
+    );
+    for (path, bytes) in &state {
+        for secret in [PASS_VALUE, URL_KEY] {
+            assert!(!holds(bytes, secret), "{secret} in {}", path.display());
+        }
+    }
+    // `validate` and `plan` resolve the same configuration with the same
+    // environment: their outputs, plain and JSON, name no secret.
+    let conf_s = conf.to_str().expect("utf8");
+    for args in [
+        vec!["validate", conf_s],
+        vec!["validate", "--json", conf_s],
+        vec!["plan", conf_s],
+        vec!["plan", "--json", conf_s],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_klosetd"))
+            .args(&args)
+            .env("KLOSETD_TEST_STORE_PASS", PASS_VALUE)
+            .env("KLOSETD_TEST_HOOK_URL", url.as_str())
+            .output()
+            .expect("run klosetd");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "klosetd {args:?}: {all}");
+        for secret in [PASS_VALUE, URL_KEY] {
+            assert!(
+                !all.contains(secret),
+                "klosetd {args:?} shows {secret}:\n{all}"
+            );
+        }
+    }
+}
+
+/// Every regular file below `dir`, with its bytes.
+fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("lstat");
+            if meta.is_dir() {
+                todo.push(path);
+            } else if meta.is_file() {
+                let bytes = std::fs::read(&path).expect("read");
+                out.push((path, bytes));
+            }
+        }
+    }
+    out
 }
 
 /// Why a database client may get its password in its environment
