@@ -24,13 +24,14 @@ CORPORA=sysroot,small,large
 TOOLS=kloset,restic,rustic
 SMALL_FILES=1000000
 KLOSET=
+KLOSET_GIVEN=0
 while (($#)); do
     case "$1" in
     --work) WORK="$2"; shift 2 ;;
     --corpora) CORPORA="$2"; shift 2 ;;
     --tools) TOOLS="$2"; shift 2 ;;
     --small-files) SMALL_FILES="$2"; shift 2 ;;
-    --kloset) KLOSET="$(realpath "$2")"; shift 2 ;;
+    --kloset) KLOSET="$(realpath "$2")"; KLOSET_GIVEN=1; shift 2 ;;
     -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -75,7 +76,12 @@ printf 'corpus\ttool\tstep\twall_s\tuser_s\tsys_s\tmax_rss_kib\tbytes\trequests\
     echo "host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
     echo "cpu: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
     echo "disk: $(df -hT "$WORK" | awk 'NR==2 {print $2 " on " $1 ", " $5 " free"}')"
-    echo "kloset: $("$KLOSET" version 2>&1 | head -1) ($(git -C "$ROOT" rev-parse --short HEAD))"
+    if [[ $KLOSET_GIVEN == 1 ]]; then
+        # A binary from elsewhere: the checkout's commit need not be its own.
+        echo "kloset: $("$KLOSET" version 2>&1 | head -1) (given: $KLOSET; checkout at $(git -C "$ROOT" rev-parse --short HEAD))"
+    else
+        echo "kloset: $("$KLOSET" version 2>&1 | head -1) ($(git -C "$ROOT" rev-parse --short HEAD))"
+    fi
     command -v restic >/dev/null && echo "restic: $(restic version)"
     command -v rustic >/dev/null && echo "rustic: $(rustic --version)"
     command -v s3s-fs >/dev/null && echo "s3s-fs: $(s3s-fs --version 2>/dev/null)"

@@ -113,25 +113,29 @@ pub struct PackSpool {
 }
 
 impl PackSpool {
-    /// The spool of a restore that reads `wanted` from `repo`, in the
-    /// store's directory of the local cache (beside its tree cache, which
-    /// [`cache_root`](crate::tree_cache::cache_root) places); `None` when
-    /// the store is on local disk, the cache is off or not private to this
-    /// user, or no span is wanted enough.
-    pub fn for_restore(repo: &Repository, wanted: HashMap<PackId, Wanted>) -> Option<PackSpool> {
-        if !repo.storage().is_remote() || wanted.is_empty() {
+    /// Where a restore from `repo` can spool: the store's directory of
+    /// the local cache (beside its tree cache, which
+    /// [`cache_root`](crate::tree_cache::cache_root) places). `None` when
+    /// the store is on local disk or the cache is off or not private to
+    /// this user: then a restore need not count what it wants of each pack.
+    pub fn dir_for(repo: &Repository) -> Option<PathBuf> {
+        if !repo.storage().is_remote() {
             return None;
         }
         let root = repo.tree_cache()?.root().to_path_buf();
         let dir = root.join(repo.store_id().to_hex()).join("spool");
-        if !private_dir(&root, &dir, "restore spool") {
-            return None;
-        }
+        private_dir(&root, &dir, "restore spool").then_some(dir)
+    }
+
+    /// The spool in `dir` (from [`PackSpool::dir_for`]) of a restore that
+    /// reads `wanted`, bounded by `KLOSET_SPOOL_MAX`; `None` when no span
+    /// is wanted enough.
+    pub fn for_restore(dir: &Path, wanted: HashMap<PackId, Wanted>) -> Option<PackSpool> {
         let max_bytes = std::env::var("KLOSET_SPOOL_MAX")
             .ok()
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(DEFAULT_MAX_BYTES);
-        let spool = PackSpool::plan(&dir, wanted, max_bytes);
+        let spool = PackSpool::plan(dir, wanted, max_bytes);
         if let Some(s) = &spool {
             tracing::debug!(packs = s.packs(), "restore fetches packs whole");
         }

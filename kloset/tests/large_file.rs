@@ -179,15 +179,12 @@ fn a_large_file_restores_bit_exact_from_a_remote_store() {
     // the restore takes its remote windows (up to 32 chunks, requests of
     // 4 MiB). That the requests are split is measured by the benchmark,
     // not asserted here: the fault store records paths, not ranges.
-    let store = Arc::new(common::FaultStore::new(Arc::new(InMemory::new())));
-    let remote = || common::remote_over(store.clone());
-    let repo = Repository::create(remote(), PASS, create_options(4 << 20)).expect("create");
-    assert!(repo.storage().is_remote());
+    let (store, repo) = common::remote_store(4 << 20);
     let src = tempfile::tempdir().expect("src");
     let data = write_large(&src.path().join("big.bin"), 11);
     let snapshot = backup(&repo, src.path(), &BackupOptions::default()).expect("backup");
 
-    let repo = Repository::open(remote(), PASS).expect("open");
+    let repo = Repository::open(common::remote_over(store.clone()), PASS).expect("open");
     let before = store.reads().len();
     let out = tempfile::tempdir().expect("out");
     restore(

@@ -8,13 +8,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{FaultStore, PASS, Rng, assert_same_tree, create_options, remote_over};
+use common::{FaultStore, PASS, Rng, assert_same_tree, remote_over};
 use kloset::Repository;
 use kloset::ops::backup::{BackupOptions, backup};
 use kloset::ops::restore::{RestoreOptions, restore};
 use kloset::tree_cache::TreeCache;
 use object_store::PutMode;
-use object_store::memory::InMemory;
 
 /// 60 directories of small random files and a few larger ones: about
 /// 26 MB that does not compress.
@@ -71,9 +70,7 @@ fn restore_all(repo: &Repository, out: &Path) {
 
 /// A remote store (2 MiB packs) holding one backup of [`mixed_tree`].
 fn backed_up() -> (Arc<FaultStore>, Repository, tempfile::TempDir) {
-    let store = Arc::new(FaultStore::new(Arc::new(InMemory::new())));
-    let repo = Repository::create(remote_over(store.clone()), PASS, create_options(2 << 20))
-        .expect("create");
+    let (store, repo) = common::remote_store(2 << 20);
     let src = tempfile::tempdir().expect("src");
     mixed_tree(src.path());
     backup(&repo, src.path(), &BackupOptions::default()).expect("backup");

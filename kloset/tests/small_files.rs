@@ -7,13 +7,11 @@ mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::sync::Arc;
 
 use common::{PASS, Rng, assert_same_tree, create_options};
 use kloset::Repository;
 use kloset::ops::backup::{BackupOptions, backup};
 use kloset::ops::restore::{RestoreOptions, restore};
-use object_store::memory::InMemory;
 
 /// `dirs` directories of `files` small files each, in two levels; every
 /// directory gets a distinct mode and modification time.
@@ -86,17 +84,14 @@ fn walk_dirs(root: &Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn small_files_of_many_directories_take_far_fewer_reads_than_directories() {
-    let store = Arc::new(common::FaultStore::new(Arc::new(InMemory::new())));
-    let remote = || common::remote_over(store.clone());
-    let repo = Repository::create(remote(), PASS, create_options(4 << 20)).expect("create");
-    assert!(repo.storage().is_remote());
+    let (store, repo) = common::remote_store(4 << 20);
     let src = tempfile::tempdir().expect("src");
     // 400 directories of 6 files of about 1.5 KiB: 3.6 MiB in all.
     let dirs = 400;
     many_small_dirs(src.path(), dirs, 6);
     let snapshot = backup(&repo, src.path(), &BackupOptions::default()).expect("backup");
 
-    let repo = Repository::open(remote(), PASS).expect("open");
+    let repo = Repository::open(common::remote_over(store.clone()), PASS).expect("open");
     let before = store.reads().len();
     let out = tempfile::tempdir().expect("out");
     let report = restore(

@@ -315,6 +315,18 @@ pub fn remote_over(store: Arc<dyn ObjectStore>) -> Storage {
     Storage::from_object_store(store, "", "s3://bucket/test", None).expect("storage")
 }
 
+/// A new store on a read-recording memory backend that counts as remote,
+/// with packs of `pack_size`; [`remote_over`] the store again to reopen.
+pub fn remote_store(pack_size: u32) -> (Arc<FaultStore>, Repository) {
+    let store = Arc::new(FaultStore::new(Arc::new(
+        object_store::memory::InMemory::new(),
+    )));
+    let repo = Repository::create(remote_over(store.clone()), PASS, create_options(pack_size))
+        .expect("create");
+    assert!(repo.storage().is_remote());
+    (store, repo)
+}
+
 /// Opens a repository on `store`.
 pub fn open(store: Arc<dyn ObjectStore>) -> Repository {
     Repository::open(storage_over(store), PASS).expect("open")

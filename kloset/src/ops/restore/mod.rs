@@ -154,11 +154,11 @@ pub fn restore(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(Error::io("open", target, e)),
     };
-    let remote = repo.storage().is_remote();
+    let spool_dir = PackSpool::dir_for(repo);
     let planner = Planner {
         repo,
         force: options.force,
-        count_packs: remote,
+        count_packs: spool_dir.is_some(),
     };
     let mut plan = Plan::default();
     if node.kind == NodeKind::Dir {
@@ -184,7 +184,8 @@ pub fn restore(
         });
     }
     options.progress.set_totals(plan.files, plan.bytes);
-    let spool = PackSpool::for_restore(repo, std::mem::take(&mut plan.wanted));
+    let wanted = std::mem::take(&mut plan.wanted);
+    let spool = spool_dir.and_then(|dir| PackSpool::for_restore(&dir, wanted));
     fs::create_dir_all(target).map_err(|e| Error::io("create", target, e))?;
     let root = Arc::new(DirFd::open_path(target).map_err(|e| Error::io("open", target, e))?);
     let r = Restorer {

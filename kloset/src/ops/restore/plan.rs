@@ -3,8 +3,9 @@
 //! refused restore writes nothing. Existing directories are looked at
 //! through their fds (never following a symlink); a directory that does
 //! not exist yet holds nothing to conflict with and is not looked into.
-//! From a remote store it also counts what will be read of each pack, for
-//! the [`PackSpool`](crate::pack_spool::PackSpool).
+//! When a restore can spool (a remote store with a usable cache) it also
+//! counts what will be read of each pack, for the
+//! [`PackSpool`](crate::pack_spool::PackSpool).
 
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
