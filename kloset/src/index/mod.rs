@@ -19,8 +19,9 @@ use crate::pack::PackEntry;
 
 mod blocks;
 pub mod cache;
-mod record;
-mod run;
+pub(crate) mod record;
+pub(crate) mod run;
+pub(crate) mod sorter;
 
 pub use cache::IndexCache;
 use cache::{Loaded, Table};
@@ -357,10 +358,11 @@ pub fn encode_file(packs: Vec<IndexPack>) -> Result<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn entry(id: BlobId, offset: u32) -> PackEntry {
+    /// A data blob's entry of 10 sealed bytes at `offset`.
+    pub(crate) fn entry(id: BlobId, offset: u32) -> PackEntry {
         PackEntry {
             kind: BlobKind::Data,
             id,

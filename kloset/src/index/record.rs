@@ -70,6 +70,14 @@ pub fn encode(id: &BlobId, slot: &Slot) -> Option<Record> {
     Some(r)
 }
 
+/// A record that carries only `id` (its slot all zero): for sorting sets
+/// of ids with the index's own external sort.
+pub fn of_id(id: &BlobId) -> Record {
+    let mut r = [0u8; RECORD_LEN];
+    r[..ID_LEN].copy_from_slice(id.as_bytes());
+    r
+}
+
 /// The id of a record.
 pub fn id_of(r: &[u8]) -> BlobId {
     let mut id = [0u8; ID_LEN];

@@ -3,6 +3,7 @@
 //! up to date with them.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::{Arc, RwLockReadGuard};
 
 use futures::StreamExt;
@@ -12,7 +13,7 @@ use crate::codec;
 use crate::crypto::{Keys, ObjectKind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::IndexId;
-use crate::index::cache::Update;
+use crate::index::cache::{Loaded, Update};
 use crate::index::{Index, IndexCache, IndexFile};
 use crate::storage::INDEX_DIR;
 
@@ -22,7 +23,33 @@ use crate::storage::INDEX_DIR;
 const INDEX_LOAD_ATTEMPTS: usize = 5;
 
 /// An index object as listed: its path, and its id when the name is one.
-type ListedIndex = (String, Option<IndexId>);
+pub(crate) type ListedIndex = (String, Option<IndexId>);
+
+/// Stops a prune at the first index object that could not be read.
+fn stop_on_problems(problems: &[IndexProblem]) -> Result<()> {
+    match problems.first() {
+        None => Ok(()),
+        Some(p) => Err(Error::corrupt(
+            &p.object,
+            format!(
+                "{} (and {} more); prune stops and deletes nothing: run check",
+                p.error,
+                problems.len() - 1
+            ),
+        )),
+    }
+}
+
+/// Index objects vanished while they were read, time after time.
+fn vanishing(repo: &Repository) -> Error {
+    Error::Storage {
+        context: format!("reading the index of {}", repo.storage.location()),
+        source: object_store::Error::Generic {
+            store: "kloset",
+            source: "index objects kept vanishing while they were read; try again".into(),
+        },
+    }
+}
 
 impl Repository {
     /// Brings the in-memory index up to date with the index objects in the
@@ -115,12 +142,6 @@ impl Repository {
         })
     }
 
-    /// The index objects in the store: each path, with its id when the
-    /// name is one (a stray name is reported by the loader).
-    fn list_index_objects(&self) -> Result<Vec<ListedIndex>> {
-        Ok(self.list_index_objects_sized()?.0)
-    }
-
     /// [`Self::list_index_objects`], with the objects' total size.
     fn list_index_objects_sized(&self) -> Result<(Vec<ListedIndex>, u64)> {
         let listed = self.storage.list(Some(INDEX_DIR))?;
@@ -142,33 +163,52 @@ impl Repository {
         }
     }
 
-    /// Every index object with its content, for a prune. Fails if any
-    /// cannot be read: a prune must not decide on a partial index.
-    pub(crate) fn read_index_objects(&self) -> Result<Vec<(IndexId, IndexFile)>> {
+    /// Every index object of the store sorted into an on-disk table under
+    /// `scratch` (a private directory this process owns), for a prune:
+    /// every copy of every blob, whatever the size of the store. Fails if
+    /// any index object cannot be read: a prune must not decide on a
+    /// partial index.
+    pub(crate) fn index_table_in(&self, scratch: &Path) -> Result<Loaded> {
+        let cache = IndexCache::open(scratch, self.store_id, &rand::random::<[u8; 32]>());
         for _ in 0..INDEX_LOAD_ATTEMPTS {
             let listed = self.list_index_objects()?;
-            let Some((files, problems)) = self.load_index_objects(listed)? else {
-                continue;
+            let mut visit = |wanted, f: &mut dyn FnMut(IndexId, IndexFile)| {
+                self.visit_index_objects(wanted, &mut *f)
             };
-            if let Some(p) = problems.first() {
-                return Err(Error::corrupt(
-                    &p.object,
-                    format!(
-                        "{} (and {} more); prune stops and deletes nothing: run check",
-                        p.error,
-                        problems.len() - 1
-                    ),
-                ));
+            match cache.update(listed, &mut visit)? {
+                Update::Done(loaded, problems) => {
+                    stop_on_problems(&problems)?;
+                    return Ok(*loaded);
+                }
+                Update::Vanished => continue,
+                Update::Unusable => {
+                    return Err(Error::InvalidArgument(format!(
+                        "prune cannot use its scratch directory {}: not a private directory of this user",
+                        scratch.display()
+                    )));
+                }
             }
-            return Ok(files);
         }
-        Err(Error::Storage {
-            context: format!("reading the index of {}", self.storage.location()),
-            source: object_store::Error::Generic {
-                store: "kloset",
-                source: "index objects kept vanishing while they were read; try again".into(),
-            },
-        })
+        Err(vanishing(self))
+    }
+
+    /// The store's index objects: each path, with its id when the name is
+    /// one.
+    pub(crate) fn list_index_objects(&self) -> Result<Vec<ListedIndex>> {
+        Ok(self.list_index_objects_sized()?.0)
+    }
+
+    /// Reads the listed index objects, for a prune's index rewrite. Fails
+    /// if one cannot be read or is gone.
+    pub(crate) fn read_index_objects(
+        &self,
+        listed: Vec<ListedIndex>,
+    ) -> Result<Vec<(IndexId, IndexFile)>> {
+        let Some((files, problems)) = self.load_index_objects(listed)? else {
+            return Err(vanishing(self));
+        };
+        stop_on_problems(&problems)?;
+        Ok(files)
     }
 
     /// Reads and decodes index objects. `Ok(None)` when one was listed but

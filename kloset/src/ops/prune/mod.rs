@@ -5,9 +5,12 @@
 //! 1. take the prune lock (one prune at a time; writers are not blocked);
 //! 2. remove marks left by earlier prunes (a mark only restrains writers);
 //! 3. read every snapshot and index object (any unreadable one stops the
-//!    prune before it deletes anything) and list the packs;
-//! 4. find every referenced blob, choose one copy of each, and plan which
-//!    packs to delete, repack or keep ([`plan`]);
+//!    prune before it deletes anything), sort every index entry into a
+//!    table on local disk, and list the packs;
+//! 4. find every referenced blob (sorted on local disk too), choose one
+//!    copy of each, and plan which packs to delete, repack or keep
+//!    ([`plan`], over a merge-join of the two sorted tables: memory per
+//!    pack and per directory, not per blob);
 //! 5. copy the chosen blobs of mostly unused packs into new, indexed packs;
 //! 6. write a mark naming every pack to delete: writers that start from
 //!    now on never deduplicate against them;
@@ -21,9 +24,11 @@
 //!
 //! `dry_run` stops after step 4 and changes nothing.
 
+mod join;
 pub mod plan;
 pub mod reach;
 pub mod repack;
+mod scratch;
 pub mod sweep;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -33,14 +38,19 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::id::{BlobId, IndexId, PackId};
+use crate::id::{BlobId, PackId};
+use crate::index::record;
+use crate::index::run::Run;
+use crate::index::sorter::Sorter;
 use crate::lock::watch::LockWatch;
 use crate::lock::{HeldLock, LockKind, boot_clock};
 use crate::progress::Progress;
 use crate::repository::{Repository, now_ns};
 use crate::storage::{Key, PACKS_DIR};
-use plan::{PackInfo, PlanSizes, Thresholds};
+use join::Join;
+use plan::{PackState, PlanSizes, Thresholds};
 use reach::Reachable;
+use scratch::Scratch;
 
 /// How to prune.
 #[derive(Clone, Debug)]
@@ -155,41 +165,58 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneReport> {
     report.snapshots = snapshots.len();
     repo.avoid_packs(HashSet::new());
     repo.refresh_index()?;
-    let files = repo.read_index_objects()?;
-    let known_files: HashSet<IndexId> = files.iter().map(|(id, _)| *id).collect();
+    let scratch = Scratch::create(repo.store_id())?;
+    let loaded = repo.index_table_in(scratch.path())?;
     let sizes = pack_sizes(repo)?;
-    let mut packs: HashMap<PackId, PackInfo> = HashMap::new();
-    // Indexed packs the listing does not show, with the blobs listed there.
-    let mut gone: HashMap<PackId, Vec<BlobId>> = HashMap::new();
-    for (_, file) in files {
-        for p in file.packs {
-            let Some(size) = sizes.get(&p.id) else {
-                gone.entry(p.id)
-                    .or_default()
-                    .extend(p.blobs.iter().map(|e| e.id));
-                continue;
-            };
-            packs.entry(p.id).or_insert(PackInfo {
-                id: p.id,
-                size: *size,
-                blobs: p.blobs,
+    // One plan number per pack, however many index objects list it.
+    let mut number_of: HashMap<PackId, u32> = HashMap::new();
+    let mut packs: Vec<PackState> = Vec::new();
+    let mut numbers: Vec<u32> = Vec::with_capacity(loaded.packs.len());
+    for id in &loaded.packs {
+        let n = *number_of.entry(*id).or_insert_with(|| {
+            packs.push(PackState {
+                id: *id,
+                size: sizes.get(id).copied(),
             });
-        }
+            (packs.len() - 1) as u32
+        });
+        numbers.push(n);
     }
     let orphans: Vec<(PackId, u64)> = sizes
         .iter()
-        .filter(|(id, _)| !packs.contains_key(id))
+        .filter(|(id, _)| !number_of.contains_key(id))
         .map(|(id, size)| (*id, *size))
         .collect();
+    drop((number_of, sizes));
 
     progress.set_phase("finding what the snapshots reference");
+    let ids_key: [u8; 32] = rand::random();
+    let mut sorter = Sorter::new(scratch.path(), &ids_key);
     let mut reach = Reachable::default();
-    reach.add(repo, &snapshots, progress, false)?;
+    reach.add(repo, &snapshots, progress, &mut |id| {
+        sorter.push(record::of_id(&id))
+    })?;
+    let referenced = sorter
+        .finish()?
+        .map(|meta| Run::open(scratch.path(), &meta, &ids_key, 0))
+        .transpose()?;
+    drop(snapshots);
+
+    progress.set_phase("planning");
+    let join = Join {
+        table: &loaded.table,
+        numbers: &numbers,
+        referenced: referenced.as_ref(),
+    };
     let limits = Thresholds {
         max_unused: options.max_unused,
         max_repack_bytes: options.max_repack_bytes,
     };
-    let plan = plan::plan(packs.into_values().collect(), orphans, &reach.blobs, limits);
+    let plan = plan::plan(&packs, orphans, limits, &mut |visit| {
+        progress.check_cancelled()?;
+        join.for_each(visit)
+    })?;
+    drop((referenced, loaded, packs, numbers, scratch));
     report.plan = plan.sizes;
     report.packs_unused = plan.delete.len();
     report.packs_repacked = plan.repack.len();
@@ -199,12 +226,8 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneReport> {
     // stale index entry (a writer taken over as stale indexed packs a
     // prune had already deleted): the rewrite drops it. One that holds
     // referenced blobs is damage, for `check`.
-    let (damaged, stale): (Vec<_>, Vec<_>) = gone
-        .into_iter()
-        .partition(|(_, blobs)| blobs.iter().any(|b| reach.blobs.contains(b)));
-    report.packs_missing = damaged.len();
-    report.index_entries_dropped = stale.len();
-    let stale: Vec<PackId> = stale.into_iter().map(|(p, _)| p).collect();
+    report.packs_missing = plan.missing.len();
+    report.index_entries_dropped = plan.stale.len();
     let Some(lock) = held else {
         report.bytes_freed = plan.sizes.delete_bytes + plan.sizes.repack_bytes;
         report.packs_deleted = plan.delete.len() + plan.repack.len() + plan.orphans.len();
@@ -213,7 +236,7 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneReport> {
     if plan.delete.is_empty()
         && plan.repack.is_empty()
         && plan.orphans.is_empty()
-        && stale.is_empty()
+        && plan.stale.is_empty()
     {
         return Ok(report);
     }
@@ -234,7 +257,7 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneReport> {
         .iter()
         .chain(plan.repack.iter().map(|(p, _)| p))
         .chain(plan.orphans.iter())
-        .chain(stale.iter())
+        .chain(plan.stale.iter())
         .copied()
         .collect();
     lock.ensure_alive()?;
@@ -250,9 +273,7 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneReport> {
         repo,
         options,
         &lock,
-        &plan,
         &mut reach,
-        &known_files,
         &doomed,
         max_wait,
         marked_at,
@@ -272,9 +293,7 @@ fn sweep_after_mark(
     repo: &Repository,
     options: &PruneOptions,
     lock: &HeldLock,
-    plan: &plan::PrunePlan,
     reach: &mut Reachable,
-    known_files: &HashSet<IndexId>,
     doomed: &[PackId],
     max_wait: Duration,
     marked_at: Duration,
@@ -309,7 +328,7 @@ fn sweep_after_mark(
 
     progress.set_phase("checking snapshots written during the prune");
     let doomed_set: HashSet<PackId> = doomed.iter().copied().collect();
-    let spared = spare_for_new_snapshots(repo, plan, reach, known_files, &doomed_set, progress)?;
+    let spared = spare_for_new_snapshots(repo, reach, &doomed_set, progress)?;
     report.packs_spared = spared.len();
     let last: Vec<PackId> = doomed
         .iter()
@@ -338,52 +357,34 @@ fn sweep_after_mark(
     Ok(())
 }
 
-/// The packs to keep after all: those holding the only copies of blobs
-/// that snapshots written since the plan reference.
+/// The packs to keep after all: for each blob that snapshots written
+/// since the plan reference from trees the plan did not walk, a copy
+/// outside the doomed packs, or else the doomed pack the index finds it
+/// in. A blob the plan saw referenced needs nothing: its chosen copy is in
+/// a kept pack or was copied out by the repack, indexed before the mark.
 fn spare_for_new_snapshots(
     repo: &Repository,
-    plan: &plan::PrunePlan,
     reach: &mut Reachable,
-    known_files: &HashSet<IndexId>,
     doomed: &HashSet<PackId>,
     progress: &Progress,
 ) -> Result<HashSet<PackId>> {
+    // The index then prefers a copy outside the doomed packs, wherever
+    // it was written (by a writer beside this prune, or the repack).
+    repo.avoid_packs(doomed.clone());
     repo.refresh_index()?;
     let snapshots = readable_snapshots(repo)?;
-    let new_refs = reach.add(repo, &snapshots, progress, true)?;
+    let mut new_refs: HashSet<BlobId> = HashSet::new();
+    reach.add(repo, &snapshots, progress, &mut |id| {
+        new_refs.insert(id);
+        Ok(())
+    })?;
+    let index = repo.index();
     let mut spared = HashSet::new();
-    if new_refs.is_empty() {
-        return Ok(spared);
-    }
-    // Copies in index objects written since the plan (by writers that ran
-    // beside this prune, or the repack's own).
-    let mut fresh_copies: HashSet<BlobId> = HashSet::new();
-    let mut doomed_copies: HashMap<BlobId, Vec<PackId>> = HashMap::new();
-    for (id, file) in repo.read_index_objects()? {
-        if known_files.contains(&id) {
-            continue;
-        }
-        for pack in file.packs {
-            for e in pack.blobs {
-                if doomed.contains(&pack.id) {
-                    doomed_copies.entry(e.id).or_default().push(pack.id);
-                } else {
-                    fresh_copies.insert(e.id);
-                }
-            }
-        }
-    }
     for blob in new_refs {
-        if fresh_copies.contains(&blob) {
-            continue;
-        }
-        if let Some(d) = plan.doomed.get(&blob)
-            && !d.safe
+        if let Some(at) = index.get(&blob)?
+            && doomed.contains(&at.pack)
         {
-            spared.extend(d.packs.iter().copied());
-        }
-        if let Some(packs) = doomed_copies.get(&blob) {
-            spared.extend(packs.iter().copied());
+            spared.insert(at.pack);
         }
     }
     Ok(spared)

@@ -1,39 +1,47 @@
-//! Which packs a prune deletes, repacks or keeps. Pure: it sees what the
-//! index lists, what the store holds and what the snapshots reference.
+//! Which packs a prune deletes, repacks or keeps. It sees what the store
+//! holds and, through passes over a sorted listing of every blob (its
+//! copies, and whether a snapshot references it), what the index lists and
+//! the snapshots reference; it keeps counters per pack, never per blob,
+//! except for the chosen copies in packs it repacks.
 //!
-//! Every referenced blob keeps exactly one chosen copy: packs are visited
-//! from the most referenced bytes down, and a blob's first copy met is the
-//! one kept. A pack with no chosen copy is deleted; one whose unused share
-//! is above the threshold is repacked (its chosen copies are written into
-//! new packs), most unused first, up to a byte budget per run.
-
-use std::collections::{HashMap, HashSet};
+//! Every referenced blob keeps exactly one chosen copy: packs are ranked
+//! from the most referenced bytes down, and a blob's copy in the best
+//! ranked pack is the one kept. A pack with no chosen copy is deleted; one
+//! whose unused share is above the threshold is repacked (its chosen
+//! copies are written into new packs), most unused first, up to a byte
+//! budget per run. A pack the index lists but the store does not hold is
+//! never chosen.
 
 use serde::Serialize;
 
+use crate::error::Result;
 use crate::id::{BlobId, PackId};
 use crate::pack::PackEntry;
 
-/// One indexed pack that the store holds.
-#[derive(Clone, Debug)]
-pub struct PackInfo {
+/// One pack the index lists.
+#[derive(Clone, Copy, Debug)]
+pub struct PackState {
     /// The pack.
     pub id: PackId,
-    /// Its object size.
-    pub size: u64,
-    /// Its blobs, as the index lists them.
-    pub blobs: Vec<PackEntry>,
+    /// Its object size, or `None` when the store does not hold it.
+    pub size: Option<u64>,
 }
 
-/// A blob in a pack that this prune will delete.
-#[derive(Clone, Debug, Default)]
-pub struct Doomed {
-    /// Whether a referenced copy survives elsewhere (a kept pack, or the
-    /// copy a repack writes).
-    pub safe: bool,
-    /// The doomed packs holding it.
-    pub packs: Vec<PackId>,
+/// One blob id as the index and the snapshots know it.
+#[derive(Debug)]
+pub struct Listing<'a> {
+    /// The blob.
+    pub id: BlobId,
+    /// Whether a snapshot references it.
+    pub referenced: bool,
+    /// Its copies, at most one per pack: the pack's number in the plan's
+    /// pack list, and the entry.
+    pub copies: &'a [(u32, PackEntry)],
 }
+
+/// Goes through every listing, in id order, calling the visitor; the
+/// planner calls it once per pass.
+pub type Scan<'a> = dyn FnMut(&mut dyn FnMut(&Listing<'_>) -> Result<()>) -> Result<()> + 'a;
 
 /// What to do with each pack.
 #[derive(Debug, Default)]
@@ -46,8 +54,12 @@ pub struct PrunePlan {
     pub repack: Vec<(PackId, Vec<PackEntry>)>,
     /// Packs the store holds that no index lists.
     pub orphans: Vec<PackId>,
-    /// Blobs in deleted or repacked packs.
-    pub doomed: HashMap<BlobId, Doomed>,
+    /// Packs the index lists, the store does not hold, and a snapshot
+    /// needs a blob of (damage: `check`).
+    pub missing: Vec<PackId>,
+    /// Packs the index lists, the store does not hold, and no snapshot
+    /// needs: their index entries can go.
+    pub stale: Vec<PackId>,
     /// Referenced blobs found in no pack (the store is damaged; `check`).
     pub unfound: usize,
     /// Sizes, for the report.
@@ -80,91 +92,118 @@ pub struct Thresholds {
     pub max_repack_bytes: u64,
 }
 
-/// Plans a prune.
+/// Plans a prune of `packs` (every pack the index lists, once) and `orphans`
+/// (packs the store holds that no index lists, with their sizes). `scan`
+/// is called two or three times.
 pub fn plan(
-    packs: Vec<PackInfo>,
+    packs: &[PackState],
     orphans: Vec<(PackId, u64)>,
-    referenced: &HashSet<BlobId>,
     limits: Thresholds,
-) -> PrunePlan {
-    let mut out = PrunePlan::default();
-    let mut order: Vec<(u64, PackInfo)> = packs
-        .into_iter()
-        .map(|p| {
-            let used = p
-                .blobs
-                .iter()
-                .filter(|e| referenced.contains(&e.id))
-                .map(|e| u64::from(e.length))
-                .sum();
-            (used, p)
-        })
-        .collect();
-    // Most referenced bytes first, then by id for a stable choice.
-    order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
-    let mut chosen: HashSet<BlobId> = HashSet::new();
-    // (pack, positions of its chosen blobs, chosen bytes, blob bytes);
-    // positions, not entries, to keep 4 bytes a live blob rather than 48.
-    let mut tally: Vec<(PackInfo, Vec<u32>, u64, u64)> = Vec::new();
-    for (_, pack) in order {
-        let mut mine = Vec::new();
-        let mut kept = 0u64;
-        let mut total = 0u64;
-        for (at, e) in pack.blobs.iter().enumerate() {
-            total += u64::from(e.length);
-            if referenced.contains(&e.id) && chosen.insert(e.id) {
-                mine.push(at as u32);
-                kept += u64::from(e.length);
+    scan: &mut Scan<'_>,
+) -> Result<PrunePlan> {
+    let n = packs.len();
+    let present = |p: usize| packs[p].size.is_some();
+    // Pass 1: bytes per pack, all and referenced; missing packs a
+    // snapshot needs.
+    let mut total = vec![0u64; n];
+    let mut used = vec![0u64; n];
+    let mut needed = vec![false; n];
+    scan(&mut |b| {
+        for (p, e) in b.copies {
+            let p = *p as usize;
+            if !present(p) {
+                needed[p] |= b.referenced;
+                continue;
+            }
+            total[p] += u64::from(e.length);
+            if b.referenced {
+                used[p] += u64::from(e.length);
             }
         }
-        out.sizes.packs += 1;
-        out.sizes.bytes += pack.size;
-        out.sizes.used_bytes += kept;
-        tally.push((pack, mine, kept, total));
+        Ok(())
+    })?;
+    // Most referenced bytes first, then by id for a stable choice.
+    let mut order: Vec<usize> = (0..n).filter(|&p| present(p)).collect();
+    order.sort_by(|&a, &b| used[b].cmp(&used[a]).then(packs[a].id.cmp(&packs[b].id)));
+    let mut rank = vec![usize::MAX; n];
+    for (r, &p) in order.iter().enumerate() {
+        rank[p] = r;
     }
-    out.unfound = referenced.iter().filter(|b| !chosen.contains(b)).count();
+    let chosen = |b: &Listing<'_>| {
+        b.copies
+            .iter()
+            .filter(|(p, _)| rank[*p as usize] != usize::MAX)
+            .min_by_key(|(p, _)| rank[*p as usize])
+            .map(|(p, e)| (*p as usize, *e))
+    };
+    // Pass 2: the chosen copies' bytes per pack.
+    let mut kept = vec![0u64; n];
+    let mut out = PrunePlan::default();
+    scan(&mut |b| {
+        if b.referenced {
+            match chosen(b) {
+                Some((p, e)) => kept[p] += u64::from(e.length),
+                None => out.unfound += 1,
+            }
+        }
+        Ok(())
+    })?;
     // Repack candidates: most unused bytes first, within the budget.
-    let mut candidates: Vec<usize> = tally
+    let mut candidates: Vec<usize> = order
         .iter()
-        .enumerate()
-        .filter(|(_, (_, _, kept, total))| {
-            *kept > 0 && *total > 0 && (1.0 - *kept as f64 / *total as f64) > limits.max_unused
+        .copied()
+        .filter(|&p| {
+            kept[p] > 0
+                && total[p] > 0
+                && (1.0 - kept[p] as f64 / total[p] as f64) > limits.max_unused
         })
-        .map(|(i, _)| i)
         .collect();
-    candidates.sort_by_key(|&i| std::cmp::Reverse(tally[i].3 - tally[i].2));
+    candidates.sort_by_key(|&p| std::cmp::Reverse(total[p] - kept[p]));
     let mut budget = limits.max_repack_bytes;
-    let mut repack: HashSet<usize> = HashSet::new();
-    for i in candidates {
-        if tally[i].0.size <= budget {
-            budget -= tally[i].0.size;
-            repack.insert(i);
+    let mut repack = vec![false; n];
+    for p in candidates {
+        let size = packs[p].size.unwrap_or(0);
+        if size <= budget {
+            budget -= size;
+            repack[p] = true;
         }
     }
-    for (i, (pack, mine, kept, _)) in tally.into_iter().enumerate() {
-        let doomed = if kept == 0 {
-            out.sizes.delete_bytes += pack.size;
-            out.delete.push(pack.id);
-            true
-        } else if repack.contains(&i) {
-            out.sizes.repack_bytes += pack.size;
-            out.sizes.repack_copy_bytes += kept;
-            let entries = mine.iter().map(|&at| pack.blobs[at as usize]).collect();
-            out.repack.push((pack.id, entries));
-            true
+    // Pass 3, when there is something to repack: its chosen copies.
+    let mut entries: Vec<Vec<PackEntry>> = vec![Vec::new(); n];
+    if repack.iter().any(|r| *r) {
+        scan(&mut |b| {
+            if b.referenced
+                && let Some((p, e)) = chosen(b)
+                && repack[p]
+            {
+                entries[p].push(e);
+            }
+            Ok(())
+        })?;
+    }
+    for &p in &order {
+        let size = packs[p].size.unwrap_or(0);
+        out.sizes.packs += 1;
+        out.sizes.bytes += size;
+        out.sizes.used_bytes += kept[p];
+        if kept[p] == 0 {
+            out.sizes.delete_bytes += size;
+            out.delete.push(packs[p].id);
+        } else if repack[p] {
+            out.sizes.repack_bytes += size;
+            out.sizes.repack_copy_bytes += kept[p];
+            out.repack
+                .push((packs[p].id, std::mem::take(&mut entries[p])));
         } else {
-            out.keep.push(pack.id);
-            false
-        };
-        if doomed {
-            for e in &pack.blobs {
-                let d = out.doomed.entry(e.id).or_default();
-                d.packs.push(pack.id);
-                // A referenced blob has exactly one chosen copy: in a kept
-                // pack, or the one a repack copies out. Either survives.
-                if referenced.contains(&e.id) && chosen.contains(&e.id) {
-                    d.safe = true;
-                }
+            out.keep.push(packs[p].id);
+        }
+    }
+    for (p, pack) in packs.iter().enumerate() {
+        if !present(p) {
+            if needed[p] {
+                out.missing.push(pack.id);
+            } else {
+                out.stale.push(pack.id);
             }
         }
     }
@@ -174,16 +213,24 @@ pub fn plan(
         out.sizes.delete_bytes += size;
         out.orphans.push(id);
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, HashSet};
+
     use super::*;
 
-    fn pack(blobs: &[(BlobId, u32)]) -> PackInfo {
+    /// A pack the store holds, with its blobs.
+    struct TestPack {
+        state: PackState,
+        blobs: Vec<PackEntry>,
+    }
+
+    fn pack(blobs: &[(BlobId, u32)]) -> TestPack {
         let mut offset = 0;
-        let entries = blobs
+        let blobs = blobs
             .iter()
             .map(|(id, len)| {
                 let e = PackEntry {
@@ -197,11 +244,47 @@ mod tests {
                 e
             })
             .collect();
-        PackInfo {
-            id: PackId::random(),
-            size: u64::from(offset) + 100,
-            blobs: entries,
+        TestPack {
+            state: PackState {
+                id: PackId::random(),
+                size: Some(u64::from(offset) + 100),
+            },
+            blobs,
         }
+    }
+
+    /// Plans over `packs` as the merge-join would list them.
+    fn plan_of(
+        packs: &[&TestPack],
+        orphans: Vec<(PackId, u64)>,
+        referenced: &HashSet<BlobId>,
+        limits: Thresholds,
+    ) -> PrunePlan {
+        let mut listings: BTreeMap<BlobId, Vec<(u32, PackEntry)>> = BTreeMap::new();
+        for (n, p) in packs.iter().enumerate() {
+            for e in &p.blobs {
+                listings.entry(e.id).or_default().push((n as u32, *e));
+            }
+        }
+        for id in referenced {
+            listings.entry(*id).or_default();
+        }
+        let states: Vec<PackState> = packs.iter().map(|p| p.state).collect();
+        let mut passes = 0;
+        let mut scan = |visit: &mut dyn FnMut(&Listing<'_>) -> Result<()>| {
+            passes += 1;
+            for (id, copies) in &listings {
+                visit(&Listing {
+                    id: *id,
+                    referenced: referenced.contains(id),
+                    copies,
+                })?;
+            }
+            Ok(())
+        };
+        let plan = plan(&states, orphans, limits, &mut scan).expect("plan");
+        assert!((2..=3).contains(&passes), "{passes} passes");
+        plan
     }
 
     fn ids(entries: &[PackEntry]) -> Vec<BlobId> {
@@ -221,24 +304,23 @@ mod tests {
         let sparse = pack(&[(b[4], 10), (b[5], 1000)]);
         let referenced: HashSet<BlobId> = [b[0], b[1], b[4]].into_iter().collect();
         let orphan = PackId::random();
-        let p = plan(
-            vec![full.clone(), dead.clone(), sparse.clone()],
+        let p = plan_of(
+            &[&full, &dead, &sparse],
             vec![(orphan, 7)],
             &referenced,
             LIMITS,
         );
-        assert_eq!(p.keep, vec![full.id]);
-        assert_eq!(p.delete, vec![dead.id]);
+        assert_eq!(p.keep, vec![full.state.id]);
+        assert_eq!(p.delete, vec![dead.state.id]);
         assert_eq!(p.repack.len(), 1);
         assert_eq!(
             (p.repack[0].0, ids(&p.repack[0].1)),
-            (sparse.id, vec![b[4]])
+            (sparse.state.id, vec![b[4]])
         );
         assert_eq!(p.orphans, vec![orphan]);
         assert_eq!(p.unfound, 0);
-        assert!(p.doomed[&b[4]].safe, "copied out by the repack");
-        assert!(!p.doomed[&b[2]].safe && !p.doomed[&b[5]].safe);
-        assert!(!p.doomed.contains_key(&b[0]));
+        assert_eq!(p.sizes.used_bytes, 210);
+        assert_eq!(p.sizes.repack_copy_bytes, 10);
     }
 
     #[test]
@@ -247,15 +329,14 @@ mod tests {
         let first = pack(&[(a, 100), (x, 100)]);
         let dup = pack(&[(a, 100)]);
         let referenced: HashSet<BlobId> = [a, x].into_iter().collect();
-        let p = plan(
-            vec![dup.clone(), first.clone()],
-            vec![],
-            &referenced,
-            LIMITS,
+        let p = plan_of(&[&dup, &first], vec![], &referenced, LIMITS);
+        assert_eq!(
+            p.keep,
+            vec![first.state.id],
+            "the pack with more used bytes wins"
         );
-        assert_eq!(p.keep, vec![first.id], "the pack with more used bytes wins");
-        assert_eq!(p.delete, vec![dup.id]);
-        assert!(p.doomed[&a].safe, "the other copy survives");
+        assert_eq!(p.delete, vec![dup.state.id]);
+        assert_eq!(p.sizes.used_bytes, 200, "each blob counted once");
     }
 
     #[test]
@@ -266,12 +347,40 @@ mod tests {
         let referenced: HashSet<BlobId> = [b[0], b[2], BlobId::random()].into_iter().collect();
         let limits = Thresholds {
             max_unused: 0.5,
-            max_repack_bytes: s1.size,
+            max_repack_bytes: s1.state.size.expect("held"),
         };
-        let p = plan(vec![s1.clone(), s2.clone()], vec![], &referenced, limits);
+        let p = plan_of(&[&s1, &s2], vec![], &referenced, limits);
         assert_eq!(p.repack.len(), 1, "within the budget");
-        assert_eq!(p.repack[0].0, s1.id, "most unused first");
-        assert_eq!(p.keep, vec![s2.id]);
+        assert_eq!(p.repack[0].0, s1.state.id, "most unused first");
+        assert_eq!(p.keep, vec![s2.state.id]);
         assert_eq!(p.unfound, 1);
+    }
+
+    #[test]
+    fn a_missing_pack_is_never_chosen_and_is_damage_only_when_needed() {
+        let (a, b, c) = (BlobId::random(), BlobId::random(), BlobId::random());
+        let mut gone_needed = pack(&[(a, 100)]);
+        gone_needed.state.size = None;
+        let mut gone_stale = pack(&[(b, 100)]);
+        gone_stale.state.size = None;
+        let held = pack(&[(c, 100), (a, 100)]);
+        let referenced: HashSet<BlobId> = [a, c].into_iter().collect();
+        let p = plan_of(
+            &[&gone_needed, &gone_stale, &held],
+            vec![],
+            &referenced,
+            LIMITS,
+        );
+        assert_eq!(p.keep, vec![held.state.id], "the held copy of a is chosen");
+        assert_eq!(p.unfound, 0);
+        assert_eq!(p.missing, vec![gone_needed.state.id]);
+        assert_eq!(p.stale, vec![gone_stale.state.id]);
+        assert_eq!(p.sizes.packs, 1, "a missing pack is not counted as held");
+
+        let only_gone = plan_of(&[&gone_needed], vec![], &referenced, LIMITS);
+        assert_eq!(
+            only_gone.unfound, 2,
+            "a is only in a missing pack; c nowhere"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! What the snapshots reference: every tree blob and data blob reachable
 //! from their root trees, each tree read once however many snapshots share
-//! it. Trees of one level are read in parallel.
+//! it. Trees of one level are read in parallel. The blobs found go to the
+//! caller (a prune sorts them on disk), so only the trees walked are held
+//! in memory: one entry per directory, not per blob.
 
 use std::collections::HashSet;
 
@@ -12,36 +14,31 @@ use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 
-/// Blobs reachable from snapshots, and the trees already walked.
+/// The trees already walked.
 #[derive(Debug, Default)]
 pub struct Reachable {
-    /// Every referenced blob (trees and data).
-    pub blobs: HashSet<BlobId>,
-    /// Trees whose entries were added.
-    pub trees: HashSet<BlobId>,
+    trees: HashSet<BlobId>,
 }
 
 impl Reachable {
-    /// Adds what `snapshots` reference; trees already walked are skipped.
-    /// With `collect_new`, returns the blobs that were not referenced
-    /// before (otherwise an empty set, to save memory). A tree that
-    /// cannot be read fails, naming the snapshot: a prune must never
-    /// decide on a partial view.
+    /// Walks the trees of `snapshots` that were not walked before and
+    /// hands `found` every blob they reference (trees and data; a blob
+    /// may come more than once). A blob referenced only from trees
+    /// walked before is not handed again. A tree that cannot be read
+    /// fails, naming the snapshot: a prune must never decide on a
+    /// partial view.
     pub fn add(
         &mut self,
         repo: &Repository,
         snapshots: &[Snapshot],
         progress: &Progress,
-        collect_new: bool,
-    ) -> Result<HashSet<BlobId>> {
-        let mut added = HashSet::new();
+        found: &mut dyn FnMut(BlobId) -> Result<()>,
+    ) -> Result<()> {
         for snap in snapshots {
             let mut frontier = Vec::new();
             if self.trees.insert(snap.tree) {
+                found(snap.tree)?;
                 frontier.push(snap.tree);
-            }
-            if self.blobs.insert(snap.tree) && collect_new {
-                added.insert(snap.tree);
             }
             while !frontier.is_empty() {
                 progress.check_cancelled()?;
@@ -68,22 +65,18 @@ impl Reachable {
                 for child in children {
                     let (subtrees, data) = child?;
                     for t in subtrees {
-                        if self.blobs.insert(t) && collect_new {
-                            added.insert(t);
-                        }
                         if self.trees.insert(t) {
+                            found(t)?;
                             next.push(t);
                         }
                     }
                     for d in data {
-                        if self.blobs.insert(d) && collect_new {
-                            added.insert(d);
-                        }
+                        found(d)?;
                     }
                 }
                 frontier = next;
             }
         }
-        Ok(added)
+        Ok(())
     }
 }

@@ -92,6 +92,25 @@ pub(super) fn write_indexes(repo: &Repository, packs: &[IndexPack]) -> Result<us
     Ok(chunks.len())
 }
 
+/// Writes the full index objects that `packs` make (all but the last
+/// chunk of [`INDEX_BLOBS`] blobs) and keeps the rest in `packs`; returns
+/// how many were written.
+pub(super) fn write_full_indexes(repo: &Repository, packs: &mut Vec<IndexPack>) -> Result<usize> {
+    let full = {
+        let chunks = chunks_by_blobs(packs);
+        if chunks.len() < 2 {
+            return Ok(0);
+        }
+        chunks[..chunks.len() - 1]
+            .iter()
+            .map(|c| c.len())
+            .sum::<usize>()
+    };
+    let written = write_indexes(repo, &packs[..full])?;
+    packs.drain(..full);
+    Ok(written)
+}
+
 fn upload(repo: &Repository, builder: PackBuilder, done: &mut Vec<IndexPack>) -> Result<u64> {
     let finished = builder.finish(repo.keys())?;
     let size = finished.bytes.len() as u64;

@@ -17,7 +17,7 @@ use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::storage::Key;
 
-use super::repack::write_indexes;
+use super::repack::{write_full_indexes, write_indexes};
 
 /// What the index rewrite did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -28,25 +28,35 @@ pub struct IndexRewrite {
     pub deleted: usize,
 }
 
+/// Index objects read at a time by the rewrite.
+const REWRITE_BATCH: usize = 8;
+
 /// Rewrites every index object that lists a pack in `doomed`: what it
 /// lists of other packs goes into new index objects, written first; then
-/// the old objects are deleted.
+/// the old objects are deleted. Objects are read a few at a time and what
+/// survives is written as it reaches a full index object, so memory stays
+/// one index object's worth, however large the store.
 pub fn rewrite_indexes(repo: &Repository, doomed: &HashSet<PackId>) -> Result<IndexRewrite> {
     let mut survivors: Vec<IndexPack> = Vec::new();
     let mut old: Vec<IndexId> = Vec::new();
     let mut kept_packs: HashSet<PackId> = HashSet::new();
-    for (id, file) in repo.read_index_objects()? {
-        if !file.packs.iter().any(|p| doomed.contains(&p.id)) {
-            continue;
-        }
-        old.push(id);
-        for pack in file.packs {
-            if !doomed.contains(&pack.id) && kept_packs.insert(pack.id) {
-                survivors.push(pack);
+    let mut written = 0;
+    let listed = repo.list_index_objects()?;
+    for batch in listed.chunks(REWRITE_BATCH) {
+        for (id, file) in repo.read_index_objects(batch.to_vec())? {
+            if !file.packs.iter().any(|p| doomed.contains(&p.id)) {
+                continue;
+            }
+            old.push(id);
+            for pack in file.packs {
+                if !doomed.contains(&pack.id) && kept_packs.insert(pack.id) {
+                    survivors.push(pack);
+                }
             }
         }
+        written += write_full_indexes(repo, &mut survivors)?;
     }
-    let written = write_indexes(repo, &survivors)?;
+    written += write_indexes(repo, &survivors)?;
     delete_all(repo, old.iter().map(|id| Key::Index(*id).path()).collect())?;
     Ok(IndexRewrite {
         written,
