@@ -52,6 +52,13 @@ use plan::{PackState, PlanSizes, Thresholds};
 use reach::Reachable;
 use scratch::Scratch;
 
+/// Chosen copies a repack collects and copies at a time (48 bytes each in
+/// memory, twice: read and written); packs holding more are repacked in
+/// groups, one pass over the sorted tables per group. At the default
+/// 1 MiB average chunk, one group is 512 GiB of data, beyond the default
+/// repack budget.
+const REPACK_GROUP_ENTRIES: u64 = 1 << 19;
+
 /// How to prune.
 #[derive(Clone, Debug)]
 pub struct PruneOptions {
@@ -212,11 +219,11 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneReport> {
         max_unused: options.max_unused,
         max_repack_bytes: options.max_repack_bytes,
     };
-    let plan = plan::plan(&packs, orphans, limits, &mut |visit| {
+    let mut scan = |visit: &mut dyn FnMut(&plan::Listing<'_>) -> Result<()>| {
         progress.check_cancelled()?;
         join.for_each(visit)
-    })?;
-    drop((referenced, loaded, packs, numbers, scratch));
+    };
+    let plan = plan::plan(&packs, orphans, limits, &mut scan)?;
     report.plan = plan.sizes;
     report.packs_unused = plan.delete.len();
     report.packs_repacked = plan.repack.len();
@@ -243,19 +250,20 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneReport> {
 
     progress.start_step(
         format!("repacking {} mostly unused pack(s)", plan.repack.len()),
-        plan.repack
-            .iter()
-            .flat_map(|(_, entries)| entries.iter().map(|e| u64::from(e.length)))
-            .sum(),
+        plan.sizes.repack_copy_bytes,
     );
-    let repacked = repack::repack(repo, &plan.repack, progress)?;
-    report.bytes_repack_written = repacked.bytes_written;
-    report.index_written = repacked.index_written;
+    for group in plan.repack_groups(REPACK_GROUP_ENTRIES) {
+        let entries = plan.repack_entries(&group, &mut scan)?;
+        let repacked = repack::repack(repo, &entries, progress)?;
+        report.bytes_repack_written += repacked.bytes_written;
+        report.index_written += repacked.index_written;
+    }
+    drop((referenced, loaded, packs, numbers, scratch));
 
     let doomed: Vec<PackId> = plan
         .delete
         .iter()
-        .chain(plan.repack.iter().map(|(p, _)| p))
+        .chain(plan.repack.iter().map(|(p, _, _)| p))
         .chain(plan.orphans.iter())
         .chain(plan.stale.iter())
         .copied()

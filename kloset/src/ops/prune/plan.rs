@@ -1,8 +1,9 @@
 //! Which packs a prune deletes, repacks or keeps. It sees what the store
 //! holds and, through passes over a sorted listing of every blob (its
 //! copies, and whether a snapshot references it), what the index lists and
-//! the snapshots reference; it keeps counters per pack, never per blob,
-//! except for the chosen copies in packs it repacks.
+//! the snapshots reference; it keeps counters per pack, never per blob.
+//! The chosen copies in packs it repacks are collected by one more pass per
+//! group of such packs, so the repack holds a bounded number of entries.
 //!
 //! Every referenced blob keeps exactly one chosen copy: packs are ranked
 //! from the most referenced bytes down, and a blob's copy in the best
@@ -50,8 +51,10 @@ pub struct PrunePlan {
     pub keep: Vec<PackId>,
     /// Packs none of whose blobs is needed.
     pub delete: Vec<PackId>,
-    /// Packs to rewrite, with the blobs to copy out of each.
-    pub repack: Vec<(PackId, Vec<PackEntry>)>,
+    /// Packs to rewrite: each with its number in the plan's pack list
+    /// and how many chosen copies it holds (collected by
+    /// [`PrunePlan::repack_entries`]).
+    pub repack: Vec<(PackId, u32, u64)>,
     /// Packs the store holds that no index lists.
     pub orphans: Vec<PackId>,
     /// Packs the index lists, the store does not hold, and a snapshot
@@ -64,6 +67,67 @@ pub struct PrunePlan {
     pub unfound: usize,
     /// Sizes, for the report.
     pub sizes: PlanSizes,
+    /// Each pack's rank (`usize::MAX` for a pack the store does not hold):
+    /// a blob's chosen copy is its copy in the best ranked pack.
+    rank: Vec<usize>,
+    /// Each pack's number of chosen copies.
+    copies: Vec<u64>,
+}
+
+impl PrunePlan {
+    /// The packs to repack in groups of at most `max_entries` chosen
+    /// copies (a pack with more is a group of its own).
+    pub fn repack_groups(&self, max_entries: u64) -> Vec<Vec<(PackId, u32)>> {
+        let mut groups: Vec<Vec<(PackId, u32)>> = Vec::new();
+        let mut in_last = 0;
+        for &(id, number, entries) in &self.repack {
+            match groups.last_mut() {
+                Some(group) if in_last + entries <= max_entries => {
+                    group.push((id, number));
+                    in_last += entries;
+                }
+                _ => {
+                    groups.push(vec![(id, number)]);
+                    in_last = entries;
+                }
+            }
+        }
+        groups
+    }
+
+    /// The chosen copies in the packs of `group`, by one pass of `scan`.
+    pub fn repack_entries(
+        &self,
+        group: &[(PackId, u32)],
+        scan: &mut Scan<'_>,
+    ) -> Result<Vec<(PackId, Vec<PackEntry>)>> {
+        let mut slot = vec![usize::MAX; self.rank.len()];
+        let mut entries: Vec<Vec<PackEntry>> = Vec::with_capacity(group.len());
+        for (i, (_, number)) in group.iter().enumerate() {
+            slot[*number as usize] = i;
+            let count = self.copies.get(*number as usize).copied().unwrap_or(0);
+            entries.push(Vec::with_capacity(count as usize));
+        }
+        scan(&mut |b| {
+            if b.referenced
+                && let Some((p, e)) = chosen_copy(&self.rank, b)
+                && slot[p] != usize::MAX
+            {
+                entries[slot[p]].push(e);
+            }
+            Ok(())
+        })?;
+        Ok(group.iter().map(|(id, _)| *id).zip(entries).collect())
+    }
+}
+
+/// The copy of `b` in the best ranked pack.
+fn chosen_copy(rank: &[usize], b: &Listing<'_>) -> Option<(usize, PackEntry)> {
+    b.copies
+        .iter()
+        .filter(|(p, _)| rank[*p as usize] != usize::MAX)
+        .min_by_key(|(p, _)| rank[*p as usize])
+        .map(|(p, e)| (*p as usize, *e))
 }
 
 /// Byte and pack counts of a plan.
@@ -94,7 +158,7 @@ pub struct Thresholds {
 
 /// Plans a prune of `packs` (every pack the index lists, once) and `orphans`
 /// (packs the store holds that no index lists, with their sizes). `scan`
-/// is called two or three times.
+/// is called twice.
 pub fn plan(
     packs: &[PackState],
     orphans: Vec<(PackId, u64)>,
@@ -129,20 +193,17 @@ pub fn plan(
     for (r, &p) in order.iter().enumerate() {
         rank[p] = r;
     }
-    let chosen = |b: &Listing<'_>| {
-        b.copies
-            .iter()
-            .filter(|(p, _)| rank[*p as usize] != usize::MAX)
-            .min_by_key(|(p, _)| rank[*p as usize])
-            .map(|(p, e)| (*p as usize, *e))
-    };
-    // Pass 2: the chosen copies' bytes per pack.
+    // Pass 2: the chosen copies' bytes and count per pack.
     let mut kept = vec![0u64; n];
+    let mut copies = vec![0u64; n];
     let mut out = PrunePlan::default();
     scan(&mut |b| {
         if b.referenced {
-            match chosen(b) {
-                Some((p, e)) => kept[p] += u64::from(e.length),
+            match chosen_copy(&rank, b) {
+                Some((p, e)) => {
+                    kept[p] += u64::from(e.length);
+                    copies[p] += 1;
+                }
                 None => out.unfound += 1,
             }
         }
@@ -168,19 +229,6 @@ pub fn plan(
             repack[p] = true;
         }
     }
-    // Pass 3, when there is something to repack: its chosen copies.
-    let mut entries: Vec<Vec<PackEntry>> = vec![Vec::new(); n];
-    if repack.iter().any(|r| *r) {
-        scan(&mut |b| {
-            if b.referenced
-                && let Some((p, e)) = chosen(b)
-                && repack[p]
-            {
-                entries[p].push(e);
-            }
-            Ok(())
-        })?;
-    }
     for &p in &order {
         let size = packs[p].size.unwrap_or(0);
         out.sizes.packs += 1;
@@ -192,8 +240,7 @@ pub fn plan(
         } else if repack[p] {
             out.sizes.repack_bytes += size;
             out.sizes.repack_copy_bytes += kept[p];
-            out.repack
-                .push((packs[p].id, std::mem::take(&mut entries[p])));
+            out.repack.push((packs[p].id, p as u32, copies[p]));
         } else {
             out.keep.push(packs[p].id);
         }
@@ -213,6 +260,8 @@ pub fn plan(
         out.sizes.delete_bytes += size;
         out.orphans.push(id);
     }
+    out.rank = rank;
+    out.copies = copies;
     Ok(out)
 }
 
@@ -253,13 +302,14 @@ mod tests {
         }
     }
 
-    /// Plans over `packs` as the merge-join would list them.
+    /// Plans over `packs` as the merge-join would list them, and collects
+    /// the entries to repack.
     fn plan_of(
         packs: &[&TestPack],
         orphans: Vec<(PackId, u64)>,
         referenced: &HashSet<BlobId>,
         limits: Thresholds,
-    ) -> PrunePlan {
+    ) -> (PrunePlan, Vec<(PackId, Vec<PackEntry>)>) {
         let mut listings: BTreeMap<BlobId, Vec<(u32, PackEntry)>> = BTreeMap::new();
         for (n, p) in packs.iter().enumerate() {
             for e in &p.blobs {
@@ -283,8 +333,14 @@ mod tests {
             Ok(())
         };
         let plan = plan(&states, orphans, limits, &mut scan).expect("plan");
-        assert!((2..=3).contains(&passes), "{passes} passes");
-        plan
+        // Groups of one chosen copy: a pass per repacked pack.
+        let groups = plan.repack_groups(1);
+        let mut repacked = Vec::new();
+        for group in &groups {
+            repacked.extend(plan.repack_entries(group, &mut scan).expect("entries"));
+        }
+        assert_eq!(passes, 2 + groups.len());
+        (plan, repacked)
     }
 
     fn ids(entries: &[PackEntry]) -> Vec<BlobId> {
@@ -302,25 +358,31 @@ mod tests {
         let full = pack(&[(b[0], 100), (b[1], 100)]);
         let dead = pack(&[(b[2], 100), (b[3], 100)]);
         let sparse = pack(&[(b[4], 10), (b[5], 1000)]);
-        let referenced: HashSet<BlobId> = [b[0], b[1], b[4]].into_iter().collect();
+        let sparser = pack(&[(b[6], 10), (b[7], 2000)]);
+        let referenced: HashSet<BlobId> = [b[0], b[1], b[4], b[6]].into_iter().collect();
         let orphan = PackId::random();
-        let p = plan_of(
-            &[&full, &dead, &sparse],
+        let (p, repacked) = plan_of(
+            &[&full, &dead, &sparse, &sparser],
             vec![(orphan, 7)],
             &referenced,
             LIMITS,
         );
         assert_eq!(p.keep, vec![full.state.id]);
         assert_eq!(p.delete, vec![dead.state.id]);
-        assert_eq!(p.repack.len(), 1);
-        assert_eq!(
-            (p.repack[0].0, ids(&p.repack[0].1)),
-            (sparse.state.id, vec![b[4]])
-        );
+        assert_eq!(p.repack.len(), 2);
+        let mut repacked: Vec<(PackId, Vec<BlobId>)> =
+            repacked.iter().map(|(p, e)| (*p, ids(e))).collect();
+        repacked.sort();
+        let mut want = vec![
+            (sparse.state.id, vec![b[4]]),
+            (sparser.state.id, vec![b[6]]),
+        ];
+        want.sort();
+        assert_eq!(repacked, want);
         assert_eq!(p.orphans, vec![orphan]);
         assert_eq!(p.unfound, 0);
-        assert_eq!(p.sizes.used_bytes, 210);
-        assert_eq!(p.sizes.repack_copy_bytes, 10);
+        assert_eq!(p.sizes.used_bytes, 220);
+        assert_eq!(p.sizes.repack_copy_bytes, 20);
     }
 
     #[test]
@@ -329,7 +391,7 @@ mod tests {
         let first = pack(&[(a, 100), (x, 100)]);
         let dup = pack(&[(a, 100)]);
         let referenced: HashSet<BlobId> = [a, x].into_iter().collect();
-        let p = plan_of(&[&dup, &first], vec![], &referenced, LIMITS);
+        let (p, _) = plan_of(&[&dup, &first], vec![], &referenced, LIMITS);
         assert_eq!(
             p.keep,
             vec![first.state.id],
@@ -349,7 +411,7 @@ mod tests {
             max_unused: 0.5,
             max_repack_bytes: s1.state.size.expect("held"),
         };
-        let p = plan_of(&[&s1, &s2], vec![], &referenced, limits);
+        let (p, _) = plan_of(&[&s1, &s2], vec![], &referenced, limits);
         assert_eq!(p.repack.len(), 1, "within the budget");
         assert_eq!(p.repack[0].0, s1.state.id, "most unused first");
         assert_eq!(p.keep, vec![s2.state.id]);
@@ -365,7 +427,7 @@ mod tests {
         gone_stale.state.size = None;
         let held = pack(&[(c, 100), (a, 100)]);
         let referenced: HashSet<BlobId> = [a, c].into_iter().collect();
-        let p = plan_of(
+        let (p, _) = plan_of(
             &[&gone_needed, &gone_stale, &held],
             vec![],
             &referenced,
@@ -377,10 +439,30 @@ mod tests {
         assert_eq!(p.stale, vec![gone_stale.state.id]);
         assert_eq!(p.sizes.packs, 1, "a missing pack is not counted as held");
 
-        let only_gone = plan_of(&[&gone_needed], vec![], &referenced, LIMITS);
+        let (only_gone, _) = plan_of(&[&gone_needed], vec![], &referenced, LIMITS);
         assert_eq!(
             only_gone.unfound, 2,
             "a is only in a missing pack; c nowhere"
         );
+    }
+
+    #[test]
+    fn repack_groups_are_bounded_and_every_pack_lands_in_one() {
+        let plan = PrunePlan {
+            repack: vec![
+                (PackId::random(), 0, 3),
+                (PackId::random(), 1, 4),
+                (PackId::random(), 2, 9),
+                (PackId::random(), 3, 1),
+            ],
+            ..Default::default()
+        };
+        let sizes: Vec<Vec<u32>> = plan
+            .repack_groups(7)
+            .iter()
+            .map(|g| g.iter().map(|(_, n)| *n).collect())
+            .collect();
+        assert_eq!(sizes, vec![vec![0, 1], vec![2], vec![3]]);
+        assert_eq!(plan.repack_groups(u64::MAX).len(), 1);
     }
 }

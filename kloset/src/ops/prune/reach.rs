@@ -14,6 +14,11 @@ use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 
+/// Trees read at once per core: enough to keep every core busy, few
+/// enough that the ids they list (a directory of large files lists many)
+/// stay a few megabytes rather than a whole level of the store's trees.
+const TREES_PER_CORE: usize = 2;
+
 /// The trees already walked.
 #[derive(Debug, Default)]
 pub struct Reachable {
@@ -34,6 +39,7 @@ impl Reachable {
         progress: &Progress,
         found: &mut dyn FnMut(BlobId) -> Result<()>,
     ) -> Result<()> {
+        let at_once = rayon::current_num_threads() * TREES_PER_CORE;
         for snap in snapshots {
             let mut frontier = Vec::new();
             if self.trees.insert(snap.tree) {
@@ -41,8 +47,28 @@ impl Reachable {
                 frontier.push(snap.tree);
             }
             while !frontier.is_empty() {
-                progress.check_cancelled()?;
-                let children: Vec<Result<(Vec<BlobId>, Vec<BlobId>)>> = frontier
+                let mut next = Vec::new();
+                for slice in frontier.chunks(at_once) {
+                    progress.check_cancelled()?;
+                    self.walk_slice(repo, snap, slice, &mut next, found)?;
+                }
+                frontier = next;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the trees of `slice` in parallel, hands `found` what they
+    /// reference, and adds their subtrees not walked before to `next`.
+    fn walk_slice(
+        &mut self,
+        repo: &Repository,
+        snap: &Snapshot,
+        slice: &[BlobId],
+        next: &mut Vec<BlobId>,
+        found: &mut dyn FnMut(BlobId) -> Result<()>,
+    ) -> Result<()> {
+        let children: Vec<Result<(Vec<BlobId>, Vec<BlobId>)>> = slice
                     .par_iter()
                     .map(|id| {
                         let tree = repo.load_tree(id).map_err(|e| {
@@ -61,20 +87,16 @@ impl Reachable {
                         Ok((subtrees, data))
                     })
                     .collect();
-                let mut next = Vec::new();
-                for child in children {
-                    let (subtrees, data) = child?;
-                    for t in subtrees {
-                        if self.trees.insert(t) {
-                            found(t)?;
-                            next.push(t);
-                        }
-                    }
-                    for d in data {
-                        found(d)?;
-                    }
+        for child in children {
+            let (subtrees, data) = child?;
+            for t in subtrees {
+                if self.trees.insert(t) {
+                    found(t)?;
+                    next.push(t);
                 }
-                frontier = next;
+            }
+            for d in data {
+                found(d)?;
             }
         }
         Ok(())
