@@ -1,6 +1,7 @@
-//! A restore from a remote store fetches each pack it needs most of once,
-//! whole (`pack_spool.rs`), instead of one ranged read per batch of files
-//! in it; the restore is bit-exact and leaves no file behind.
+//! A restore (and a sync) from a remote store fetches each pack it needs
+//! most of once, whole (`pack_spool.rs`), instead of one ranged read per
+//! batch of files (or chunks) in it; the result is bit-exact and no file
+//! is left behind.
 
 mod common;
 
@@ -8,10 +9,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{FaultStore, PASS, Rng, assert_same_tree, remote_over};
+use common::{FaultStore, PASS, Rng, assert_same_tree, remote_over, storage_over};
 use kloset::Repository;
 use kloset::ops::backup::{BackupOptions, backup};
 use kloset::ops::restore::{RestoreOptions, restore};
+use kloset::ops::sync::{SyncOptions, sync};
 use kloset::tree_cache::TreeCache;
 use object_store::PutMode;
 
@@ -62,6 +64,33 @@ fn cached(store: &Arc<FaultStore>, cache: &Path) -> Repository {
     repo.with_tree_cache(Some(tree_cache))
 }
 
+/// The reads of each pack since `before`, checking that every pack of at
+/// least 1.5 MiB was read once and that the spool under `cache` is empty.
+/// (A pack whose wanted span is under MIN_SPAN, 1 MiB: the last of a
+/// backup, or a tree pack, is read by ranges: a request or two.)
+fn each_large_pack_read_once(
+    store: &FaultStore,
+    repo: &Repository,
+    before: usize,
+    cache: &Path,
+) -> HashMap<String, usize> {
+    let reads = reads_per_pack(store, before);
+    let sizes: HashMap<String, u64> = pack_objects(repo).into_iter().collect();
+    let twice: Vec<_> = reads
+        .iter()
+        .filter(|(pack, n)| **n > 1 && sizes[*pack] >= 3 << 19)
+        .collect();
+    assert!(twice.is_empty(), "packs read more than once: {twice:?}");
+    let spool_dir = cache.join(repo.store_id().to_hex()).join("spool");
+    assert_eq!(
+        std::fs::read_dir(&spool_dir).expect("spool dir").count(),
+        0,
+        "nothing left in {}",
+        spool_dir.display()
+    );
+    reads
+}
+
 fn restore_all(repo: &Repository, out: &Path) {
     let snapshot = repo.resolve_snapshot("latest").expect("snapshot");
     let report = restore(repo, &snapshot, "/", out, &RestoreOptions::default()).expect("restore");
@@ -91,22 +120,7 @@ fn packs_a_restore_needs_most_of_are_read_once() {
     let out = tempfile::tempdir().expect("out");
     restore_all(&repo, out.path());
     assert_same_tree(src.path(), out.path());
-    let spooled = reads_per_pack(&store, before);
-    // A pack whose wanted span is under MIN_SPAN (1 MiB: the last of a
-    // backup, or a tree pack) is read by ranges: a request or two.
-    let sizes: HashMap<String, u64> = pack_objects(&repo).into_iter().collect();
-    let twice: Vec<_> = spooled
-        .iter()
-        .filter(|(pack, n)| **n > 1 && sizes[*pack] >= 3 << 19)
-        .collect();
-    assert!(twice.is_empty(), "packs read more than once: {twice:?}");
-    let spool_dir = cache.path().join(repo.store_id().to_hex()).join("spool");
-    assert_eq!(
-        std::fs::read_dir(&spool_dir).expect("spool dir").count(),
-        0,
-        "nothing left in {}",
-        spool_dir.display()
-    );
+    let spooled = each_large_pack_read_once(&store, &repo, before, cache.path());
 
     // Without a cache there is no spool: ranged reads, several per pack.
     let repo = Repository::open(remote_over(store.clone()), PASS)
@@ -153,4 +167,47 @@ fn a_damaged_pack_fetched_whole_fails_the_restore_and_names_it() {
     )
     .expect_err("a damaged pack");
     assert!(err.to_string().contains(&pack), "names {pack}: {err}");
+}
+
+/// A sync out of a remote store reads what it copies the same way: each
+/// pack it needs most of once, whole, and the copy restores bit-exact.
+#[test]
+fn a_sync_from_a_remote_store_reads_each_pack_it_copies_once() {
+    let (store, _, src) = backed_up();
+    let copy_to = || {
+        let target = Repository::create(
+            storage_over(Arc::new(object_store::memory::InMemory::new())),
+            b"the target's passphrase",
+            common::create_options(4 << 20),
+        )
+        .expect("target");
+        (target, tempfile::tempdir().expect("out"))
+    };
+
+    let cache = tempfile::tempdir().expect("cache");
+    let repo = cached(&store, cache.path());
+    let before = store.reads().len();
+    let (target, out) = copy_to();
+    let report = sync(&repo, &target, &SyncOptions::default()).expect("sync");
+    assert_eq!(report.copied.len(), 1);
+    let spooled = each_large_pack_read_once(&store, &repo, before, cache.path());
+    restore_all(&target, out.path());
+    assert_same_tree(src.path(), out.path());
+
+    // Without a cache: ranged reads, a few chunks each.
+    let repo = Repository::open(remote_over(store.clone()), PASS)
+        .expect("open")
+        .with_tree_cache(None);
+    let before = store.reads().len();
+    let (target, out) = copy_to();
+    sync(&repo, &target, &SyncOptions::default()).expect("sync");
+    let ranged: usize = reads_per_pack(&store, before).values().sum();
+    let whole: usize = spooled.values().sum();
+    eprintln!("sync: {whole} pack reads with the spool, {ranged} without");
+    assert!(
+        ranged > whole * 2,
+        "ranged reads {ranged} against {whole} whole-pack reads"
+    );
+    restore_all(&target, out.path());
+    assert_same_tree(src.path(), out.path());
 }

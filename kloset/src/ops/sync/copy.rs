@@ -17,7 +17,8 @@ pub(super) fn copy_snapshot(
     origin: Origin,
     options: &SyncOptions,
 ) -> Result<Snapshot> {
-    let importer = SnapshotImporter::new(source, snap);
+    let spool = super::spool::spool_for(source, snap, &options.progress)?;
+    let importer = SnapshotImporter::new(source, snap, spool.as_ref());
     let backup = BackupOptions {
         source: Some(snap.source.clone()),
         host: Some(snap.host.clone()),

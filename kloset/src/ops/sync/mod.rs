@@ -21,11 +21,14 @@
 //! no parent snapshot and deduplicates by the index alone).
 //!
 //! The source is read under a shared lock (`Repository::read_lock`), so a
-//! prune of the source cannot delete what the sync reads.
+//! prune of the source cannot delete what the sync reads. From a remote
+//! source, the packs a copy reads most of are fetched once, whole, into
+//! the local cache's spool, as a restore does ([`spool`]).
 
 mod copy;
 mod reader;
 mod select;
+mod spool;
 
 use std::sync::Arc;
 

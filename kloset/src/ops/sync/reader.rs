@@ -3,15 +3,19 @@
 //!
 //! Listing a directory loads its tree blob from the source; the content
 //! chunk ids of its files are remembered until the walk leaves the
-//! directory, and opening a file streams those chunks in order. Metadata
-//! (times, owners, inode and device) is passed through unchanged.
+//! directory, and opening a file streams those chunks in order, a few at
+//! a time (neighbours in one request, several requests in flight, and
+//! through the sync's pack spool when it has one). Metadata (times,
+//! owners, inode and device) is passed through unchanged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::sync::Mutex;
 
+use crate::fetch::{MAX_REQUEST, load_blobs_spooled};
 use crate::id::{BlobId, BlobKind};
 use crate::import::{Importer, Listed, Opened, SourcePath};
+use crate::pack_spool::PackSpool;
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{Node, NodeKind};
@@ -24,14 +28,21 @@ pub(crate) struct SnapshotImporter<'r> {
     /// not yet left directories (the walk clears them from the nodes it
     /// passes back).
     contents: Mutex<HashMap<SourcePath, Vec<BlobId>>>,
+    /// Local copies of the packs the copy reads most of.
+    spool: Option<&'r PackSpool>,
 }
 
 impl<'r> SnapshotImporter<'r> {
-    pub(crate) fn new(repo: &'r Repository, snapshot: &'r Snapshot) -> Self {
+    pub(crate) fn new(
+        repo: &'r Repository,
+        snapshot: &'r Snapshot,
+        spool: Option<&'r PackSpool>,
+    ) -> Self {
         SnapshotImporter {
             repo,
             snapshot,
             contents: Mutex::new(HashMap::new()),
+            spool,
         }
     }
 
@@ -97,7 +108,9 @@ impl Importer for SnapshotImporter<'_> {
             .ok_or_else(|| std::io::Error::other("not a listed file"))?;
         Ok(Opened::reader(Box::new(ChunkReader {
             repo: self.repo,
+            spool: self.spool,
             chunks: chunks.into_iter(),
+            loaded: VecDeque::new(),
             current: Vec::new(),
             at: 0,
         })))
@@ -110,23 +123,48 @@ impl Importer for SnapshotImporter<'_> {
     }
 }
 
-/// Streams a file's chunks from the source store, one at a time.
+/// Chunks of a file fetched at once.
+const WINDOW: usize = 4;
+
+/// Streams a file's chunks from the source store, [`WINDOW`] at a time.
 struct ChunkReader<'r> {
     repo: &'r Repository,
+    spool: Option<&'r PackSpool>,
     chunks: std::vec::IntoIter<BlobId>,
+    /// Fetched chunks not read yet, in order.
+    loaded: VecDeque<Vec<u8>>,
     current: Vec<u8>,
     at: usize,
+}
+
+impl ChunkReader<'_> {
+    /// Fetches the next window of chunks; `false` at the end of the file.
+    fn fetch(&mut self) -> std::io::Result<bool> {
+        let ids: Vec<BlobId> = self.chunks.by_ref().take(WINDOW).collect();
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        let blobs = load_blobs_spooled(self.repo, BlobKind::Data, &ids, MAX_REQUEST, self.spool)
+            .map_err(to_io)?;
+        for id in &ids {
+            let blob = blobs
+                .get(id)
+                .ok_or_else(|| std::io::Error::other(format!("chunk {} not loaded", id.short())))?;
+            self.loaded.push_back(blob.clone());
+        }
+        Ok(true)
+    }
 }
 
 impl Read for ChunkReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.at >= self.current.len() {
-            match self.chunks.next() {
-                None => return Ok(0),
-                Some(id) => {
-                    self.current = self.repo.load_blob(BlobKind::Data, &id).map_err(to_io)?;
-                    self.at = 0;
-                }
+            if self.loaded.is_empty() && !self.fetch()? {
+                return Ok(0);
+            }
+            if let Some(next) = self.loaded.pop_front() {
+                self.current = next;
+                self.at = 0;
             }
         }
         let n = buf.len().min(self.current.len() - self.at);
