@@ -317,14 +317,17 @@ impl Live {
         self.faults.read().map(|f| f.clone()).unwrap_or_default()
     }
 
-    /// Problems that make the daemon not ready, most important first: an
-    /// invalid latest config, a config not applied (with why), settings
-    /// waiting for a restart, bookkeeping faults, then objects that are
-    /// not ready.
+    /// Problems that make the daemon not ready, most important first: a
+    /// daemon still reading its first config (status is served from the
+    /// start), an invalid latest config, a config not applied (with why),
+    /// settings waiting for a restart, bookkeeping faults, then objects
+    /// that are not ready.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         let config = self.config_status();
-        if !config.valid {
+        if config.attempted_at.is_none() {
+            out.push("starting: the configuration has not been read yet".to_string());
+        } else if !config.valid {
             let revision = config
                 .attempted_revision
                 .as_deref()
@@ -381,15 +384,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn store_counters_add_up_by_store() {
+    fn live() -> Live {
         let settings = DaemonSettings {
             listen: crate::config::desired::Listen::Unix("/s".into()),
             state_dir: "/state".into(),
             max_concurrent_tasks: 1,
             token_file: None,
         };
-        let live = Live::new(PathBuf::from("/c"), settings, Utc::now());
+        Live::new(PathBuf::from("/c"), settings, Utc::now())
+    }
+
+    #[test]
+    fn store_counters_add_up_by_store() {
+        let live = live();
         let prune = Action::Prune {
             store: "a".into(),
             max_unused: 0.2,
@@ -411,5 +418,22 @@ mod tests {
         assert_eq!(c["a"].prune_freed_bytes, 15);
         assert_eq!(c["a"].prune_repacked_packs, 2);
         assert_eq!(c["b"].retention_forgotten, 3);
+    }
+
+    /// Status is served before the first configuration is read: until
+    /// then the daemon says it is starting, not that its configuration is
+    /// invalid with no error.
+    #[test]
+    fn before_the_first_attempt_the_daemon_is_starting_not_invalid() {
+        let live = live();
+        assert_eq!(
+            live.problems(),
+            ["starting: the configuration has not been read yet"]
+        );
+        live.attempt_recorded(Some("0123456789abcdef".into()), Vec::new(), Utc::now());
+        assert_eq!(
+            live.problems(),
+            ["the latest configuration is not applied yet"]
+        );
     }
 }
