@@ -1,13 +1,14 @@
 //! A prune's scratch directory, for the sorted tables that keep its
 //! memory independent of the store's size: private (0700, owned by this
 //! user), under the store's cache directory, or under the system's
-//! temporary directory when there is no usable cache. It is locked with
-//! `flock` while in use and removed when the prune ends; one left by a
-//! prune that died is removed by the next prune of the same store.
+//! temporary directory when there is no usable cache. The directory itself
+//! is locked with `flock` while in use and removed when the prune ends;
+//! one left by a prune that died (even part-way through removing it) is
+//! removed by the next prune of the same store.
 
-use std::fs::{self, File};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::fs::{self, File, Permissions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
 
 use tempfile::TempDir;
 
@@ -15,13 +16,12 @@ use crate::error::{Error, Result};
 use crate::id::StoreId;
 use crate::tree_cache::{cache_root, private_dir};
 
-const LOCK: &str = "lock";
-
 /// A scratch directory, removed on drop.
 #[derive(Debug)]
 pub struct Scratch {
-    // Dropped in this order: the lock goes with the directory.
+    // Dropped in this order: the directory is removed while still locked.
     dir: TempDir,
+    /// The directory, open and locked.
     _lock: File,
 }
 
@@ -39,20 +39,20 @@ impl Scratch {
     }
 
     fn in_dir(parent: &Path, prefix: &str) -> Result<Scratch> {
-        // `tempfile` makes the directory 0700 under a random name, and
-        // fails rather than reuse one that exists.
+        // A random name that did not exist, made 0700.
         let dir = tempfile::Builder::new()
             .prefix(prefix)
+            .permissions(Permissions::from_mode(0o700))
             .tempdir_in(parent)
             .map_err(|source| Error::Io {
                 op: "creating a scratch directory in",
                 path: parent.to_path_buf(),
                 source,
             })?;
-        let lock = open_lock(&dir.path().join(LOCK), true)?;
+        let lock = open_dir(dir.path())?;
         lock.lock().map_err(|source| Error::Io {
             op: "locking",
-            path: dir.path().join(LOCK),
+            path: dir.path().to_path_buf(),
             source,
         })?;
         Ok(Scratch { dir, _lock: lock })
@@ -64,14 +64,11 @@ impl Scratch {
     }
 }
 
-fn open_lock(path: &Path, create: bool) -> Result<File> {
+/// Opens a directory, never through a symlink.
+fn open_dir(path: &Path) -> Result<File> {
     fs::OpenOptions::new()
         .read(true)
-        .write(true)
-        .create(create)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
         .open(path)
         .map_err(|source| Error::Io {
             op: "opening",
@@ -81,15 +78,16 @@ fn open_lock(path: &Path, create: bool) -> Result<File> {
 }
 
 /// Removes the scratch directories under `parent` that no process holds
-/// (a prune that died). One without a lock file yet is left alone: its
-/// prune may be starting.
+/// (a prune that died). A prune that has made its directory and not yet
+/// locked it (a few system calls) could lose it here: it then fails with
+/// an error before it deletes anything.
 fn remove_left_overs(parent: &Path) {
     let Ok(entries) = fs::read_dir(parent) else {
         return;
     };
     for entry in entries.flatten() {
-        let dir: PathBuf = entry.path();
-        let Ok(lock) = open_lock(&dir.join(LOCK), false) else {
+        let dir = entry.path();
+        let Ok(lock) = open_dir(&dir) else {
             continue;
         };
         if lock.try_lock().is_ok() {
@@ -115,9 +113,19 @@ mod tests {
         drop(_lock);
         let kept = dir.keep();
         assert_eq!(kept, dead_path);
+        // One that died while its directory was being removed.
+        let half = parent.path().join("run-half");
+        fs::create_dir(&half).expect("mkdir");
+        fs::write(half.join("run-1"), b"left").expect("write");
         remove_left_overs(parent.path());
         assert!(live.path().is_dir(), "a prune holding its lock keeps it");
         assert!(!dead_path.exists(), "a dead prune's directory is removed");
+        assert!(!half.exists(), "so is one half removed");
+        let mode = fs::metadata(live.path())
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "private: {mode:o}");
         let live_path = live.path().to_path_buf();
         drop(live);
         assert!(!live_path.exists(), "removed when the prune ends");
