@@ -34,7 +34,8 @@ use bytes::Bytes;
 use tokio::sync::OnceCell;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::id::PackId;
+use crate::id::{BlobId, PackId};
+use crate::index::Index;
 use crate::repository::Repository;
 use crate::storage::{Key, Storage};
 use crate::tree_cache::private_dir;
@@ -69,6 +70,25 @@ impl Wanted {
         }
         self.bytes += length;
         self.refs += 1;
+    }
+
+    /// Counts one reference to each of a file's `chunks` in the pack the
+    /// index finds it in. A chunk the index lacks is not counted: reading
+    /// it fails later, naming the file.
+    pub fn count_chunks(
+        wanted: &mut HashMap<PackId, Wanted>,
+        index: &Index,
+        chunks: &[BlobId],
+    ) -> Result<()> {
+        for chunk in chunks {
+            if let Some(at) = index.get(chunk)? {
+                wanted
+                    .entry(at.pack)
+                    .or_default()
+                    .add(u64::from(at.offset), u64::from(at.length));
+            }
+        }
+        Ok(())
     }
 
     fn span(&self) -> Range<u64> {

@@ -33,12 +33,7 @@ impl Join<'_> {
         let decode = |r: Result<record::Record>| r.map(|r| (record::id_of(&r), record::decode(&r)));
         let mut runs = Head::new(self.table.scan()?.map(decode))?;
         let mut extra = Head::new(overflow.into_iter().map(Ok))?;
-        let mut refs = match self.referenced {
-            Some(run) => {
-                Head::new(Box::new(run.scan().map(decode)) as Box<dyn Iterator<Item = _>>)?
-            }
-            None => Head::new(Box::new(std::iter::empty()) as Box<dyn Iterator<Item = _>>)?,
-        };
+        let mut refs = Head::new(self.referenced.into_iter().flat_map(Run::scan).map(decode))?;
         let mut copies: Vec<(u32, PackEntry)> = Vec::new();
         loop {
             let Some(id) = [runs.id(), extra.id(), refs.id()]

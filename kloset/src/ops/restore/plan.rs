@@ -83,17 +83,7 @@ impl Planner<'_> {
                 plan.files += 1;
                 plan.bytes += node.size;
                 if self.count_packs {
-                    let index = self.repo.index();
-                    for id in &node.content {
-                        // A blob the index lacks fails the restore later,
-                        // naming the file.
-                        if let Some(loc) = index.get(id)? {
-                            plan.wanted
-                                .entry(loc.pack)
-                                .or_default()
-                                .add(u64::from(loc.offset), u64::from(loc.length));
-                        }
-                    }
+                    Wanted::count_chunks(&mut plan.wanted, &self.repo.index(), &node.content)?;
                 }
             }
             _ => plan.others += 1,

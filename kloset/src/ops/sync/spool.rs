@@ -36,18 +36,7 @@ pub(super) fn spool_for(
         for node in &tree.entries {
             match (node.kind, node.subtree) {
                 (NodeKind::Dir, Some(sub)) => trees.push(sub),
-                (NodeKind::File, _) => {
-                    for chunk in &node.content {
-                        // A blob the index lacks fails the copy later,
-                        // naming the file.
-                        if let Some(at) = index.get(chunk)? {
-                            wanted
-                                .entry(at.pack)
-                                .or_default()
-                                .add(u64::from(at.offset), u64::from(at.length));
-                        }
-                    }
-                }
+                (NodeKind::File, _) => Wanted::count_chunks(&mut wanted, &index, &node.content)?,
                 _ => {}
             }
         }
