@@ -74,6 +74,10 @@ pub struct StoreConfig {
     pub created_ns: i64,
 }
 
+/// zstd level of a new store: 21% faster than level 3 for 3.3% more bytes
+/// on the sysroot corpus (docs/performance.md, "Tuning").
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 2;
+
 /// Smallest and largest accepted target pack sizes.
 pub const PACK_SIZE_RANGE: std::ops::RangeInclusive<u32> = (64 * 1024)..=(1 << 30);
 

@@ -116,7 +116,7 @@ pub struct CreateArgs {
     #[arg(long, value_name = "SIZE", default_value = "1MiB")]
     pub chunk_size: bytesize::ByteSize,
     /// zstd level for everything stored (1 to 19; higher is smaller and slower).
-    #[arg(long, value_name = "LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    #[arg(long, value_name = "LEVEL", default_value_t = kloset::header::DEFAULT_COMPRESSION_LEVEL, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub compression_level: i32,
 }
 

@@ -41,7 +41,7 @@ impl Default for CreateOptions {
                 v: 1,
                 chunker: Default::default(),
                 pack_size: 16 << 20,
-                compression_level: 3,
+                compression_level: crate::header::DEFAULT_COMPRESSION_LEVEL,
                 created_ns: now_ns(),
             },
             kdf: KdfParams::generate(),
