@@ -72,6 +72,48 @@ fn a_lock_is_held_refreshed_under_new_ids_and_released() {
 }
 
 #[test]
+fn a_holder_replaces_its_own_lock_damaged_in_storage_and_says_so() {
+    let (mem, repo) = new_repo();
+    let lock = HeldLock::acquire(
+        repo.storage(),
+        repo.keys(),
+        LockKind::Shared,
+        "test",
+        quick(),
+    )
+    .expect("lock");
+    let damaged = lock.current();
+    let mut bytes = repo
+        .storage()
+        .get(Key::Lock(damaged))
+        .expect("read lock")
+        .to_vec();
+    bytes[20] ^= 1;
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(mem.put(
+        &Key::Lock(damaged).path().as_str().into(),
+        Bytes::from(bytes).into(),
+    ))
+    .expect("damage the lock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lock.current() == damaged {
+        assert!(Instant::now() < deadline, "lock never refreshed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(lock.damaged_found(), 1, "the refresh noticed the damage");
+    let scan = kloset::lock::scan_locks(repo.storage(), repo.keys()).expect("scan");
+    assert!(
+        scan.foreign.is_empty(),
+        "the damaged object is gone: {:?}",
+        scan.foreign
+    );
+    assert_eq!(scan.locks.len(), 1, "{:?}", scan.locks);
+    assert_eq!(scan.locks[0].id, lock.current());
+    assert_eq!(scan.locks[0].info.holder, Some(lock.holder()));
+    lock.ensure_alive().expect("still ours");
+}
+
+#[test]
 fn a_refresh_that_finds_its_lock_taken_over_marks_it_lost() {
     let (_mem, repo) = new_repo();
     let lock = HeldLock::acquire(

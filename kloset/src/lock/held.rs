@@ -4,7 +4,9 @@
 //! A refresh writes the new object first, then reads the previous one
 //! back: if it is gone, a prune took this holder over, and the lock is
 //! lost. The prune deletes first and lists after, so one of the two always
-//! sees the other (FORMAT.md §16). The holder also keeps the boot-time
+//! sees the other (FORMAT.md §16). A previous object that no longer opens
+//! (damaged in storage) is replaced all the same, with a warning naming
+//! it: a prune cannot read it and waits until it goes. The holder also keeps the boot-time
 //! clock reading from the start of its last successful refresh; past the
 //! fence it no longer trusts the lock, even if no prune was seen.
 
@@ -13,7 +15,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{LOCK_VERSION, LockInfo, LockKind, LockTiming, boot_clock, lock_exists, write_lock};
+use super::{
+    LOCK_VERSION, LockInfo, LockKind, LockTiming, ReadBack, boot_clock, lock_exists, read_back,
+    write_lock,
+};
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::fsmeta::hostname;
@@ -29,6 +34,8 @@ struct State {
     last_ok: Duration,
     /// Why the lock was lost, once it is.
     lost: Option<String>,
+    /// How many times a refresh found the previous object damaged.
+    damaged: u32,
 }
 
 /// A held lock; refreshed in the background, released on drop.
@@ -83,6 +90,7 @@ impl HeldLock {
             info,
             last_ok: started,
             lost: None,
+            damaged: 0,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let refresher = {
@@ -90,7 +98,7 @@ impl HeldLock {
                 (storage.clone(), keys.clone(), state.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("kloset-lock".into())
-                .spawn(move || refresh_loop(&storage, &keys, &state, &stop, timing))
+                .spawn(move || refresh_loop(&storage, &keys, holder, &state, &stop, timing))
         };
         let refresher = match refresher {
             Ok(h) => h,
@@ -117,6 +125,12 @@ impl HeldLock {
     /// The current lock object.
     pub fn current(&self) -> LockId {
         guard(&self.state).id
+    }
+
+    /// How many times a refresh found this holder's previous lock object
+    /// damaged in storage (and replaced it, with a warning).
+    pub fn damaged_found(&self) -> u32 {
+        guard(&self.state).damaged
     }
 
     /// Fails unless the lock is still ours by time alone: see
@@ -207,6 +221,7 @@ impl LockFence {
 fn refresh_loop(
     storage: &Storage,
     keys: &Keys,
+    holder: HolderId,
     state: &Mutex<State>,
     stop: &AtomicBool,
     timing: LockTiming,
@@ -222,13 +237,21 @@ fn refresh_loop(
             return;
         }
         last_try = boot_clock();
-        refresh_once(storage, keys, state, last_try);
+        refresh_once(storage, keys, holder, state, last_try);
     }
 }
 
 /// One refresh: the new object, then the old one read back, then the old
-/// one deleted. A failed write is retried at the next period.
-fn refresh_once(storage: &Storage, keys: &Keys, state: &Mutex<State>, started: Duration) {
+/// one deleted. A failed write is retried at the next period. An old
+/// object damaged in storage is replaced like an intact one, and said:
+/// until it goes, a prune cannot read it and waits for it (FORMAT.md §16).
+fn refresh_once(
+    storage: &Storage,
+    keys: &Keys,
+    holder: HolderId,
+    state: &Mutex<State>,
+    started: Duration,
+) {
     let (old, mut info) = {
         let s = guard(state);
         (s.id, s.info.clone())
@@ -239,8 +262,15 @@ fn refresh_once(storage: &Storage, keys: &Keys, state: &Mutex<State>, started: D
     if write_lock(storage, keys, new, &info).is_err() {
         return;
     }
-    match lock_exists(storage, old) {
-        Ok(true) => {
+    match read_back(storage, keys, old, holder) {
+        Ok(found @ (ReadBack::Intact | ReadBack::Damaged(_))) => {
+            if let ReadBack::Damaged(reason) = found {
+                tracing::warn!(
+                    object = %Key::Lock(old).path(),
+                    "this process's own lock object is damaged in storage ({reason}); replacing it"
+                );
+                guard(state).damaged += 1;
+            }
             // The new object becomes current before the old one goes, so
             // whoever reads the current id finds its object.
             {
@@ -251,7 +281,7 @@ fn refresh_once(storage: &Storage, keys: &Keys, state: &Mutex<State>, started: D
             }
             let _ = storage.delete(&Key::Lock(old).path());
         }
-        Ok(false) => {
+        Ok(ReadBack::Gone) => {
             let _ = storage.delete(&Key::Lock(new).path());
             guard(state).lost = Some(format!(
                 "its object locks/{} was removed by a prune that took it over as stale",

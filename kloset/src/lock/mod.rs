@@ -235,6 +235,39 @@ pub(crate) fn write_lock(
     storage.put_new(Key::Lock(id), Bytes::from(sealed))
 }
 
+/// What a holder finds when it reads its own lock object back.
+pub(crate) enum ReadBack {
+    /// There, and it opens and decodes as this holder's lock.
+    Intact,
+    /// There, but it does not open, does not decode, or names another
+    /// holder: damaged in storage (or written over).
+    Damaged(String),
+    /// Gone: a prune took the holder over.
+    Gone,
+}
+
+/// Reads the holder's lock object `id` back and checks it is `holder`'s.
+pub(crate) fn read_back(
+    storage: &Storage,
+    keys: &Keys,
+    id: LockId,
+    holder: HolderId,
+) -> Result<ReadBack> {
+    let bytes = match storage.get(Key::Lock(id)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(ReadBack::Gone),
+        Err(e) => return Err(e),
+    };
+    Ok(match decode_lock(keys, id, &bytes) {
+        Ok(info) if info.holder == Some(holder) => ReadBack::Intact,
+        Ok(info) => ReadBack::Damaged(match info.holder {
+            Some(other) => format!("it names another holder, {}", other.short()),
+            None => "it names no holder".to_string(),
+        }),
+        Err(e) => ReadBack::Damaged(e.to_string()),
+    })
+}
+
 /// Whether the lock object `id` still exists.
 pub(crate) fn lock_exists(storage: &Storage, id: LockId) -> Result<bool> {
     match storage.get(Key::Lock(id)) {
