@@ -1,5 +1,5 @@
-//! Every damage × `sync`, `forget` and the daemon's browser: each object type
-//! of a small store (a data pack's blobs, a pack trailer, a tree pack, an
+//! Every damage × `sync`, `forget` and the daemon's browser, on local disk
+//! and on the real S3 server (s3s-fs): each object type of a small store (a data pack's blobs, a pack trailer, a tree pack, an
 //! index object, each snapshot object, the header `kloset`, and a lock and a
 //! mark object made from authentic ones), flipped in one byte, truncated or
 //! replaced by garbage. Each command either does exactly what it would have
@@ -20,10 +20,12 @@ use crate::common;
 
 use std::collections::{BTreeSet, HashSet};
 use std::ops::Range;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use common::cli::{Output, TEST_PASSPHRASE};
 use common::rng::SplitMix64;
+use common::s3::S3Server;
 use common::store::StoreFixture;
 use common::tree::assert_trees_equal;
 use kloset::lock::{HeldLock, LockKind};
@@ -404,13 +406,24 @@ impl Fixture {
         }
     }
 
-    /// A copy of the undamaged store under `name`.
-    fn copy(&self, name: &str) -> StoreFixture {
-        let dir = self.root.join(name);
-        copy_dir(&self.fx.objects_dir, &dir);
-        let mut fx = StoreFixture::local(&dir);
-        fx.kloset = self.fx.kloset.clone();
-        fx
+    /// A copy of the undamaged store under `name`: on local disk, or under
+    /// the prefix `name` of `s3`'s bucket with its own empty tree cache
+    /// (so the first read of every tree goes to the bucket).
+    fn copy(&self, name: &str, s3: Option<&S3Server>) -> StoreFixture {
+        let Some(server) = s3 else {
+            let dir = self.root.join(name);
+            copy_dir(&self.fx.objects_dir, &dir);
+            let mut fx = StoreFixture::local(&dir);
+            fx.kloset = self.fx.kloset.clone();
+            return fx;
+        };
+        copy_dir(&self.fx.objects_dir, &server.bucket_dir().join(name));
+        let cache = self.root.join(format!("{name}-cache"));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&cache)
+            .expect("tree cache");
+        StoreFixture::on_server(server, name, &cache)
     }
 }
 
@@ -463,10 +476,17 @@ fn contents(fx: &StoreFixture) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// One sync case: `sync all` from a damaged copy into a new store.
-fn sync_case(f: &Fixture, pristine: &[(String, Vec<u8>)], n: usize, case: &Case) {
+/// One sync case: `sync all` from a damaged copy (on `s3`, or local disk)
+/// into a new store on local disk.
+fn sync_case(
+    f: &Fixture,
+    s3: Option<&S3Server>,
+    pristine: &[(String, Vec<u8>)],
+    n: usize,
+    case: &Case,
+) {
     let what = case.name();
-    let src = f.copy(&format!("sync-{n}"));
+    let src = f.copy(&format!("sync-{n}"), s3);
     let mut dst = StoreFixture::local(&f.root.join(format!("sync-{n}-dst")));
     dst.kloset = f.fx.kloset.clone().passphrase(OTHER);
     dst.must(&["create", "--kdf-memory-mib", "8"]);
@@ -524,6 +544,17 @@ fn sync_case(f: &Fixture, pristine: &[(String, Vec<u8>)], n: usize, case: &Case)
 
 #[test]
 fn sync_copies_only_what_it_could_read_and_names_the_damage() {
+    sync_every_case(None);
+}
+
+#[test]
+fn sync_from_s3_copies_only_what_it_could_read_and_names_the_damage() {
+    if let Some(server) = S3Server::start_or_skip() {
+        sync_every_case(Some(&server));
+    }
+}
+
+fn sync_every_case(s3: Option<&S3Server>) {
     let f = Fixture::build();
     let pristine = contents(&f.fx);
     // A sync mostly waits (for its lock threads to stop): three cases at
@@ -533,7 +564,7 @@ fn sync_copies_only_what_it_could_read_and_names_the_damage() {
             let (f, pristine) = (&f, &pristine);
             s.spawn(move || {
                 for (n, case) in f.cases.iter().enumerate().skip(worker).step_by(3) {
-                    sync_case(f, pristine, n, case);
+                    sync_case(f, s3, pristine, n, case);
                 }
             });
         }
@@ -542,6 +573,17 @@ fn sync_copies_only_what_it_could_read_and_names_the_damage() {
 
 #[test]
 fn forget_deletes_only_what_the_policy_removes_and_names_the_damage() {
+    forget_every_case(None);
+}
+
+#[test]
+fn forget_on_s3_deletes_only_what_the_policy_removes_and_names_the_damage() {
+    if let Some(server) = S3Server::start_or_skip() {
+        forget_every_case(Some(&server));
+    }
+}
+
+fn forget_every_case(s3: Option<&S3Server>) {
     let f = Fixture::build();
     let others = |fx: &StoreFixture| {
         let mut all = contents(fx);
@@ -551,7 +593,7 @@ fn forget_deletes_only_what_the_policy_removes_and_names_the_damage() {
     let pristine = others(&f.fx);
     for (n, case) in f.cases.iter().enumerate() {
         let what = case.name();
-        let fx = f.copy(&format!("forget-{n}"));
+        let fx = f.copy(&format!("forget-{n}"), s3);
         case.apply(&fx.objects_dir);
         let out = fx.run(&["--json", "forget", "--keep-last", "1"]);
         assert_no_panic(&out, &what);

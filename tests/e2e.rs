@@ -43,6 +43,8 @@ mod daemon_sync;
 mod daemon_systemd_notify;
 #[path = "damage_commands.rs"]
 mod damage_commands;
+#[path = "damage_download.rs"]
+mod damage_download;
 #[path = "disk_full.rs"]
 mod disk_full;
 #[path = "fault_s3.rs"]

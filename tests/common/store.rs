@@ -50,6 +50,26 @@ impl StoreFixture {
         })
     }
 
+    /// A store under `prefix` of `server`'s bucket (which the caller keeps
+    /// running), with `cache` (a private directory) as its tree cache.
+    pub fn on_server(server: &S3Server, prefix: &str, cache: &Path) -> Self {
+        StoreFixture {
+            location: server.location(prefix),
+            kloset: Kloset::new()
+                .envs(server.env())
+                .env("KLOSET_CACHE_DIR", cache),
+            objects_dir: server.bucket_dir().join(prefix),
+            _server: None,
+            _cache: None,
+        }
+    }
+
+    /// What a client needs in its environment to reach the store's S3
+    /// server (nothing for a local store).
+    pub fn server_env(&self) -> Vec<(String, String)> {
+        self._server.as_ref().map(S3Server::env).unwrap_or_default()
+    }
+
     /// Every object file, sorted, as (path on disk, key relative to the store).
     pub fn objects(&self) -> Vec<(PathBuf, String)> {
         let mut out = Vec::new();
