@@ -8,12 +8,11 @@
 
 use crate::common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::daemon::{Daemon, wait_value, write_like_ansible};
-use common::e2e::assert_no_secret;
+use common::e2e::{assert_no_secret, files_under};
 use common::receiver::Receiver;
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -144,25 +143,6 @@ fn hooks_commands_and_notifications_never_inherit_secret_variables() {
             );
         }
     }
-}
-
-/// Every regular file below `dir`, with its bytes.
-fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).expect("read_dir") {
-            let path = entry.expect("entry").path();
-            let meta = std::fs::symlink_metadata(&path).expect("lstat");
-            if meta.is_dir() {
-                todo.push(path);
-            } else if meta.is_file() {
-                let bytes = std::fs::read(&path).expect("read");
-                out.push((path, bytes));
-            }
-        }
-    }
-    out
 }
 
 /// Why a database client may get its password in its environment

@@ -99,10 +99,14 @@ mod openapi_schemathesis;
 mod ops_examples;
 #[path = "package.rs"]
 mod package;
+#[path = "panic_redacted.rs"]
+mod panic_redacted;
 #[path = "partial_outcome.rs"]
 mod partial_outcome;
 #[path = "plan.rs"]
 mod plan;
+#[path = "secrets_everywhere.rs"]
+mod secrets_everywhere;
 #[path = "shared_resources.rs"]
 mod shared_resources;
 #[path = "snapshot_unreadable.rs"]

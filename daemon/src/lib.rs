@@ -9,6 +9,7 @@ pub mod http;
 pub mod integrations;
 pub mod notify;
 pub mod plan;
+pub mod redact;
 pub mod scheduler;
 pub mod state;
 pub mod status;

@@ -9,6 +9,7 @@ use klosetd::daemon_cli::{Args, Command};
 fn main() -> ExitCode {
     kloset::malloc::tune();
     kloset::dirfd::raise_fd_limit();
+    klosetd::redact::install_panic_hook();
     let args = Args::parse();
     match args.command {
         Command::Run { config } => {

@@ -176,3 +176,23 @@ pub fn wait_oneshot_waiting_for(d: &Daemon, name: &str, object: &str) {
         "one-shot {name} ran although {object} is not ready: {runs}"
     );
 }
+
+/// Every regular file below `dir`, with its bytes (e.g. a state directory
+/// grepped for secrets while the daemon runs).
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("lstat");
+            if meta.is_dir() {
+                todo.push(path);
+            } else if meta.is_file() {
+                let bytes = std::fs::read(&path).expect("read");
+                out.push((path, bytes));
+            }
+        }
+    }
+    out
+}

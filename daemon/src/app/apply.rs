@@ -350,6 +350,7 @@ impl Daemon {
             prints,
         });
         kloset_connectors::command::hide_from_children(desired.secret_env_names());
+        crate::redact::remember(desired.secret_env_names(), desired.secret_files());
         self.live.revision_applied(desired, now, restart);
         self.stale_watch.dirty = true;
         self.start_oneshots().await;

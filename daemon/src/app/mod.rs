@@ -302,7 +302,7 @@ impl Daemon {
             if let Err(e) = done {
                 self.live.fault(
                     crate::status::Fault::TaskBookkeeping,
-                    format!("a task panicked: {e}"),
+                    crate::redact::redact(&format!("a task panicked: {e}")),
                 );
             }
         }

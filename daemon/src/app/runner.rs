@@ -20,7 +20,7 @@ use crate::notify::{self, Ending, RunFacts, Wake};
 use crate::scheduler::Clock;
 use crate::state::{NewTask, NotifyEvent, Origin, Outcome, StateHandle, TaskId, TaskStatus};
 use crate::status::{Fault, Live, RunningTask};
-use crate::tasks::execute;
+use crate::tasks::{TaskResult, execute};
 
 /// What the runner needs, shared by every task.
 #[derive(Clone, Debug)]
@@ -177,6 +177,7 @@ impl Runner {
         let result =
             match tokio::task::spawn_blocking(move || execute(&desired, &action, progress)).await {
                 Ok(r) => r,
+                Err(e) if e.is_panic() => TaskResult::panicked(&*e.into_panic()),
                 Err(e) => return Err(anyhow!("the task thread failed: {e}")),
             };
         let status = result.task_status();

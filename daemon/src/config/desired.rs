@@ -380,23 +380,37 @@ impl DesiredState {
     /// [`SecretRef::Env`] is `{"env": NAME}` wherever it sits, so no secret
     /// of a new integration is missed.
     pub fn secret_env_names(&self) -> std::collections::BTreeSet<String> {
-        fn walk(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        self.secret_refs("env")
+    }
+
+    /// Every file a secret is read from (`*_file` keys), found the same
+    /// way (`{"file": PATH}`): the panic hook redacts their contents.
+    pub fn secret_files(&self) -> std::collections::BTreeSet<std::path::PathBuf> {
+        self.secret_refs("file")
+            .into_iter()
+            .map(std::path::PathBuf::from)
+            .collect()
+    }
+
+    /// The names in every `{KIND: NAME}` [`SecretRef`] of the definitions.
+    fn secret_refs(&self, kind: &str) -> std::collections::BTreeSet<String> {
+        fn walk(v: &serde_json::Value, kind: &str, out: &mut std::collections::BTreeSet<String>) {
             match v {
                 serde_json::Value::Object(map) => {
                     if map.len() == 1
-                        && let Some(serde_json::Value::String(name)) = map.get("env")
+                        && let Some(serde_json::Value::String(name)) = map.get(kind)
                     {
                         out.insert(name.clone());
                     }
-                    map.values().for_each(|v| walk(v, out));
+                    map.values().for_each(|v| walk(v, kind, out));
                 }
-                serde_json::Value::Array(list) => list.iter().for_each(|v| walk(v, out)),
+                serde_json::Value::Array(list) => list.iter().for_each(|v| walk(v, kind, out)),
                 _ => {}
             }
         }
         let mut out = std::collections::BTreeSet::new();
         if let Ok(v) = serde_json::to_value(self) {
-            walk(&v, &mut out);
+            walk(&v, kind, &mut out);
         }
         out
     }

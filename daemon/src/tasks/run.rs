@@ -105,6 +105,15 @@ impl TaskResult {
         }
     }
 
+    /// A task whose thread panicked (a bug): failed, with the panic's
+    /// message, secrets redacted.
+    pub fn panicked(payload: &(dyn std::any::Any + Send)) -> Self {
+        let message = crate::redact::redact(crate::redact::payload_text(payload));
+        TaskResult::failed(format!(
+            "the task panicked, which is a bug (the daemon's log has where): {message}"
+        ))
+    }
+
     pub(super) fn cancelled() -> Self {
         TaskResult {
             status: RunStatus::Cancelled,
@@ -156,7 +165,22 @@ pub(super) fn first_few(items: impl IntoIterator<Item = String>) -> String {
 
 /// Runs `action` against `state`, reporting live progress into `progress`
 /// and stopping early once `progress.cancel()` is called.
+/// Debug builds only: `KLOSETD_DEBUG_PANIC_IN_TASK=KIND:MESSAGE` makes
+/// every task of that kind panic with MESSAGE, so that a test can see what
+/// a panic leaves behind (`tests/panic_redacted.rs`).
+#[cfg(debug_assertions)]
+fn debug_panic(action: &Action) {
+    if let Ok(spec) = std::env::var("KLOSETD_DEBUG_PANIC_IN_TASK")
+        && let Some((kind, message)) = spec.split_once(':')
+        && kind == action.kind().as_str()
+    {
+        panic!("{message}");
+    }
+}
+
 pub fn execute(state: &DesiredState, action: &Action, progress: Arc<Progress>) -> TaskResult {
+    #[cfg(debug_assertions)]
+    debug_panic(action);
     let store = match state.stores.get(action.store()) {
         Some(s) => s,
         None => return TaskResult::failed(format!("no [store.{}] is declared", action.store())),
