@@ -3,7 +3,9 @@
 //! and line) and applies the directory once it is fixed; a store that cannot
 //! be reached is not ready, its schedule says why, and it becomes ready once
 //! the cause is gone (SIGHUP retries at once); a wrong passphrase and
-//! foreign data give precise reasons and never show the secret.
+//! foreign data give precise reasons and never show the secret; a SIGTERM
+//! while the daemon starts up (serving, the configuration not yet applied)
+//! is a clean stop.
 
 use crate::common;
 
@@ -176,4 +178,34 @@ fn an_unreachable_store_recovers_and_bad_stores_say_why() {
     }
     assert!(!d.log_text().contains(PASS), "the log shows the passphrase");
     assert_eq!(d.sigterm_and_wait(Duration::from_secs(40)), 0);
+}
+
+#[test]
+fn a_sigterm_during_start_up_stops_the_daemon_cleanly() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let conf = tmp.path().join("conf");
+    base(&conf, "../store");
+    // Debug builds hold start-up once the endpoint serves, before the
+    // first configuration is applied, until `hold` exists.
+    let hold = tmp.path().join("hold");
+    let held = tmp.path().join("hold.held");
+    let mut d = Daemon::start(
+        &conf,
+        &tmp.path().join("log"),
+        &[(
+            "KLOSETD_DEBUG_HOLD_START",
+            hold.to_str().expect("utf-8 path"),
+        )],
+    );
+    common::daemon::wait_until("start-up held", LIMIT, || held.exists());
+    d.signal("TERM");
+    std::fs::write(&hold, b"").expect("release");
+    let code = d.wait_exit(LIMIT);
+    assert_eq!(
+        code,
+        0,
+        "a clean stop, not death by signal:\n{}",
+        d.log_text()
+    );
+    assert!(d.log_text().contains("stopping:"), "{}", d.log_text());
 }

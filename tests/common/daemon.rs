@@ -253,6 +253,12 @@ impl Daemon {
     /// killed by a signal).
     pub fn sigterm_and_wait(&mut self, within: Duration) -> i32 {
         self.signal("TERM");
+        self.wait_exit(within)
+    }
+
+    /// Waits for the process to exit; returns the exit code (-1 when
+    /// killed by a signal).
+    pub fn wait_exit(&mut self, within: Duration) -> i32 {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {

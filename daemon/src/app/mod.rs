@@ -239,6 +239,8 @@ async fn run_async(dir: PathBuf) -> Result<()> {
             .await
             .with_context(|| format!("serving status on {:?}", settings.listen))?,
     );
+    #[cfg(debug_assertions)]
+    debug_hold_start().await;
     daemon.handle_attempt(first, Trigger::Start).await;
     systemd::ready(&daemon.one_line_status());
     tracing::info!(
@@ -249,6 +251,26 @@ async fn run_async(dir: PathBuf) -> Result<()> {
     daemon.serve(&mut watcher, &mut signals).await?;
     daemon.shutdown().await;
     Ok(())
+}
+
+/// Debug builds only: with `KLOSETD_DEBUG_HOLD_START=PATH`, start-up
+/// stops once the endpoint serves (before the first configuration is
+/// applied), creates `PATH.held` and waits until `PATH` exists, so that a
+/// test can signal the daemon in that window (`tests/daemon_readiness.rs`).
+#[cfg(debug_assertions)]
+async fn debug_hold_start() {
+    let Some(release) = std::env::var_os("KLOSETD_DEBUG_HOLD_START").map(PathBuf::from) else {
+        return;
+    };
+    let mut held = release.clone().into_os_string();
+    held.push(".held");
+    if let Err(e) = std::fs::write(&held, b"") {
+        tracing::error!("KLOSETD_DEBUG_HOLD_START: {e}");
+        return;
+    }
+    while !release.exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 async fn open_db(path: &Path, what: &'static str) -> Result<StateHandle> {
