@@ -61,7 +61,7 @@ pub enum Error {
         version: u32,
         supported: u32,
     },
-    #[error("storage error while {context}: {source}")]
+    #[error("storage error while {context}: {}", without_repeats(&.source.to_string()))]
     Storage {
         context: String,
         #[source]
@@ -157,5 +157,53 @@ impl Error {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// A storage error's message without the parts it repeats: object_store's
+/// errors wrap each other and each layer's message holds its source's, so
+/// the same request and answer came out up to four times. Keeps each
+/// `": "`-separated part once, dropping a part that is one said before or
+/// is (at 12 bytes or more) already within what was kept. Also for a whole
+/// chain of causes printed one after the other (`{:#}`), which repeats the
+/// storage error's own causes.
+pub fn without_repeats(message: &str) -> String {
+    let mut kept = String::new();
+    let mut parts: Vec<&str> = Vec::new();
+    for part in message.split(": ") {
+        let said = parts.contains(&part) || (part.len() >= 12 && kept.contains(part));
+        if said {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.push_str(": ");
+        }
+        kept.push_str(part);
+        parts.push(part);
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_repeats;
+
+    #[test]
+    fn a_wrapped_storage_message_is_said_once() {
+        // As object_store 0.13 printed an S3 server's refusal.
+        let get = "Error performing GET http://127.0.0.1:39131/b/st/kloset in 1.88ms \
+                   - Server returned non-2xx status code";
+        let answer = "400 Bad Request: <Error><Code>InvalidBucketName</Code></Error>";
+        let message = format!(
+            "Generic S3 error: {get}: {answer}: Generic S3 error: {get}: {answer}: {get}: \
+             {answer}: Server returned non-2xx status code: {answer}"
+        );
+        assert_eq!(
+            without_repeats(&message),
+            format!("Generic S3 error: {get}: {answer}")
+        );
+        // Nothing is lost from a message without repeats.
+        let plain = "Generic S3 error: connection refused: tcp connect error: 127.0.0.1:9";
+        assert_eq!(without_repeats(plain), plain);
     }
 }

@@ -50,7 +50,10 @@ pub fn main() -> i32 {
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("kloset: {e:#}");
+            eprintln!(
+                "kloset: {}",
+                kloset::error::without_repeats(&format!("{e:#}"))
+            );
             if let Some(usage) = e.downcast_ref::<commands::UsageError>() {
                 let _ = usage;
                 return EXIT_USAGE;
