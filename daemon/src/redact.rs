@@ -113,7 +113,11 @@ fn known_values() -> Vec<Zeroizing<String>> {
         }
         all.push(v);
     }
-    all.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    all.sort_by(|a, b| {
+        b.len()
+            .cmp(&a.len())
+            .then_with(|| a.as_str().cmp(b.as_str()))
+    });
     all.dedup();
     all
 }
