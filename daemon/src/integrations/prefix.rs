@@ -89,12 +89,13 @@ pub fn test_client() -> ([(ClientConfigKey, String); 2], RetryConfig) {
 
 /// How work (backup, restore, check, prune, sync) retries a failed request:
 /// from half a second, each pause drawn between that and twice the last
-/// (up to 30 s), at most 15 times and for at most 5 minutes; against a
-/// stopped server the 15 retries took 15-38 s (docs/reliability.md). A
-/// server restart is carried over (object_store's default gives up after
-/// about three seconds of refused connections), and creates are tried
-/// again on top ([`super::request_retry`]); a server that stays down fails
-/// the task with its error.
+/// (up to 30 s), for 5 minutes. The count is no limit (with 15, the
+/// retries were spent in 15-38 s against a stopped server, so a restore
+/// did not ride out an outage of a minute; docs/reliability.md). A server
+/// restart or an outage of minutes is carried over (object_store's default
+/// gives up after about three seconds of refused connections), creates are
+/// tried again on top ([`super::request_retry`]), and a server that stays
+/// down fails the task with its error.
 pub fn work_retry() -> RetryConfig {
     RetryConfig {
         backoff: BackoffConfig {
@@ -102,7 +103,7 @@ pub fn work_retry() -> RetryConfig {
             max_backoff: Duration::from_secs(30),
             base: 2.0,
         },
-        max_retries: 15,
+        max_retries: 1_000,
         retry_timeout: Duration::from_secs(300),
     }
 }

@@ -36,6 +36,12 @@ use object_store::{
     ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
+/// How long a create is tried again after its first attempt began: each
+/// attempt is itself object_store's retries for up to 5 minutes, so a
+/// server that stays down fails a write after 10 to 15 minutes, not after
+/// every pause below.
+const CREATE_RETRY_FOR: Duration = Duration::from_secs(600);
+
 /// Pauses before the retries of one write (about 2 minutes in all).
 const PAUSES: [Duration; 6] = [
     Duration::from_secs(1),
@@ -201,12 +207,13 @@ fn resumable_list(
 }
 
 /// A create-only write by `put`, retried after each of `pauses` while it
-/// fails in the transport; a name found taken after such a failure is the
-/// earlier attempt when `ours` says the stored object is the one written.
+/// fails in the transport and began less than `retry_for` ago; a name
+/// found taken after such a failure is the earlier attempt when `ours`
+/// says the stored object is the one written.
 async fn create_with_retries<P, PF, O, OF>(
     mut put: P,
     ours: O,
-    pauses: &[Duration],
+    (pauses, retry_for): (&[Duration], Duration),
     location: &Path,
 ) -> object_store::Result<PutResult>
 where
@@ -217,6 +224,7 @@ where
 {
     let mut pauses = pauses.iter();
     let mut failed_before = false;
+    let started = tokio::time::Instant::now();
     loop {
         match put().await {
             Err(object_store::Error::AlreadyExists { path, source }) if failed_before => {
@@ -231,12 +239,12 @@ where
                 };
             }
             Err(e) if is_transport(&e) => match pauses.next() {
-                Some(pause) => {
+                Some(pause) if started.elapsed() < retry_for => {
                     tracing::warn!(object = %location, error = %e, retry_in = ?pause, "writing an object failed in transit; retrying");
                     failed_before = true;
                     tokio::time::sleep(*pause).await;
                 }
-                None => return Err(e),
+                _ => return Err(e),
             },
             other => return other,
         }
@@ -284,7 +292,7 @@ impl ObjectStore for RetryingStore {
                 let stored = inner.get(location).await?.bytes().await?;
                 Ok(same_bytes(&payload, &stored))
             },
-            &PAUSES,
+            (&PAUSES, CREATE_RETRY_FOR),
             location,
         )
         .await

@@ -47,7 +47,7 @@ async fn run(
             async move { next }
         },
         || async move { Ok(ours) },
-        &pauses,
+        (&pauses, Duration::MAX),
         &Path::from("packs/ab/x"),
     )
     .await;
@@ -68,6 +68,33 @@ fn the_stored_object_must_be_byte_for_byte_the_payload() {
 async fn a_write_broken_in_transit_is_tried_again() {
     let (r, n) = run(vec![Err(transport()), Ok(done())], true).await;
     assert!(r.is_ok() && n == 2, "{r:?} after {n}");
+}
+
+#[tokio::test]
+async fn a_write_is_not_tried_again_once_its_time_is_up() {
+    // As CREATE_RETRY_FOR (10 min) over attempts that each spend
+    // object_store's 5 minutes, scaled down: each attempt fails after
+    // 40 ms, and retries stop once 100 ms went by; pauses are left.
+    let attempts = Mutex::new(0);
+    let pauses = [Duration::from_millis(1); 6];
+    let result = create_with_retries(
+        || {
+            *attempts.lock().expect("lock") += 1;
+            async {
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                Err(transport())
+            }
+        },
+        || async { Ok(false) },
+        (&pauses, Duration::from_millis(100)),
+        &Path::from("packs/ab/x"),
+    )
+    .await;
+    let n = *attempts.lock().expect("lock");
+    assert!(result.is_err(), "{result:?}");
+    // At 0, ~41 and ~82 ms (fewer on a slow machine); all seven without
+    // the time limit.
+    assert!((1..=3).contains(&n), "{n} attempts");
 }
 
 #[tokio::test]
