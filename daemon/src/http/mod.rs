@@ -29,6 +29,7 @@ mod text;
 mod viewer;
 
 use std::convert::Infallible;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,11 +141,7 @@ async fn bind(listen: &Listen, ctx: Arc<Ctx>) -> Result<JoinHandle<()>> {
         }
         Listen::Unix(path) => {
             remove_stale_socket(path)?;
-            let listener = tokio::net::UnixListener::bind(path)
-                .with_context(|| format!("cannot listen on unix:{}", path.display()))?;
-            // Owner and group only: the socket serves backed-up data.
-            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o660))
-                .with_context(|| format!("setting permissions of {}", path.display()))?;
+            let listener = bind_private(path)?;
             tracing::info!(path = %path.display(), "status endpoint listening");
             Ok(tokio::spawn(async move {
                 loop {
@@ -162,6 +159,36 @@ async fn bind(listen: &Listen, ctx: Arc<Ctx>) -> Result<JoinHandle<()>> {
             }))
         }
     }
+}
+
+/// Binds a unix socket at `path` that is owner and group only (0660)
+/// from the moment it appears there: it is bound in a new 0700 directory
+/// beside `path`, made 0660, then renamed into place. Bound at `path`
+/// directly, it existed with the umask's mode until the `chmod` (0755, or
+/// open to all under umask 0), and the socket serves backed-up data.
+fn bind_private(path: &Path) -> Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let staging = parent.join(format!(".klosetd-socket-{}-{nanos}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .with_context(|| format!("creating {}", staging.display()))?;
+    let bound = (|| {
+        let inside = staging.join("socket");
+        let listener = tokio::net::UnixListener::bind(&inside)
+            .with_context(|| format!("cannot listen on unix:{}", path.display()))?;
+        std::fs::set_permissions(&inside, std::fs::Permissions::from_mode(0o660))
+            .with_context(|| format!("setting permissions of {}", inside.display()))?;
+        std::fs::rename(&inside, path)
+            .with_context(|| format!("moving the socket to {}", path.display()))?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    bound
 }
 
 /// Removes a socket left by a previous process; refuses to remove
