@@ -86,6 +86,10 @@ fn known_values() -> Vec<Zeroizing<String>> {
         }
     }
     for path in files {
+        // Only regular files: opening a FIFO would hang the hook.
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
         let Ok(file) = std::fs::File::open(&path) else {
             continue;
         };
