@@ -349,8 +349,9 @@ impl Daemon {
             desired: desired.clone(),
             prints,
         });
-        kloset_connectors::command::hide_from_children(desired.secret_env_names());
-        crate::redact::remember(desired.secret_env_names(), desired.secret_files());
+        let secret_env = desired.secret_env_names();
+        kloset_connectors::command::hide_from_children(secret_env.clone());
+        crate::redact::remember(secret_env, desired.secret_files());
         self.live.revision_applied(desired, now, restart);
         self.stale_watch.dirty = true;
         self.start_oneshots().await;
