@@ -105,6 +105,8 @@ mod panic_redacted;
 mod partial_outcome;
 #[path = "plan.rs"]
 mod plan;
+#[path = "restore_failed.rs"]
+mod restore_failed;
 #[path = "secrets_everywhere.rs"]
 mod secrets_everywhere;
 #[path = "shared_resources.rs"]

@@ -28,8 +28,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use rustix::fs::{
-    self as rfs, AtFlags, Dev, FileType, Gid, Mode, OFlags, ResolveFlags, Stat, Timespec,
-    Timestamps, Uid,
+    self as rfs, AtFlags, Dev, FileType, Gid, Mode, OFlags, RenameFlags, ResolveFlags, Stat,
+    Timespec, Timestamps, Uid,
 };
 
 /// Whether `openat2` works here: 0 unknown, 1 yes, 2 no (old kernel or a
@@ -98,6 +98,27 @@ impl DirFd {
             flags,
             Mode::from_raw_mode(mode),
         )?))
+    }
+
+    /// Renames the entry `from` to `to`, both in this directory. With
+    /// `replace`, whatever is at `to` (not a directory) is replaced in one
+    /// step; without, `to` must not exist and is never replaced
+    /// (`RENAME_NOREPLACE`, or a hard link then an unlink where the file
+    /// system has no such rename).
+    pub fn rename(&self, from: &[u8], to: &[u8], replace: bool) -> io::Result<()> {
+        if replace {
+            rfs::renameat(&self.0, from, &self.0, to)?;
+            return Ok(());
+        }
+        match rfs::renameat_with(&self.0, from, &self.0, to, RenameFlags::NOREPLACE) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+                rfs::linkat(&self.0, from, &self.0, to, AtFlags::empty())?;
+                rfs::unlinkat(&self.0, from, AtFlags::empty())?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Creates the directory `name` (error if anything exists there).
@@ -170,6 +191,12 @@ impl DirFd {
             dir.remove(&child)?;
         }
         rfs::unlinkat(&self.0, name, AtFlags::REMOVEDIR)?;
+        Ok(())
+    }
+
+    /// Removes the entry `name` if it is not a directory (never recursive).
+    pub fn unlink(&self, name: &[u8]) -> io::Result<()> {
+        rfs::unlinkat(&self.0, name, AtFlags::empty())?;
         Ok(())
     }
 
@@ -392,6 +419,38 @@ mod tests {
         dir.remove(b"a").expect("remove");
         assert!(!target.join("a").exists());
         assert!(outside.join("keep").exists(), "the link's target is kept");
+    }
+
+    #[test]
+    fn rename_replaces_only_when_asked_and_never_through_a_link() {
+        let d = tempfile::tempdir().expect("tmp");
+        let outside = d.path().join("outside");
+        std::fs::write(&outside, b"keep").expect("write");
+        let target = d.path().join("t");
+        std::fs::create_dir(&target).expect("mkdir");
+        let dir = DirFd::open_path(&target).expect("open");
+        for name in [&b"new"[..], b"old", b"link"] {
+            dir.create_file(name, 0o600)
+                .expect("create")
+                .write_all(name)
+                .expect("write");
+        }
+        let err = dir.rename(b"new", b"old", false).expect_err("old exists");
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(target.join("old")).expect("read"), b"old");
+        dir.rename(b"new", b"fresh", false).expect("rename");
+        assert_eq!(std::fs::read(target.join("fresh")).expect("read"), b"new");
+        assert!(!target.join("new").exists());
+        std::fs::remove_file(target.join("link")).expect("rm");
+        std::os::unix::fs::symlink(&outside, target.join("link")).expect("link");
+        dir.rename(b"old", b"link", true).expect("replace");
+        assert_eq!(std::fs::read(target.join("link")).expect("read"), b"old");
+        assert!(
+            !std::fs::symlink_metadata(target.join("link"))
+                .expect("stat")
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(&outside).expect("read"), b"keep");
     }
 
     #[test]

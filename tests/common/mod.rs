@@ -14,6 +14,7 @@
 //! - [`mariadb`]: run a private MariaDB server on a free loopback port.
 //! - [`promtool`]: check and unit-test Prometheus rules, lint `/metrics`.
 //! - [`receiver`]: a recording HTTP receiver for notification tests.
+//! - [`later_damage`]: a store with a damaged chunk in the middle of a file.
 //! - [`proxy`]: a bandwidth-capped TCP proxy for fault tests.
 //! - [`small_disk`]: a size-limited tmpfs to fill a disk (root).
 //! - [`e2e`]: config directories, task waits and secret checks for the
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod crash;
 pub mod daemon;
 pub mod e2e;
+pub mod later_damage;
 pub mod mariadb;
 pub mod postgres;
 pub mod promtool;

@@ -22,18 +22,29 @@
 //! swapped-in symlink is therefore an error, never followed out of the
 //! target.
 //!
+//! A file is written under a temporary name (`.kloset-restore-…`) in its
+//! directory and renamed into place once it is whole and has its metadata
+//! ([`file`]): a failed restore leaves no file cut short under a restored
+//! name, and with `force` a file being replaced stays as it was until its
+//! new content is complete. Only a restore killed outright leaves its
+//! temporary files behind.
+//!
 //! Durability: before the restore reports success, every file system it
 //! wrote to is synced (`syncfs`), so restored files and directories are on
-//! stable storage; a failed sync fails the restore.
+//! stable storage; a failed sync fails the restore. While it writes, the
+//! target's file system is synced in the background every 64 MiB
+//! ([`writeback`]), so the disk works during the restore rather than after.
 
 mod batch;
 mod budget;
+mod file;
 mod plan;
 mod sparse;
+mod writeback;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -54,7 +65,7 @@ use crate::tree::{Node, NodeKind, split_path};
 use batch::{DirTask, SmallFile, SmallQueue};
 use budget::ByteBudget;
 use plan::{Plan, Planner};
-use sparse::SparseWriter;
+use writeback::EarlyWriteback;
 
 /// Chunks fetched at once for one large file.
 const WINDOW_CHUNKS: usize = 8;
@@ -166,6 +177,7 @@ pub fn restore(
     } else {
         planner.entry(&node, existing.as_ref(), target, &mut plan)?;
     }
+    let target_existed = existing.is_some();
     drop(existing);
     if !plan.conflicts.is_empty() {
         let shown: Vec<String> = plan
@@ -198,8 +210,14 @@ pub fn restore(
         budget: ByteBudget::new(IN_FLIGHT_BYTES),
         small: SmallQueue::new(pool.current_num_threads()),
         spool,
+        writeback: EarlyWriteback::start(root.clone()),
+        run: rand::random(),
+        temps: std::sync::atomic::AtomicU64::new(0),
     };
     r.note_filesystem(&root, target)?;
+    if target_existed {
+        r.remove_temporaries(&root, target)?;
+    }
     pool.install(|| {
         if node.kind == NodeKind::Dir {
             let top = DirTask::new(node.clone(), root.clone(), target.to_path_buf());
@@ -213,6 +231,9 @@ pub fn restore(
             r.restore_entry(&node, &root, target, &HashMap::new())
         }
     })?;
+    r.writeback
+        .finish()
+        .map_err(|e| Error::io("sync", target, e))?;
     r.sync()?;
     Ok(RestoreReport {
         files: plan.files,
@@ -238,6 +259,11 @@ struct Restorer<'a> {
     small: SmallQueue,
     /// Packs fetched whole (from a remote store).
     spool: Option<PackSpool>,
+    /// Syncs the target while the restore goes on.
+    writeback: EarlyWriteback,
+    /// This restore's mark in temporary names, and their count.
+    run: u32,
+    temps: std::sync::atomic::AtomicU64,
 }
 
 /// `parent/name` for messages.
@@ -400,6 +426,7 @@ impl Restorer<'_> {
                 match parent.open_dir(name) {
                     Ok(dir) => {
                         dirfd::set_mode_fd(&dir, 0o700).map_err(|e| Error::io("chmod", path, e))?;
+                        self.remove_temporaries(&dir, path)?;
                         return Ok(dir);
                     }
                     Err(_) if self.options.force => {
@@ -436,96 +463,6 @@ impl Restorer<'_> {
                 .map_err(|e| Error::io("replace", path, e))?;
         }
         Ok(())
-    }
-
-    fn write_file(
-        &self,
-        node: &Node,
-        parent: &DirFd,
-        at: &Path,
-        cache: &HashMap<BlobId, Vec<u8>>,
-    ) -> Result<()> {
-        let name = &node.name[..];
-        let path = shown(at, name);
-        self.replace_existing(parent, name, &path)?;
-        let file: File = parent
-            .create_file(name, 0o600)
-            .map_err(|e| Error::io("create", &path, e))?;
-        let mut out = SparseWriter::new(file, &path);
-        let (window_chunks, window_bytes, max_request) = if self.repo.storage().is_remote() {
-            (REMOTE_WINDOW_CHUNKS, IN_FLIGHT_BYTES, REMOTE_WINDOW_REQUEST)
-        } else {
-            (WINDOW_CHUNKS, u64::MAX, MAX_REQUEST)
-        };
-        let mut at_chunk = 0;
-        while at_chunk < node.content.len() {
-            self.options.progress.check_cancelled()?;
-            let (len, missing, bytes) = self.next_window(
-                &node.content[at_chunk..],
-                cache,
-                window_chunks,
-                window_bytes,
-                &path,
-            )?;
-            let window = &node.content[at_chunk..at_chunk + len];
-            at_chunk += len;
-            let (_share, fetched) = if missing.is_empty() {
-                (None, HashMap::new())
-            } else {
-                let share = self.budget.take(bytes);
-                let spool = self.spool.as_ref();
-                let fetched =
-                    load_blobs_spooled(self.repo, BlobKind::Data, &missing, max_request, spool)
-                        .map_err(|e| in_restore(e, &path))?;
-                (Some(share), fetched)
-            };
-            for id in window {
-                let data =
-                    cache
-                        .get(id)
-                        .or_else(|| fetched.get(id))
-                        .ok_or_else(|| Error::NotFound {
-                            what: format!("chunk {} of {}", id.short(), path.display()),
-                        })?;
-                out.write(data)?;
-                self.options.progress.add_bytes(data.len() as u64);
-            }
-        }
-        let file = out.finish(node.size)?;
-        self.set_fd_meta(node, &file, &path)?;
-        self.options
-            .progress
-            .files
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// The next window of a file's chunks: at most `chunks` of them, and no
-    /// more than `max_bytes` of chunks to fetch (but at least one chunk).
-    /// Returns its length, the chunks to fetch and their raw bytes.
-    fn next_window(
-        &self,
-        content: &[BlobId],
-        cache: &HashMap<BlobId, Vec<u8>>,
-        chunks: usize,
-        max_bytes: u64,
-        path: &Path,
-    ) -> Result<(usize, Vec<BlobId>, u64)> {
-        let index = self.repo.index();
-        let (mut len, mut missing, mut bytes) = (0, Vec::new(), 0u64);
-        for id in content.iter().take(chunks) {
-            if !cache.contains_key(id) {
-                let loc = index.get(id).map_err(|e| in_restore(e, path))?;
-                let raw = loc.map_or(0, |l| u64::from(l.raw_length));
-                if len > 0 && bytes.saturating_add(raw) > max_bytes {
-                    break;
-                }
-                bytes += raw;
-                missing.push(*id);
-            }
-            len += 1;
-        }
-        Ok((len, missing, bytes))
     }
 
     /// Owner, then mode (a chown clears setuid bits), then times, on `fd`.
