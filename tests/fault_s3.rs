@@ -152,3 +152,65 @@ fn an_s3_outage_during_a_backup_and_a_restore_loses_nothing() {
     assert_trees_equal(&v1, &first);
     kloset.must(at(&["check", "--read-data"]));
 }
+
+/// The slower server: 100 KiB/s per connection, so a request of 4 MiB
+/// lasts 41 s, past the client's 30 s request time-out.
+const SLOWER: u64 = 100 * 1024;
+
+#[test]
+fn a_restore_whose_requests_outlast_the_request_timeout_completes() {
+    let Some(s3) = S3Server::start_or_skip() else {
+        return;
+    };
+    let proxy = Proxy::start(s3.port(), 0);
+    let env: Vec<(String, String)> = s3
+        .env()
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "AWS_ENDPOINT_URL" {
+                (k, proxy.endpoint())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let loc = s3.location("slow");
+    // No local cache: the file comes in ranged requests of up to 4 MiB
+    // (three of them, in flight at once), not from a spooled pack.
+    let kloset = Kloset::new()
+        .envs(env)
+        .env("KLOSET_CACHE_DIR", "off")
+        .passphrase(PASS)
+        .timeout(LIMIT);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("src");
+    write_random_files(&src, 3, 1, 12 * MIB);
+    kloset.must(["at", &loc, "create"]);
+    kloset.must(["at", &loc, "backup", src.to_str().expect("utf8")]);
+
+    proxy.set_rate(SLOWER);
+    let out = tmp.path().join("out");
+    let started = Instant::now();
+    kloset.must([
+        "at",
+        &loc,
+        "restore",
+        "--to",
+        out.to_str().expect("utf8"),
+        "latest",
+    ]);
+    let took = started.elapsed();
+    proxy.set_rate(0);
+    eprintln!(
+        "restore at {SLOWER} B/s per connection: {took:?}, {} answer(s) cut by the client",
+        proxy.client_aborts()
+    );
+    assert_trees_equal(&src, &out);
+    // The client gave up on an answer still coming (its time-out), and
+    // the retry went on from there: without the resumption the restore
+    // could not have finished.
+    assert!(
+        proxy.client_aborts() >= 1,
+        "no answer outlasted the client's time-out ({took:?}): the test proves nothing"
+    );
+}

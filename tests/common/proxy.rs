@@ -17,6 +17,9 @@ pub struct Proxy {
     rate: Arc<AtomicU64>,
     /// The most bytes one connection has sent upstream so far.
     largest_upload: Arc<AtomicU64>,
+    /// Answers the client closed its connection on before they were
+    /// whole (a client's request time-out).
+    client_aborts: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -29,13 +32,15 @@ impl Proxy {
         let stop = Arc::new(AtomicBool::new(false));
         let rate = Arc::new(AtomicU64::new(rate));
         let largest_upload = Arc::new(AtomicU64::new(0));
-        let (s, r, l) = (stop.clone(), rate.clone(), largest_upload.clone());
+        let client_aborts = Arc::new(AtomicU64::new(0));
+        let (s, r) = (stop.clone(), rate.clone());
+        let (l, a) = (largest_upload.clone(), client_aborts.clone());
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((client, _)) => {
-                        let (r, l) = (r.clone(), l.clone());
-                        std::thread::spawn(move || forward(client, upstream, r, l));
+                        let (r, l, a) = (r.clone(), l.clone(), a.clone());
+                        std::thread::spawn(move || forward(client, upstream, r, l, a));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -46,7 +51,14 @@ impl Proxy {
             stop,
             rate,
             largest_upload,
+            client_aborts,
         }
+    }
+
+    /// How many answers the client stopped reading before they were whole
+    /// (it closed the connection while the server was still sending).
+    pub fn client_aborts(&self) -> u64 {
+        self.client_aborts.load(Ordering::Relaxed)
     }
 
     /// The most bytes one connection has sent upstream since the last
@@ -83,7 +95,13 @@ impl Drop for Proxy {
     }
 }
 
-fn forward(client: TcpStream, upstream: u16, rate: Arc<AtomicU64>, uploads: Arc<AtomicU64>) {
+fn forward(
+    client: TcpStream,
+    upstream: u16,
+    rate: Arc<AtomicU64>,
+    uploads: Arc<AtomicU64>,
+    aborts: Arc<AtomicU64>,
+) {
     let _ = client.set_nonblocking(false);
     let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
         let _ = client.shutdown(Shutdown::Both);
@@ -93,19 +111,21 @@ fn forward(client: TcpStream, upstream: u16, rate: Arc<AtomicU64>, uploads: Arc<
         return;
     };
     let r2 = rate.clone();
-    let up = std::thread::spawn(move || pump(client, server, rate, Some(uploads)));
-    pump(s2, c2, r2, None);
+    let up = std::thread::spawn(move || pump(client, server, rate, Count::Uploads(uploads)));
+    pump(s2, c2, r2, Count::Aborts(aborts));
     let _ = up.join();
 }
 
-/// Copies `from` to `to` at the cap, then shuts both down; counts what an
-/// upload sent into `uploads`.
-fn pump(
-    mut from: TcpStream,
-    mut to: TcpStream,
-    rate: Arc<AtomicU64>,
-    uploads: Option<Arc<AtomicU64>>,
-) {
+/// What one direction of a connection counts.
+enum Count {
+    /// Client to server: the most bytes sent.
+    Uploads(Arc<AtomicU64>),
+    /// Server to client: answers the client closed on.
+    Aborts(Arc<AtomicU64>),
+}
+
+/// Copies `from` to `to` at the cap, then shuts both down.
+fn pump(mut from: TcpStream, mut to: TcpStream, rate: Arc<AtomicU64>, count: Count) {
     let mut buf = [0u8; 16 * 1024];
     let start = Instant::now();
     let mut sent: u64 = 0;
@@ -115,10 +135,13 @@ fn pump(
             Ok(n) => n,
         };
         if to.write_all(&buf[..n]).is_err() {
+            if let Count::Aborts(a) = &count {
+                a.fetch_add(1, Ordering::Relaxed);
+            }
             break;
         }
         sent += n as u64;
-        if let Some(u) = &uploads {
+        if let Count::Uploads(u) = &count {
             u.fetch_max(sent, Ordering::Relaxed);
         }
         let cap = rate.load(Ordering::Relaxed);
