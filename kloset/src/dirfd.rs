@@ -104,7 +104,8 @@ impl DirFd {
     /// `replace`, whatever is at `to` (not a directory) is replaced in one
     /// step; without, `to` must not exist and is never replaced
     /// (`RENAME_NOREPLACE`, or a hard link then an unlink where the file
-    /// system has no such rename).
+    /// system has no such rename, or a check then a rename where it has no
+    /// hard links either).
     pub fn rename(&self, from: &[u8], to: &[u8], replace: bool) -> io::Result<()> {
         if replace {
             rfs::renameat(&self.0, from, &self.0, to)?;
@@ -113,7 +114,23 @@ impl DirFd {
         match rfs::renameat_with(&self.0, from, &self.0, to, RenameFlags::NOREPLACE) {
             Ok(()) => Ok(()),
             Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
-                rfs::linkat(&self.0, from, &self.0, to, AtFlags::empty())?;
+                match rfs::linkat(&self.0, from, &self.0, to, AtFlags::empty()) {
+                    Ok(()) => {}
+                    // No hard links either (FAT, exFAT): look, then rename.
+                    // Not atomic: an entry that appears in between is
+                    // replaced, on file systems that cannot say otherwise.
+                    Err(rustix::io::Errno::PERM) | Err(rustix::io::Errno::OPNOTSUPP) => {
+                        return match self.lstat(to) {
+                            Ok(_) => Err(io::ErrorKind::AlreadyExists.into()),
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                                rfs::renameat(&self.0, from, &self.0, to)?;
+                                Ok(())
+                            }
+                            Err(e) => Err(e),
+                        };
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 rfs::unlinkat(&self.0, from, AtFlags::empty())?;
                 Ok(())
             }
