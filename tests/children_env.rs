@@ -8,11 +8,10 @@
 
 use crate::common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::daemon::{Daemon, wait_value, write_like_ansible};
-use common::e2e::{assert_no_secret, files_under};
+use common::e2e::{assert_no_secret, files_under, validate_and_plan};
 use common::receiver::Receiver;
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -117,30 +116,14 @@ fn hooks_commands_and_notifications_never_inherit_secret_variables() {
     }
     // `validate` and `plan` resolve the same configuration with the same
     // environment: their outputs, plain and JSON, name no secret.
-    let conf_s = conf.to_str().expect("utf8");
-    for args in [
-        vec!["validate", conf_s],
-        vec!["validate", "--json", conf_s],
-        vec!["plan", conf_s],
-        vec!["plan", "--json", conf_s],
-    ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_klosetd"))
-            .args(&args)
-            .env("KLOSETD_TEST_STORE_PASS", PASS_VALUE)
-            .env("KLOSETD_TEST_HOOK_URL", url.as_str())
-            .output()
-            .expect("run klosetd");
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "klosetd {args:?}: {all}");
+    let envs = [
+        ("KLOSETD_TEST_STORE_PASS", PASS_VALUE),
+        ("KLOSETD_TEST_HOOK_URL", url.as_str()),
+    ];
+    for (what, out) in validate_and_plan(&conf, &envs) {
+        let all = String::from_utf8_lossy(&out);
         for secret in [PASS_VALUE, URL_KEY] {
-            assert!(
-                !all.contains(secret),
-                "klosetd {args:?} shows {secret}:\n{all}"
-            );
+            assert!(!all.contains(secret), "{what} shows {secret}:\n{all}");
         }
     }
 }

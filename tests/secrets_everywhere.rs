@@ -22,13 +22,12 @@
 
 use crate::common;
 
-use std::process::Command;
 use std::time::Instant;
 
 use bytes::Bytes;
 use common::azurite::{ACCOUNT, ACCOUNT_KEY, Azurite};
 use common::daemon::lit;
-use common::e2e::{Setup, TASK_LIMIT, files_under, wait_succeeded};
+use common::e2e::{Setup, TASK_LIMIT, files_under, validate_and_plan, wait_succeeded};
 use common::mariadb::MariaDb;
 use common::postgres::PgServer;
 use common::receiver::Receiver;
@@ -502,28 +501,7 @@ database = "shop"
         shown.push((format!("the state file {}", path.display()), bytes));
     }
     // `validate` and `plan` on the same directory, with the same environment.
-    let conf = setup.conf();
-    let conf_s = conf.to_str().expect("utf8");
-    for args in [
-        vec!["validate", conf_s],
-        vec!["validate", "--json", conf_s],
-        vec!["plan", conf_s],
-        vec!["plan", "--json", conf_s],
-    ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_klosetd"))
-            .args(&args)
-            .envs(envs.iter().copied())
-            .output()
-            .expect("run klosetd");
-        let mut all = out.stdout.clone();
-        all.extend_from_slice(&out.stderr);
-        assert!(
-            out.status.success(),
-            "klosetd {args:?}: {}",
-            String::from_utf8_lossy(&all)
-        );
-        shown.push((format!("klosetd {}", args[..args.len() - 1].join(" ")), all));
-    }
+    shown.extend(validate_and_plan(&setup.conf(), &envs));
     let (_, validated) = shown
         .iter()
         .find(|(what, _)| what == "klosetd validate --json")

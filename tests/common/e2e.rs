@@ -196,3 +196,34 @@ pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     }
     out
 }
+
+/// `klosetd validate` and `klosetd plan`, plain and `--json`, on the
+/// configuration directory `conf` with `envs` added to the environment;
+/// each must succeed. Returns what ran (`klosetd validate --json`, ...) and
+/// its stdout followed by its stderr.
+pub fn validate_and_plan(conf: &Path, envs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    let conf = conf.to_str().expect("utf8");
+    let mut shown = Vec::new();
+    for args in [
+        vec!["validate"],
+        vec!["validate", "--json"],
+        vec!["plan"],
+        vec!["plan", "--json"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_klosetd"))
+            .args(&args)
+            .arg(conf)
+            .envs(envs.iter().copied())
+            .output()
+            .expect("run klosetd");
+        let mut all = out.stdout;
+        all.extend_from_slice(&out.stderr);
+        assert!(
+            out.status.success(),
+            "klosetd {args:?} {conf}: {}",
+            String::from_utf8_lossy(&all)
+        );
+        shown.push((format!("klosetd {}", args.join(" ")), all));
+    }
+    shown
+}
