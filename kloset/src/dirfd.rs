@@ -22,7 +22,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -98,6 +98,42 @@ impl DirFd {
             flags,
             Mode::from_raw_mode(mode),
         )?))
+    }
+
+    /// Creates an unnamed regular file in this directory (`O_TMPFILE`), to
+    /// be given its name by [`DirFd::link_unnamed`] once it is whole: until
+    /// then no other process can open it, and if this one dies it is gone.
+    /// `Ok(None)` where the file system has no unnamed files.
+    pub fn create_unnamed(&self, mode: u32) -> io::Result<Option<File>> {
+        let flags = OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC;
+        match rfs::openat(&self.0, c".", flags, Mode::from_raw_mode(mode)) {
+            Ok(fd) => Ok(Some(File::from(fd))),
+            Err(rustix::io::Errno::OPNOTSUPP)
+            | Err(rustix::io::Errno::ISDIR)
+            | Err(rustix::io::Errno::INVAL) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives the unnamed `file` (from [`DirFd::create_unnamed`] on this
+    /// directory) the name `name`, which must not exist: never replaces
+    /// (`AlreadyExists`). `linkat` with `AT_EMPTY_PATH` needs
+    /// `CAP_DAC_READ_SEARCH`; without it, through `/proc/self/fd`.
+    pub fn link_unnamed(&self, file: &File, name: &[u8]) -> io::Result<()> {
+        match rfs::linkat(file, c"", &self.0, name, AtFlags::EMPTY_PATH) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let by_proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+        rfs::linkat(
+            rfs::CWD,
+            by_proc.as_str(),
+            &self.0,
+            name,
+            AtFlags::SYMLINK_FOLLOW,
+        )?;
+        Ok(())
     }
 
     /// Renames the entry `from` to `to`, both in this directory. With
@@ -468,6 +504,29 @@ mod tests {
                 .is_symlink()
         );
         assert_eq!(std::fs::read(&outside).expect("read"), b"keep");
+    }
+
+    #[test]
+    fn an_unnamed_file_is_linked_whole_and_never_over_an_existing_name() {
+        let d = tempfile::tempdir().expect("tmp");
+        let dir = DirFd::open_path(d.path()).expect("open");
+        let Some(mut f) = dir.create_unnamed(0o600).expect("O_TMPFILE") else {
+            return; // a file system without unnamed files: nothing to try
+        };
+        f.write_all(b"whole").expect("write");
+        assert_eq!(dir.names().expect("names"), Vec::<Vec<u8>>::new());
+        std::fs::write(d.path().join("taken"), b"keep").expect("write");
+        let err = dir.link_unnamed(&f, b"taken").expect_err("taken");
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(
+            std::fs::read(d.path().join("taken")).expect("read"),
+            b"keep"
+        );
+        dir.link_unnamed(&f, b"named").expect("link");
+        assert_eq!(
+            std::fs::read(d.path().join("named")).expect("read"),
+            b"whole"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Writing one restored file: its chunks in windows, fetched within the
-//! restore's byte budget, under a temporary name that is renamed into
-//! place once the file is whole and has its metadata.
+//! restore's byte budget, into a file that gets its name only once it is
+//! whole and has its metadata (unnamed and then linked, or under a
+//! temporary name and then renamed).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -19,10 +20,13 @@ use crate::id::{BlobId, BlobKind};
 use crate::tree::{Node, NodeKind};
 
 impl Restorer<'_> {
-    /// Writes the file `node` into `parent` under a temporary name and
-    /// renames it into place once it is whole and has its metadata, so a
-    /// failed restore leaves no file cut short under a restored name, and
-    /// `force` keeps the file it replaces until the new one is complete.
+    /// Writes the file `node` into `parent`, giving it its name only once
+    /// it is whole and has its metadata, so a failed restore leaves no file
+    /// cut short under a restored name, and `force` keeps the file it
+    /// replaces until the new one is complete. Where it can, the file is
+    /// unnamed until then (`O_TMPFILE`, then `linkat`, which never
+    /// replaces); over an existing entry (`force`), or where unnamed files
+    /// do not work, it is written under a temporary name and renamed.
     pub(super) fn write_file(
         &self,
         node: &Node,
@@ -32,24 +36,69 @@ impl Restorer<'_> {
     ) -> Result<()> {
         let name = &node.name[..];
         let path = shown(at, name);
-        let temp = self.temp_name();
-        let file: File = parent
-            .create_file(&temp, 0o600)
-            .map_err(|e| Error::io("create", &path, e))?;
-        let written = self
-            .fill_file(node, file, cache, &path)
-            .and_then(|()| self.put_in_place(parent, &temp, name, &path));
-        if written.is_err() {
-            // Not recursive: whatever stands at the temporary name now,
-            // a directory swapped in is not this restore's to empty.
-            let _ = parent.unlink(&temp);
+        let replaces = self.options.force && parent.lstat(name).is_ok();
+        let unnamed = match self.unnamed_files && !replaces {
+            true => parent
+                .create_unnamed(0o600)
+                .map_err(|e| Error::io("create", &path, e))?,
+            false => None,
+        };
+        match unnamed {
+            Some(file) => {
+                let file = self.fill_file(node, file, cache, &path)?;
+                parent
+                    .link_unnamed(&file, name)
+                    .map_err(|e| Error::io("create", &path, e))?;
+            }
+            None => self.write_named(node, parent, name, &path, cache)?,
         }
-        written?;
         self.options
             .progress
             .files
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// [`Restorer::write_file`] under a temporary name, renamed into place.
+    fn write_named(
+        &self,
+        node: &Node,
+        parent: &DirFd,
+        name: &[u8],
+        path: &Path,
+        cache: &HashMap<BlobId, Vec<u8>>,
+    ) -> Result<()> {
+        let temp = self.temp_name();
+        let file: File = parent
+            .create_file(&temp, 0o600)
+            .map_err(|e| Error::io("create", path, e))?;
+        let written = self
+            .fill_file(node, file, cache, path)
+            .and_then(|_| self.put_in_place(parent, &temp, name, path));
+        if written.is_err() {
+            // Not recursive: whatever stands at the temporary name now,
+            // a directory swapped in is not this restore's to empty.
+            let _ = parent.unlink(&temp);
+        }
+        written
+    }
+
+    /// Whether unnamed files can be made and given a name in `dir`: tried
+    /// once per restore on the target, with a file linked under a
+    /// temporary name and removed again.
+    pub(super) fn unnamed_files_work(&self, dir: &DirFd) -> bool {
+        let Ok(Some(file)) = dir.create_unnamed(0o600) else {
+            return false;
+        };
+        let probe = self.temp_name();
+        match dir.link_unnamed(&file, &probe) {
+            Ok(()) => {
+                // Left behind, it is a temporary name the next restore removes.
+                let _ = dir.unlink(&probe);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// A name no other file of this restore uses, hidden, and unlikely to
@@ -102,7 +151,7 @@ impl Restorer<'_> {
         file: File,
         cache: &HashMap<BlobId, Vec<u8>>,
         path: &Path,
-    ) -> Result<()> {
+    ) -> Result<File> {
         let mut out = SparseWriter::new(file, path);
         let (window_chunks, window_bytes, max_request) = if self.repo.storage().is_remote() {
             (REMOTE_WINDOW_CHUNKS, IN_FLIGHT_BYTES, REMOTE_WINDOW_REQUEST)
@@ -145,7 +194,8 @@ impl Restorer<'_> {
             }
         }
         let file = out.finish(node.size)?;
-        self.set_fd_meta(node, &file, path)
+        self.set_fd_meta(node, &file, path)?;
+        Ok(file)
     }
 
     /// The next window of a file's chunks: at most `chunks` of them, and no

@@ -22,12 +22,15 @@
 //! swapped-in symlink is therefore an error, never followed out of the
 //! target.
 //!
-//! A file is written under a temporary name (`.kloset-restore-…`) in its
-//! directory and renamed into place once it is whole and has its metadata
-//! ([`file`]): a failed restore leaves no file cut short under a restored
+//! A file gets its name only once it is whole and has its metadata
+//! ([`file`]): it is written unnamed (`O_TMPFILE`) and linked under its
+//! name, or, over an existing entry (`force`) and where unnamed files do
+//! not work, written under a temporary name (`.kloset-restore-…`) and
+//! renamed. A failed restore leaves no file cut short under a restored
 //! name, and with `force` a file being replaced stays as it was until its
-//! new content is complete. Only a restore killed outright leaves its
-//! temporary files behind.
+//! new content is complete. Only a restore killed outright while writing a
+//! named temporary leaves it behind; the next restore into that directory
+//! removes it.
 //!
 //! Durability: before the restore reports success, every file system it
 //! wrote to is synced (`syncfs`), so restored files and directories are on
@@ -200,7 +203,7 @@ pub fn restore(
     let spool = spool_dir.and_then(|dir| PackSpool::for_restore(&dir, wanted));
     fs::create_dir_all(target).map_err(|e| Error::io("create", target, e))?;
     let root = Arc::new(DirFd::open_path(target).map_err(|e| Error::io("open", target, e))?);
-    let r = Restorer {
+    let mut r = Restorer {
         repo,
         options,
         owners: options.owners && rustix::process::geteuid().is_root(),
@@ -213,11 +216,13 @@ pub fn restore(
         writeback: EarlyWriteback::start(root.clone()),
         run: rand::random(),
         temps: std::sync::atomic::AtomicU64::new(0),
+        unnamed_files: false,
     };
     r.note_filesystem(&root, target)?;
     if target_existed {
         r.remove_temporaries(&root, target)?;
     }
+    r.unnamed_files = r.unnamed_files_work(&root);
     pool.install(|| {
         if node.kind == NodeKind::Dir {
             let top = DirTask::new(node.clone(), root.clone(), target.to_path_buf());
@@ -264,6 +269,9 @@ struct Restorer<'a> {
     /// This restore's mark in temporary names, and their count.
     run: u32,
     temps: std::sync::atomic::AtomicU64,
+    /// Whether files are made unnamed and linked when whole (else under
+    /// temporary names): decided once, on the target.
+    unnamed_files: bool,
 }
 
 /// `parent/name` for messages.
