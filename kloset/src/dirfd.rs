@@ -117,9 +117,9 @@ impl DirFd {
 
     /// Gives the unnamed `file` (from [`DirFd::create_unnamed`] on this
     /// directory) the name `name`, which must not exist: never replaces
-    /// (`AlreadyExists`). `linkat` with `AT_EMPTY_PATH`; kernels before 6.10
-    /// allow that only with `CAP_DAC_READ_SEARCH` (later ones also to the
-    /// credentials that opened the file), so there, through `/proc/self/fd`.
+    /// (`AlreadyExists`). `linkat` with `AT_EMPTY_PATH`; older kernels allow
+    /// that only with `CAP_DAC_READ_SEARCH` (6.18 also to the credentials
+    /// that opened the file), so there, through `/proc/self/fd`.
     pub fn link_unnamed(&self, file: &File, name: &[u8]) -> io::Result<()> {
         match rfs::linkat(file, c"", &self.0, name, AtFlags::EMPTY_PATH) {
             Ok(()) => return Ok(()),
