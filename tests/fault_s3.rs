@@ -67,23 +67,24 @@ fn outage_during(
     }
 }
 
+/// The S3 server's client environment, with its endpoint moved to `proxy`.
+fn env_through(s3: &S3Server, proxy: &Proxy) -> Vec<(String, String)> {
+    s3.env()
+        .into_iter()
+        .map(|(k, v)| match k.as_str() {
+            "AWS_ENDPOINT_URL" => (k, proxy.endpoint()),
+            _ => (k, v),
+        })
+        .collect()
+}
+
 #[test]
 fn an_s3_outage_during_a_backup_and_a_restore_loses_nothing() {
     let Some(mut s3) = S3Server::start_or_skip() else {
         return;
     };
     let proxy = Proxy::start(s3.port(), 0);
-    let env: Vec<(String, String)> = s3
-        .env()
-        .into_iter()
-        .map(|(k, v)| {
-            if k == "AWS_ENDPOINT_URL" {
-                (k, proxy.endpoint())
-            } else {
-                (k, v)
-            }
-        })
-        .collect();
+    let env = env_through(&s3, &proxy);
     let loc = s3.location("fault");
     let at = |args: &[&str]| {
         let mut all = vec!["at", loc.as_str()];
@@ -163,17 +164,7 @@ fn a_restore_whose_requests_outlast_the_request_timeout_completes() {
         return;
     };
     let proxy = Proxy::start(s3.port(), 0);
-    let env: Vec<(String, String)> = s3
-        .env()
-        .into_iter()
-        .map(|(k, v)| {
-            if k == "AWS_ENDPOINT_URL" {
-                (k, proxy.endpoint())
-            } else {
-                (k, v)
-            }
-        })
-        .collect();
+    let env = env_through(&s3, &proxy);
     let loc = s3.location("slow");
     // No local cache: the file comes in ranged requests of up to 4 MiB
     // (three of them, in flight at once), not from a spooled pack.

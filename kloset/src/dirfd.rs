@@ -149,27 +149,25 @@ impl DirFd {
             return Ok(());
         }
         match rfs::renameat_with(&self.0, from, &self.0, to, RenameFlags::NOREPLACE) {
-            Ok(()) => Ok(()),
-            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
-                match rfs::linkat(&self.0, from, &self.0, to, AtFlags::empty()) {
-                    Ok(()) => {}
-                    // No hard links either (FAT, exFAT): look, then rename.
-                    // Not atomic: an entry that appears in between is
-                    // replaced, on file systems that cannot say otherwise.
-                    Err(rustix::io::Errno::PERM) | Err(rustix::io::Errno::OPNOTSUPP) => {
-                        return match self.lstat(to) {
-                            Ok(_) => Err(io::ErrorKind::AlreadyExists.into()),
-                            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                                rfs::renameat(&self.0, from, &self.0, to)?;
-                                Ok(())
-                            }
-                            Err(e) => Err(e),
-                        };
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // No such rename here: a hard link (which never replaces), then an
+        // unlink of the old name.
+        match rfs::linkat(&self.0, from, &self.0, to, AtFlags::empty()) {
+            Ok(()) => Ok(rfs::unlinkat(&self.0, from, AtFlags::empty())?),
+            // No hard links either (FAT, exFAT): look, then rename. Not
+            // atomic: an entry that appears in between is replaced, on file
+            // systems that cannot say otherwise.
+            Err(rustix::io::Errno::PERM) | Err(rustix::io::Errno::OPNOTSUPP) => {
+                match self.lstat(to) {
+                    Ok(_) => Err(io::ErrorKind::AlreadyExists.into()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        Ok(rfs::renameat(&self.0, from, &self.0, to)?)
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => Err(e),
                 }
-                rfs::unlinkat(&self.0, from, AtFlags::empty())?;
-                Ok(())
             }
             Err(e) => Err(e.into()),
         }

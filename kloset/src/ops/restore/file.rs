@@ -36,12 +36,18 @@ impl Restorer<'_> {
     ) -> Result<()> {
         let name = &node.name[..];
         let path = shown(at, name);
-        let replaces = self.options.force && parent.lstat(name).is_ok();
-        let unnamed = match self.unnamed_files && !replaces {
-            true => parent
+        // What `force` replaces (without it, the plan found nothing there).
+        let existing = self
+            .options
+            .force
+            .then(|| parent.lstat(name).ok().map(|st| kind_of(st.st_mode)))
+            .flatten();
+        let unnamed = if self.unnamed_files && existing.is_none() {
+            parent
                 .create_unnamed(0o600)
-                .map_err(|e| Error::io("create", &path, e))?,
-            false => None,
+                .map_err(|e| Error::io("create", &path, e))?
+        } else {
+            None
         };
         match unnamed {
             Some(file) => {
@@ -50,7 +56,10 @@ impl Restorer<'_> {
                     .link_unnamed(&file, name)
                     .map_err(|e| Error::io("create", &path, e))?;
             }
-            None => self.write_named(node, parent, name, &path, cache)?,
+            None => {
+                let dir_in_the_way = existing == Some(NodeKind::Dir);
+                self.write_named(node, parent, name, &path, dir_in_the_way, cache)?
+            }
         }
         self.options
             .progress
@@ -59,13 +68,15 @@ impl Restorer<'_> {
         Ok(())
     }
 
-    /// [`Restorer::write_file`] under a temporary name, renamed into place.
+    /// [`Restorer::write_file`] under a temporary name, renamed into place
+    /// (after removing the directory in the way, if `force` found one).
     fn write_named(
         &self,
         node: &Node,
         parent: &DirFd,
         name: &[u8],
         path: &Path,
+        dir_in_the_way: bool,
         cache: &HashMap<BlobId, Vec<u8>>,
     ) -> Result<()> {
         let temp = self.temp_name();
@@ -74,7 +85,7 @@ impl Restorer<'_> {
             .map_err(|e| Error::io("create", path, e))?;
         let written = self
             .fill_file(node, file, cache, path)
-            .and_then(|_| self.put_in_place(parent, &temp, name, path));
+            .and_then(|_| self.put_in_place(parent, &temp, name, path, dir_in_the_way));
         if written.is_err() {
             // Not recursive: whatever stands at the temporary name now,
             // a directory swapped in is not this restore's to empty.
@@ -128,13 +139,16 @@ impl Restorer<'_> {
     }
 
     /// Renames the finished `temp` to `name`: over an existing entry only
-    /// with `force` (a directory there is removed first).
-    fn put_in_place(&self, parent: &DirFd, temp: &[u8], name: &[u8], path: &Path) -> Result<()> {
-        if self.options.force
-            && parent
-                .lstat(name)
-                .is_ok_and(|st| kind_of(st.st_mode) == NodeKind::Dir)
-        {
+    /// with `force`, which removes a directory in the way first.
+    fn put_in_place(
+        &self,
+        parent: &DirFd,
+        temp: &[u8],
+        name: &[u8],
+        path: &Path,
+        dir_in_the_way: bool,
+    ) -> Result<()> {
+        if dir_in_the_way {
             parent
                 .remove(name)
                 .map_err(|e| Error::io("replace", path, e))?;

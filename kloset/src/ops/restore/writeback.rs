@@ -80,10 +80,7 @@ impl EarlyWriteback {
     /// Stops the thread; the error of an early sync, if one failed.
     pub(super) fn finish(&self) -> io::Result<()> {
         self.stop();
-        match self.shared.lock().error.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        self.shared.lock().error.take().map_or(Ok(()), Err)
     }
 
     fn stop(&self) {
